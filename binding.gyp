@@ -1,0 +1,17 @@
+{
+  "targets": [
+    {
+      "target_name": "devmap",
+      "sources": [
+        "native/devmap.cc",
+        "native/baseline_memory.cc",
+        "native/baseline_rmap.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "libraries": ["-lrt"]
+    }
+  ]
+}

@@ -1,0 +1,387 @@
+/*
+ * Mapping: one real mmap(2) region, and the views JavaScript reads and writes it through.
+ *
+ * The rule this module exists to keep: JavaScript never touches an address that is not mapped readable and
+ * writable. Three mechanisms keep it.
+ *
+ *  1. Views are external ArrayBuffers the Mapping remembers (weakly). Whatever removes pages — unmap of the
+ *     whole or of a part, protect() to something less than read+write — first detaches every view that
+ *     touches those pages, so typed arrays over them read as length 0. A view wholly inside surviving pages
+ *     is handed to the surviving piece and keeps working.
+ *  2. Views are only created over pages that are readable and writable. A typed array cannot be made
+ *     read-only, and a write to a read-only page kills the process, so read-only pages are reached through
+ *     read() (a copy) or mapped copy-on-write (shared: false) instead.
+ *  3. Lifetime: `owners` maps each view to its Mapping (a WeakMap, so a live view keeps its Mapping alive
+ *     without a visible property), and a FinalizationRegistry unmaps a Mapping only once neither it nor any
+ *     of its views is reachable. The held value is a small Cell that does not reference the Mapping.
+ *
+ * A partial unmap is page-granular: the unmapped range is [offset, roundUp(offset + length)), the old
+ * Mapping becomes unmapped and the 0, 1 or 2 surviving pieces come back as new Mappings, each with its own
+ * Cell. Addresses travel as numbers internally (user-space addresses are below 2^53) and are shown as bigint.
+ */
+import { inspect } from 'node:util';
+import { DevmapError, check, integer, optionalInteger, options, rangeError, typeError } from '../errors';
+import { native } from '../native';
+import { PROT_READ, PROT_WRITE, SAFE_ADVICE, MS_ASYNC, MS_INVALIDATE, MS_SYNC } from './constants';
+import { pageSize } from './page';
+
+/** How a Mapping gives its pages back: munmap, or (inside a simulated address space) re-reserve them. */
+export type Releaser = (addr: number, length: number) => number;
+
+interface Cell {
+  addr: number;
+  /** Bytes really mapped: the requested length rounded up to the granule. */
+  mapped: number;
+  live: boolean;
+  release: Releaser;
+}
+
+interface View {
+  ref: WeakRef<ArrayBuffer>;
+  offset: number;
+  length: number;
+}
+
+const RW = PROT_READ | PROT_WRITE;
+const munmap: Releaser = (addr, length) => native().munmap(addr, length);
+
+const finalizer = new FinalizationRegistry<Cell>((cell) => {
+  if (cell.live) {
+    cell.live = false;
+    cell.release(cell.addr, cell.mapped);
+  }
+});
+
+/** Every view handed out, to the Mapping that owns its pages now. */
+const owners = new WeakMap<ArrayBuffer, Mapping>();
+
+/** The Mapping whose pages `buffer` views, if it is one of devmap's views. */
+export function ownerOf(buffer: ArrayBuffer): Mapping | undefined {
+  return owners.get(buffer);
+}
+
+export interface MappingInit {
+  addr: number;
+  length: number;
+  prot: number;
+  shared: boolean;
+  granule?: number;
+  release?: Releaser;
+}
+
+export class Mapping {
+  #cell: Cell;
+  #length: number;
+  #shared: boolean;
+  #granule: number;
+  /** Protection runs: byte offset where each run starts (ascending, first is 0) and its prot. */
+  #runStarts: number[];
+  #runProts: number[];
+  #buffer: ArrayBuffer | undefined;
+  #views: View[] = [];
+  #compactAt = 16;
+
+  /** @internal Use mapAnonymous(), mapFile() or SharedMemory#map(). */
+  constructor(init: MappingInit, token?: symbol) {
+    if (token !== internal) throw new TypeError('Mapping is not constructible; use mapAnonymous(), mapFile() or SharedMemory#map()');
+    const granule = init.granule ?? pageSize;
+    this.#cell = { addr: init.addr, mapped: Math.ceil(init.length / granule) * granule, live: true, release: init.release ?? munmap };
+    this.#length = init.length;
+    this.#shared = init.shared;
+    this.#granule = granule;
+    this.#runStarts = [0];
+    this.#runProts = [init.prot];
+    finalizer.register(this, this.#cell, this);
+  }
+
+  /** The real virtual address of the first byte. */
+  get address(): bigint {
+    return BigInt(this.#cell.addr);
+  }
+  /** Length in bytes, as asked for (the pages mapped extend it to a page multiple). */
+  get length(): number {
+    return this.#length;
+  }
+  get mapped(): boolean {
+    return this.#cell.live;
+  }
+  get shared(): boolean {
+    return this.#shared;
+  }
+  /** The unit of unmap/protect offsets: the page size, or the huge page size for hugePages: true. */
+  get granule(): number {
+    return this.#granule;
+  }
+  /** The protection of the byte at `offset` (default 0). */
+  protection(offset = 0): number {
+    this.#range(offset, 1, false);
+    let i = this.#runStarts.length - 1;
+    while (this.#runStarts[i] > offset) i--;
+    return this.#runProts[i];
+  }
+
+  /**
+   * An ArrayBuffer over the whole mapping (the same one on every call). Detached when any of its pages is
+   * unmapped or protected below read+write.
+   */
+  get buffer(): ArrayBuffer {
+    this.#assertMapped();
+    if (this.#buffer === undefined || this.#buffer.byteLength === 0) {
+      this.#buffer = this.#newView(0, this.#length);
+    }
+    return this.#buffer;
+  }
+
+  /** A new ArrayBuffer over [offset, offset + length): the way to window a mapping larger than one ArrayBuffer. */
+  view(offset = 0, length?: number): ArrayBuffer {
+    this.#assertMapped();
+    offset = integer(offset, 'offset');
+    const len = length === undefined ? this.#length - offset : integer(length, 'length', 1);
+    this.#range(offset, len, false);
+    return this.#newView(offset, len);
+  }
+
+  /** Copies [offset, offset + length) out; works on read-only pages, where views are refused. */
+  read(offset = 0, length?: number): Buffer {
+    this.#assertMapped();
+    offset = integer(offset, 'offset');
+    const len = length === undefined ? this.#length - offset : integer(length, 'length', 1);
+    this.#range(offset, len, false);
+    this.#assertProt(offset, offset + len, PROT_READ, 'readable');
+    const out = Buffer.allocUnsafe(len);
+    native().read(this.#cell.addr + offset, out);
+    return out;
+  }
+
+  /**
+   * Unmaps the whole mapping (no arguments) or the pages covering [offset, offset + length) and returns the
+   * surviving pieces (0, 1 or 2) as new Mappings; this Mapping is unmapped either way.
+   */
+  unmap(offset?: number, length?: number): Mapping[] {
+    this.#assertMapped();
+    const cell = this.#cell;
+    if (offset === undefined && length === undefined) {
+      check(cell.release(cell.addr, cell.mapped), 'munmap');
+      this.#retire();
+      this.#detachRange(0, cell.mapped);
+      return [];
+    }
+    offset = integer(offset, 'offset');
+    const len = length === undefined ? this.#length - offset : integer(length, 'length', 1);
+    this.#range(offset, len, true);
+    const end = Math.min(Math.ceil((offset + len) / this.#granule) * this.#granule, cell.mapped);
+    check(cell.release(cell.addr + offset, end - offset), 'munmap');
+    this.#retire();
+    this.#detachRange(offset, end);
+    const pieces: Mapping[] = [];
+    if (offset > 0) pieces.push(this.#piece(0, offset, offset));
+    if (end < cell.mapped) pieces.push(this.#piece(end, cell.mapped, this.#length - end));
+    this.#views = [];
+    return pieces;
+  }
+
+  /** mprotect(2) over the pages covering [offset, offset + length). Views of pages left without read+write are detached. */
+  protect(prot: number, offset = 0, length?: number): void {
+    this.#assertMapped();
+    prot = integer(prot, 'prot', 0, 7);
+    const [start, end] = this.#pages(offset, length);
+    check(native().mprotect(this.#cell.addr + start, end - start, prot), 'mprotect');
+    if ((prot & RW) !== RW) this.#detachRange(start, end);
+    this.#setProt(start, end, prot);
+  }
+
+  /** msync(2): write dirty pages back to the file (MS_SYNC, or MS_ASYNC with async: true). */
+  sync(opts?: { offset?: number; length?: number; async?: boolean; invalidate?: boolean }): void {
+    this.#assertMapped();
+    const o = options<{ offset: number; length: number; async: boolean; invalidate: boolean }>(opts, 'options', ['offset', 'length', 'async', 'invalidate']);
+    if (o.async !== undefined && typeof o.async !== 'boolean') throw typeError('a boolean', 'options.async', o.async);
+    if (o.invalidate !== undefined && typeof o.invalidate !== 'boolean') throw typeError('a boolean', 'options.invalidate', o.invalidate);
+    const [start, end] = this.#pages(o.offset ?? 0, o.length);
+    const flags = (o.async ? MS_ASYNC : MS_SYNC) | (o.invalidate ? MS_INVALIDATE : 0);
+    check(native().msync(this.#cell.addr + start, end - start, flags), 'msync');
+  }
+
+  /** madvise(2) with one of the MADV_* constants (the ones that poison pages are refused). */
+  advise(advice: number, offset = 0, length?: number): void {
+    this.#assertMapped();
+    advice = integer(advice, 'advice', 0, 1000);
+    if (!SAFE_ADVICE.has(advice)) throw rangeError('one of the MADV_* constants devmap exports', 'advice', advice);
+    const [start, end] = this.#pages(offset, length);
+    check(native().madvise(this.#cell.addr + start, end - start, advice), 'madvise');
+  }
+
+  /** mlock(2): keep the pages resident. */
+  lock(offset = 0, length?: number): void {
+    this.#assertMapped();
+    const [start, end] = this.#pages(offset, length);
+    check(native().mlock(this.#cell.addr + start, end - start), 'mlock');
+  }
+
+  /** munlock(2). */
+  unlock(offset = 0, length?: number): void {
+    this.#assertMapped();
+    const [start, end] = this.#pages(offset, length);
+    check(native().munlock(this.#cell.addr + start, end - start), 'munlock');
+  }
+
+  /** mincore(2): one byte per page, 1 where the page is resident in memory. */
+  residency(): Uint8Array {
+    this.#assertMapped();
+    const out = new Uint8Array(this.#cell.mapped / pageSize);
+    check(native().mincore(this.#cell.addr, this.#cell.mapped, out), 'mincore');
+    for (let i = 0; i < out.length; i++) out[i] &= 1;
+    return out;
+  }
+
+  [Symbol.dispose](): void {
+    if (this.#cell.live) this.unmap();
+  }
+
+  [inspect.custom](): string {
+    const addr = '0x' + this.#cell.addr.toString(16);
+    return `Mapping { address: ${addr}, length: ${this.#length}, shared: ${this.#shared}, mapped: ${this.#cell.live} }`;
+  }
+
+  toString(): string {
+    return this[inspect.custom]();
+  }
+
+  /** @internal The address as a number (no BigInt): for the layers above. */
+  get rawAddress(): number {
+    return this.#cell.addr;
+  }
+
+  // --- internals -------------------------------------------------------------------------------------------
+
+  #assertMapped(): void {
+    if (!this.#cell.live) throw new DevmapError('ERR_DEVMAP_UNMAPPED', 'This Mapping has been unmapped');
+  }
+
+  /** Validates [offset, offset + length) against the mapping; page-aligned offset when `aligned`. */
+  #range(offset: number, length: number, aligned: boolean): void {
+    if (offset >= this.#length) throw rangeError(`an offset below the length ${this.#length}`, 'offset', offset);
+    if (aligned && offset % this.#granule !== 0) throw rangeError(`a multiple of ${this.#granule}`, 'offset', offset);
+    if (offset + length > this.#length) {
+      throw rangeError(`a length of at most ${this.#length - offset} (the mapping ends there)`, 'length', length);
+    }
+  }
+
+  /** Validates offset/length and returns the page range [start, end) they cover. */
+  #pages(offset: unknown, length: unknown): [number, number] {
+    const start = integer(offset, 'offset');
+    const len = length === undefined ? this.#length - start : integer(length, 'length', 1);
+    this.#range(start, len, true);
+    return [start, Math.min(Math.ceil((start + len) / this.#granule) * this.#granule, this.#cell.mapped)];
+  }
+
+  #assertProt(start: number, end: number, need: number, what: string): void {
+    for (let i = 0; i < this.#runStarts.length; i++) {
+      const runEnd = i + 1 < this.#runStarts.length ? this.#runStarts[i + 1] : this.#cell.mapped;
+      if (runEnd > start && this.#runStarts[i] < end && (this.#runProts[i] & need) !== need) {
+        throw new DevmapError(
+          'ERR_DEVMAP_PROTECTION',
+          `Bytes ${start}..${end} include pages that are not ${what}; a JavaScript view over them could fault and kill ` +
+            'the process. Copy bytes out with mapping.read(), or map copy-on-write with { shared: false }.',
+        );
+      }
+    }
+  }
+
+  #newView(offset: number, length: number): ArrayBuffer {
+    this.#assertProt(offset, offset + length, RW, 'readable and writable');
+    let ab: ArrayBuffer;
+    try {
+      ab = native().buffer(this.#cell.addr + offset, length);
+    } catch (cause) {
+      throw new DevmapError(
+        'ERR_DEVMAP_VIEW_TOO_LARGE',
+        `Cannot make one ArrayBuffer of ${length} bytes; window the mapping with mapping.view(offset, length)`,
+        { cause },
+      );
+    }
+    owners.set(ab, this);
+    this.#track({ ref: new WeakRef(ab), offset, length });
+    return ab;
+  }
+
+  #track(view: View): void {
+    this.#views.push(view);
+    if (this.#views.length >= this.#compactAt) {
+      this.#views = this.#views.filter((v) => v.ref.deref() !== undefined);
+      this.#compactAt = Math.max(16, this.#views.length * 2);
+    }
+  }
+
+  /** Detaches every view that touches [start, end). */
+  #detachRange(start: number, end: number): void {
+    const n = native();
+    if (this.#buffer !== undefined) {
+      n.detach(this.#buffer);
+      this.#buffer = undefined;
+    }
+    for (const v of this.#views) {
+      const ab = v.ref.deref();
+      if (ab !== undefined && v.offset < end && v.offset + v.length > start) n.detach(ab);
+    }
+  }
+
+  #retire(): void {
+    this.#cell.live = false;
+    finalizer.unregister(this);
+  }
+
+  /** The surviving piece [start, end) of this (retired) mapping, inheriting the views wholly inside it. */
+  #piece(start: number, end: number, length: number): Mapping {
+    const piece = new Mapping(
+      { addr: this.#cell.addr + start, length, prot: 0, shared: this.#shared, granule: this.#granule, release: this.#cell.release },
+      internal,
+    );
+    const starts: number[] = [];
+    const prots: number[] = [];
+    for (let i = 0; i < this.#runStarts.length; i++) {
+      const s = Math.max(this.#runStarts[i], start);
+      const e = i + 1 < this.#runStarts.length ? Math.min(this.#runStarts[i + 1], end) : end;
+      if (s < e) {
+        starts.push(s - start);
+        prots.push(this.#runProts[i]);
+      }
+    }
+    piece.#runStarts = starts;
+    piece.#runProts = prots;
+    for (const v of this.#views) {
+      const ab = v.ref.deref();
+      if (ab !== undefined && ab.byteLength > 0 && v.offset >= start && v.offset + v.length <= end) {
+        owners.set(ab, piece);
+        piece.#views.push({ ref: v.ref, offset: v.offset - start, length: v.length });
+      }
+    }
+    return piece;
+  }
+
+  #setProt(start: number, end: number, prot: number): void {
+    const starts: number[] = [];
+    const prots: number[] = [];
+    const add = (s: number, p: number) => {
+      if (prots.length === 0 || prots[prots.length - 1] !== p) {
+        starts.push(s);
+        prots.push(p);
+      }
+    };
+    const n = this.#runStarts.length;
+    for (let i = 0; i < n && this.#runStarts[i] < start; i++) add(this.#runStarts[i], this.#runProts[i]);
+    add(start, prot);
+    for (let i = 0; i < n; i++) {
+      const runEnd = i + 1 < n ? this.#runStarts[i + 1] : this.#cell.mapped;
+      if (runEnd > end) add(Math.max(this.#runStarts[i], end), this.#runProts[i]);
+    }
+    this.#runStarts = starts;
+    this.#runProts = prots;
+  }
+}
+
+const internal = Symbol('devmap.internal');
+
+/** @internal Wraps pages the caller has just mapped. */
+export function adoptMapping(init: MappingInit): Mapping {
+  return new Mapping(init, internal);
+}

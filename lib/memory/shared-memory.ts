@@ -1,0 +1,212 @@
+/*
+ * SharedMemory: a memory object other processes can map — a POSIX shm segment (/dev/shm/<name>), a memfd, or
+ * any descriptor handed to us (e.g. inherited through child_process.spawn's stdio).
+ *
+ * Secure and SIGBUS-free by default:
+ *  - create() is O_CREAT | O_EXCL with mode 0600 (applied exactly: the umask cannot narrow a wider mode the
+ *    caller asked for, and nothing widens 0600); names are single path components, checked here.
+ *  - create() and memfd() reserve the memory at once (fallocate), so a full /dev/shm is an ENOSPC error
+ *    from create() and never a SIGBUS on first touch.
+ *  - memfd() seals the object against shrinking (F_SEAL_SHRINK), so no peer holding the fd can truncate it
+ *    under our mappings. POSIX shm objects cannot be sealed: a peer with write access could truncate one;
+ *    docs/security.md says what that means.
+ * The SharedMemory owns its descriptor: close() closes it. Mappings made from it stay valid after close().
+ */
+import * as fs from 'node:fs';
+import { DevmapError, boolean, check, integer, options, string, typeError, rangeError } from '../errors';
+import { native } from '../native';
+import {
+  F_ADD_SEALS, F_GETFL, F_GET_SEALS, O_ACCMODE, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_WRITE, MFD_ALLOW_SEALING, MFD_CLOEXEC,
+} from './constants';
+import { REGION_KEYS, mapDescriptor, type MapRegionOptions } from './map';
+import type { Mapping } from './mapping';
+
+export type Seal = 'shrink' | 'grow' | 'write' | 'seal';
+const SEAL_BITS: Record<Seal, number> = { shrink: F_SEAL_SHRINK, grow: F_SEAL_GROW, write: F_SEAL_WRITE, seal: F_SEAL_SEAL };
+
+/** Largest shm name: NAME_MAX. */
+const MAX_NAME = 255;
+/** memfd_create(2) allows 249 bytes of name. */
+const MAX_MEMFD_NAME = 249;
+
+/** A POSIX shm name: one path component, no traversal, no control characters. */
+export function validateShmName(name: unknown, argName = 'name'): string {
+  const s = string(name, argName);
+  if (s.length === 0 || Buffer.byteLength(s) > MAX_NAME) throw rangeError(`a name of 1 to ${MAX_NAME} bytes`, argName, s);
+  // eslint-disable-next-line no-control-regex
+  if (s.includes('/') || s === '.' || s === '..' || /[\x00-\x1f\x7f]/.test(s)) {
+    throw rangeError('a name without "/", control characters, and other than "." or ".."', argName, s);
+  }
+  return s;
+}
+
+type Kind = 'shm' | 'memfd' | 'fd';
+
+export class SharedMemory {
+  #fd: number;
+  #size: number;
+  #name: string | null;
+  #kind: Kind;
+  #readOnly: boolean;
+
+  private constructor(fd: number, size: number, name: string | null, kind: Kind, readOnly: boolean) {
+    this.#fd = fd;
+    this.#size = size;
+    this.#name = name;
+    this.#kind = kind;
+    this.#readOnly = readOnly;
+  }
+
+  /** Creates /dev/shm/<name> exclusively (EEXIST if it exists), sized and reserved. */
+  static create(name: string, size: number, opts?: { mode?: number }): SharedMemory {
+    name = validateShmName(name);
+    size = integer(size, 'size', 1);
+    const o = options<{ mode: number }>(opts, 'options', ['mode']);
+    const mode = o.mode === undefined ? 0o600 : integer(o.mode, 'options.mode', 0, 0o777);
+    const n = native();
+    const path = `/${name}`;
+    const fd = check(n.shm_open(path, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, mode), 'shm_open', name);
+    try {
+      if ((mode & 0o077) !== 0) fs.fchmodSync(fd, mode);
+      reserve(fd, size, name);
+    } catch (err) {
+      n.shm_unlink(path);
+      fs.closeSync(fd);
+      throw err;
+    }
+    return new SharedMemory(fd, size, name, 'shm', false);
+  }
+
+  /** Opens an existing /dev/shm/<name>. readOnly opens O_RDONLY: map it copy-on-write ({ shared: false }) for views. */
+  static open(name: string, opts?: { readOnly?: boolean }): SharedMemory {
+    name = validateShmName(name);
+    const o = options<{ readOnly: boolean }>(opts, 'options', ['readOnly']);
+    const readOnly = boolean(o.readOnly, 'options.readOnly', false);
+    const fd = check(native().shm_open(`/${name}`, readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR, 0), 'shm_open', name);
+    return new SharedMemory(fd, sizeOf(fd), name, 'shm', readOnly);
+  }
+
+  /** An anonymous memfd of `size` bytes, reserved, sealed against shrinking unless seal is false or other seals are named. */
+  static memfd(name: string, size: number, opts?: { seal?: boolean | Seal[] }): SharedMemory {
+    name = string(name, 'name');
+    if (Buffer.byteLength(name) > MAX_MEMFD_NAME || name.includes('\0')) {
+      throw rangeError(`a name of at most ${MAX_MEMFD_NAME} bytes without NUL`, 'name', name);
+    }
+    size = integer(size, 'size', 1);
+    const o = options<{ seal: boolean | Seal[] }>(opts, 'options', ['seal']);
+    const seals = sealBits(o.seal ?? true);
+    const fd = check(native().memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING), 'memfd_create');
+    try {
+      reserve(fd, size);
+      if (seals !== 0) check(native().fcntl(fd, F_ADD_SEALS, seals), 'fcntl');
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+    return new SharedMemory(fd, size, name, 'memfd', false);
+  }
+
+  /**
+   * Adopts an open descriptor (a memfd or shm fd inherited from a parent, say). The SharedMemory owns it
+   * from now on: close() closes it.
+   */
+  static fromFd(fd: number): SharedMemory {
+    fd = integer(fd, 'fd', 0, 0x7fffffff);
+    const accessMode = check(native().fcntl(fd, F_GETFL, 0), 'fcntl') & O_ACCMODE;
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw rangeError('a descriptor of a regular file, memfd or shm object', 'fd', fd);
+    return new SharedMemory(fd, st.size, null, 'fd', accessMode === fs.constants.O_RDONLY);
+  }
+
+  /** Removes /dev/shm/<name>; mappings and open descriptors keep working. */
+  static unlink(name: string): void {
+    name = validateShmName(name);
+    check(native().shm_unlink(`/${name}`), 'shm_unlink', name);
+  }
+
+  get fd(): number {
+    this.#assertOpen();
+    return this.#fd;
+  }
+  get size(): number {
+    return this.#size;
+  }
+  get name(): string | null {
+    return this.#name;
+  }
+  get readOnly(): boolean {
+    return this.#readOnly;
+  }
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+  /** The seals set on a memfd, as names. */
+  get seals(): Seal[] {
+    this.#assertOpen();
+    const bits = check(native().fcntl(this.#fd, F_GET_SEALS, 0), 'fcntl');
+    return (Object.keys(SEAL_BITS) as Seal[]).filter((s) => (bits & SEAL_BITS[s]) !== 0);
+  }
+
+  /** Maps [offset, offset + length) of the object. */
+  map(opts?: MapRegionOptions): Mapping {
+    this.#assertOpen();
+    const o = options<MapRegionOptions>(opts, 'options', REGION_KEYS);
+    return mapDescriptor(this.#fd, this.#size, o, !this.#readOnly, this.#name ?? undefined);
+  }
+
+  /** Grows (or, unless sealed, shrinks) the object; growth is reserved like create(). */
+  resize(size: number): void {
+    this.#assertOpen();
+    size = integer(size, 'size', 1);
+    if (this.#readOnly) throw new DevmapError('ERR_DEVMAP_READ_ONLY', 'Cannot resize a SharedMemory opened read-only');
+    reserve(this.#fd, size, this.#name ?? undefined);
+    this.#size = size;
+  }
+
+  /** Removes the name from /dev/shm (shm objects only). */
+  unlink(): void {
+    if (this.#kind !== 'shm' || this.#name === null) {
+      throw new DevmapError('ERR_DEVMAP_NOT_NAMED', 'Only a POSIX shm segment (create/open) has a name to unlink');
+    }
+    SharedMemory.unlink(this.#name);
+  }
+
+  /** Closes the descriptor. Idempotent. */
+  close(): void {
+    if (this.#fd >= 0) {
+      const fd = this.#fd;
+      this.#fd = -1;
+      fs.closeSync(fd);
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #assertOpen(): void {
+    if (this.#fd < 0) throw new DevmapError('ERR_DEVMAP_CLOSED', 'This SharedMemory has been closed');
+  }
+}
+
+/** ftruncate + fallocate: the size, with every byte's memory reserved now. */
+function reserve(fd: number, size: number, path?: string): void {
+  fs.ftruncateSync(fd, size);
+  check(native().fallocate(fd, 0, 0, size), 'fallocate', path);
+}
+
+function sizeOf(fd: number): number {
+  return fs.fstatSync(fd).size;
+}
+
+function sealBits(seal: unknown): number {
+  if (seal === true) return F_SEAL_SHRINK;
+  if (seal === false) return 0;
+  if (!Array.isArray(seal)) throw typeError("a boolean or an array of 'shrink' | 'grow' | 'write' | 'seal'", 'options.seal', seal);
+  let bits = 0;
+  for (const s of seal) {
+    if (!Object.hasOwn(SEAL_BITS, s)) throw rangeError("'shrink', 'grow', 'write' or 'seal'", 'options.seal[]', s);
+    bits |= SEAL_BITS[s as Seal];
+  }
+  return bits;
+}

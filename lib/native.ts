@@ -1,0 +1,73 @@
+/*
+ * Loads the addon. node-gyp-build looks in prebuilds/<platform>-<arch>/ first, then build/Release and
+ * build/Debug. On a platform other than Linux nothing is loaded: the package still imports, and every call
+ * that needs the addon throws ERR_DEVMAP_UNSUPPORTED_PLATFORM.
+ */
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import nodeGypBuild from 'node-gyp-build';
+import { DevmapError } from './errors';
+
+/** The addon's functions: see native/devmap.cc. Failing system calls return -errno. */
+export interface Native {
+  mmap(addr: number, length: number, prot: number, flags: number, fd: number, offset: number): number;
+  munmap(addr: number, length: number): number;
+  mprotect(addr: number, length: number, prot: number): number;
+  msync(addr: number, length: number, flags: number): number;
+  madvise(addr: number, length: number, advice: number): number;
+  mlock(addr: number, length: number): number;
+  munlock(addr: number, length: number): number;
+  mincore(addr: number, length: number, out: Uint8Array): number;
+  memfd_create(name: string, flags: number): number;
+  shm_open(name: string, oflag: number, mode: number): number;
+  shm_unlink(name: string): number;
+  fallocate(fd: number, mode: number, offset: number, length: number): number;
+  fcntl(fd: number, cmd: number, arg: number): number;
+  buffer(addr: number, length: number): ArrayBuffer;
+  read(addr: number, target: ArrayBufferView): void;
+  detach(buffer: ArrayBuffer): void;
+  futex_wait(array: ArrayBufferView, byteIndex: number, expected: number, timeoutMs: number): number;
+  futex_wake(array: ArrayBufferView, byteIndex: number, count: number): number;
+  page_size(): number;
+  [baseline: `c_${string}`]: (...args: any[]) => number;
+}
+
+const root = join(__dirname, '..');
+
+function unsupported(): Native {
+  const fail = () => {
+    throw new DevmapError(
+      'ERR_DEVMAP_UNSUPPORTED_PLATFORM',
+      `devmap needs Linux (memfd, futex, /dev/shm); this is ${process.platform}-${process.arch}`,
+    );
+  };
+  return new Proxy({} as Native, { get: () => fail });
+}
+
+function load(): Native {
+  if (process.platform !== 'linux') return unsupported();
+  try {
+    return nodeGypBuild(root) as Native;
+  } catch (cause) {
+    const tried = [
+      join(root, 'prebuilds', `${process.platform}-${process.arch}`),
+      join(root, 'build', 'Release', 'devmap.node'),
+      join(root, 'build', 'Debug', 'devmap.node'),
+    ].map((p) => `  ${p}${existsSync(p) ? '' : ' (missing)'}`);
+    throw new DevmapError(
+      'ERR_DEVMAP_ADDON_LOAD',
+      `devmap could not load its native addon for ${process.platform}-${process.arch} on Node ${process.version}.\n` +
+        `Tried:\n${tried.join('\n')}\n` +
+        'To fix: run `npm rebuild devmap` (needs python3, make and a C++ compiler), or install a release that ships ' +
+        'a prebuild for this platform; on musl (Alpine) the glibc prebuild does not load, rebuild from source.',
+      { cause },
+    );
+  }
+}
+
+let loaded: Native | undefined;
+
+/** The addon, loaded on first use so that importing devmap never throws. */
+export function native(): Native {
+  return (loaded ??= load());
+}

@@ -1,0 +1,112 @@
+// C baselines of the memory layer's hot paths. Each function runs `iters`
+// iterations of the same work the JS benchmark does and returns elapsed ns.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+
+#include "devmap.h"
+
+namespace devmap {
+
+static double Arg(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::Number>().DoubleValue(); }
+
+// mmap + munmap of an anonymous shared read/write region.
+static Napi::Value MapUnmap(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 2)) return info.Env().Undefined();
+  size_t len = static_cast<size_t>(Arg(info, 0));
+  long iters = static_cast<long>(Arg(info, 1));
+  double t0 = NowNs();
+  for (long i = 0; i < iters; i++) {
+    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return Napi::Number::New(info.Env(), -errno);
+    munmap(p, len);
+  }
+  return Napi::Number::New(info.Env(), NowNs() - t0);
+}
+
+// shm_open(O_CREAT|O_EXCL) + ftruncate + fallocate + mmap + munmap + close + shm_unlink.
+static Napi::Value ShmCycle(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 2)) return info.Env().Undefined();
+  size_t len = static_cast<size_t>(Arg(info, 0));
+  long iters = static_cast<long>(Arg(info, 1));
+  std::string name = "/devmap-cbase-" + std::to_string(getpid());
+  double t0 = NowNs();
+  for (long i = 0; i < iters; i++) {
+    int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return Napi::Number::New(info.Env(), -errno);
+    if (ftruncate(fd, len) < 0 || fallocate(fd, 0, 0, len) < 0) {
+      int e = errno;
+      close(fd);
+      shm_unlink(name.c_str());
+      return Napi::Number::New(info.Env(), -e);
+    }
+    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p != MAP_FAILED) munmap(p, len);
+    close(fd);
+    shm_unlink(name.c_str());
+  }
+  return Napi::Number::New(info.Env(), NowNs() - t0);
+}
+
+// open + fstat + mmap(whole file) + munmap + close of an existing file.
+static Napi::Value FileMap(const Napi::CallbackInfo& info) {
+  if (!info[0].IsString() || !CheckArgs(info, 0) || !info[1].IsNumber()) return info.Env().Undefined();
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  long iters = static_cast<long>(Arg(info, 1));
+  double t0 = NowNs();
+  for (long i = 0; i < iters; i++) {
+    int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) return Napi::Number::New(info.Env(), -errno);
+    struct stat st;
+    fstat(fd, &st);
+    void* p = mmap(nullptr, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p != MAP_FAILED) munmap(p, st.st_size);
+    close(fd);
+  }
+  return Napi::Number::New(info.Env(), NowNs() - t0);
+}
+
+// mmap, write one byte in every page (the first-touch fault), munmap.
+static Napi::Value FirstTouch(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 2)) return info.Env().Undefined();
+  size_t len = static_cast<size_t>(Arg(info, 0));
+  long iters = static_cast<long>(Arg(info, 1));
+  size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  double t0 = NowNs();
+  for (long i = 0; i < iters; i++) {
+    auto* p = static_cast<volatile uint8_t*>(
+        mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    if (p == MAP_FAILED) return Napi::Number::New(info.Env(), -errno);
+    for (size_t off = 0; off < len; off += page) p[off] = 1;
+    munmap(const_cast<uint8_t*>(p), len);
+  }
+  return Napi::Number::New(info.Env(), NowNs() - t0);
+}
+
+// memset over a region the caller mapped (the JS side fills the same region).
+static Napi::Value Fill(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 3)) return info.Env().Undefined();
+  auto* p = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(Arg(info, 0)));
+  size_t len = static_cast<size_t>(Arg(info, 1));
+  long iters = static_cast<long>(Arg(info, 2));
+  double t0 = NowNs();
+  for (long i = 0; i < iters; i++) {
+    memset(p, static_cast<int>(i & 0xff), len);
+    asm volatile("" : : "r"(p) : "memory");
+  }
+  return Napi::Number::New(info.Env(), NowNs() - t0);
+}
+
+void InitMemoryBaselines(Napi::Env env, Napi::Object exports) {
+  exports["c_map_unmap"] = Napi::Function::New(env, MapUnmap, "c_map_unmap");
+  exports["c_shm_cycle"] = Napi::Function::New(env, ShmCycle, "c_shm_cycle");
+  exports["c_file_map"] = Napi::Function::New(env, FileMap, "c_file_map");
+  exports["c_first_touch"] = Napi::Function::New(env, FirstTouch, "c_first_touch");
+  exports["c_fill"] = Napi::Function::New(env, Fill, "c_fill");
+}
+
+}  // namespace devmap
