@@ -264,6 +264,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["page_size"] = Napi::Function::New(env, PageSize, "page_size");
   InitMemoryBaselines(env, exports);
   InitRmapBaselines(env, exports);
+  InitSyncBaselines(env, exports);
+  InitSync(env, exports);
   return exports;
 }
 

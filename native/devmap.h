@@ -23,5 +23,8 @@ inline double NowNs() {
 // so the JS path and the C path are measured in one process and one run.
 void InitMemoryBaselines(Napi::Env env, Napi::Object exports);
 void InitRmapBaselines(Napi::Env env, Napi::Object exports);
+void InitSyncBaselines(Napi::Env env, Napi::Object exports);
+// Asynchronous futex waits (native/sync.cc).
+void InitSync(Napi::Env env, Napi::Object exports);
 
 }  // namespace devmap
