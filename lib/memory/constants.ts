@@ -65,3 +65,5 @@ export const F_SEAL_FUTURE_WRITE = 0x10;
 export const O_ACCMODE = 3;
 /** fcntl(2) command that reads the file status flags. */
 export const F_GETFL = 3;
+/** fcntl(2) command that duplicates a descriptor with close-on-exec set. */
+export const F_DUPFD_CLOEXEC = 1030;

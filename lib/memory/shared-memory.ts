@@ -10,13 +10,13 @@
  *  - memfd() seals the object against shrinking (F_SEAL_SHRINK), so no peer holding the fd can truncate it
  *    under our mappings. POSIX shm objects cannot be sealed: a peer with write access could truncate one;
  *    docs/security.md says what that means.
- * The SharedMemory owns its descriptor: close() closes it. Mappings made from it stay valid after close().
+ * A SharedMemory owns its descriptor (fromFd() duplicates the one it is given): close() closes it. Mappings made from it stay valid after close().
  */
 import * as fs from 'node:fs';
 import { DevmapError, boolean, check, integer, options, string, typeError, rangeError } from '../errors';
 import { native } from '../native';
 import {
-  F_ADD_SEALS, F_GETFL, F_GET_SEALS, O_ACCMODE, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_WRITE, MFD_ALLOW_SEALING, MFD_CLOEXEC,
+  F_ADD_SEALS, F_DUPFD_CLOEXEC, F_GETFL, F_GET_SEALS, O_ACCMODE, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_WRITE, MFD_ALLOW_SEALING, MFD_CLOEXEC,
 } from './constants';
 import { REGION_KEYS, mapDescriptor, type MapRegionOptions } from './map';
 import type { Mapping } from './mapping';
@@ -41,6 +41,7 @@ export function validateShmName(name: unknown, argName = 'name'): string {
 }
 
 type Kind = 'shm' | 'memfd' | 'fd';
+const internal = Symbol('devmap.internal');
 
 export class SharedMemory {
   #fd: number;
@@ -49,7 +50,9 @@ export class SharedMemory {
   #kind: Kind;
   #readOnly: boolean;
 
-  private constructor(fd: number, size: number, name: string | null, kind: Kind, readOnly: boolean) {
+  /** @internal Use the static methods create(), open(), memfd() and fromFd(). */
+  constructor(fd: number, size: number, name: string | null, kind: Kind, readOnly: boolean, token?: symbol) {
+    if (token !== internal) throw new TypeError('SharedMemory is not constructible; use SharedMemory.create(), open(), memfd() or fromFd()');
     this.#fd = fd;
     this.#size = size;
     this.#name = name;
@@ -74,7 +77,7 @@ export class SharedMemory {
       fs.closeSync(fd);
       throw err;
     }
-    return new SharedMemory(fd, size, name, 'shm', false);
+    return new SharedMemory(fd, size, name, 'shm', false, internal);
   }
 
   /** Opens an existing /dev/shm/<name>. readOnly opens O_RDONLY: map it copy-on-write ({ shared: false }) for views. */
@@ -83,7 +86,7 @@ export class SharedMemory {
     const o = options<{ readOnly: boolean }>(opts, 'options', ['readOnly']);
     const readOnly = boolean(o.readOnly, 'options.readOnly', false);
     const fd = check(native().shm_open(`/${name}`, readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR, 0), 'shm_open', name);
-    return new SharedMemory(fd, sizeOf(fd), name, 'shm', readOnly);
+    return new SharedMemory(fd, sizeOf(fd), name, 'shm', readOnly, internal);
   }
 
   /** An anonymous memfd of `size` bytes, reserved, sealed against shrinking unless seal is false or other seals are named. */
@@ -103,19 +106,20 @@ export class SharedMemory {
       fs.closeSync(fd);
       throw err;
     }
-    return new SharedMemory(fd, size, name, 'memfd', false);
+    return new SharedMemory(fd, size, name, 'memfd', false, internal);
   }
 
   /**
-   * Adopts an open descriptor (a memfd or shm fd inherited from a parent, say). The SharedMemory owns it
-   * from now on: close() closes it.
+   * A SharedMemory over a duplicate of an open descriptor (a memfd or shm fd inherited from a parent, say).
+   * The caller's descriptor stays the caller's: close() closes only the duplicate.
    */
   static fromFd(fd: number): SharedMemory {
     fd = integer(fd, 'fd', 0, 0x7fffffff);
     const accessMode = check(native().fcntl(fd, F_GETFL, 0), 'fcntl') & O_ACCMODE;
     const st = fs.fstatSync(fd);
     if (!st.isFile()) throw rangeError('a descriptor of a regular file, memfd or shm object', 'fd', fd);
-    return new SharedMemory(fd, st.size, null, 'fd', accessMode === fs.constants.O_RDONLY);
+    const dup = check(native().fcntl(fd, F_DUPFD_CLOEXEC, 0), 'fcntl');
+    return new SharedMemory(dup, st.size, null, 'fd', accessMode === fs.constants.O_RDONLY, internal);
   }
 
   /** Removes /dev/shm/<name>; mappings and open descriptors keep working. */
