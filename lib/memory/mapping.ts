@@ -43,6 +43,8 @@ interface View {
 }
 
 const RW = PROT_READ | PROT_WRITE;
+/** Shared by every Mapping that never made a view; replaced on the first one, never written. */
+const NO_VIEWS: View[] = [];
 const munmap: Releaser = (addr, length) => native().munmap(addr, length);
 
 const finalizer = new FinalizationRegistry<Cell>((cell) => {
@@ -78,7 +80,7 @@ export class Mapping {
   #runStarts: number[];
   #runProts: number[];
   #buffer: ArrayBuffer | undefined;
-  #views: View[] = [];
+  #views: View[] = NO_VIEWS;
   #compactAt = 16;
 
   /** @internal Use mapAnonymous(), mapFile() or SharedMemory#map(). */
@@ -91,7 +93,7 @@ export class Mapping {
     this.#granule = granule;
     this.#runStarts = [0];
     this.#runProts = [init.prot];
-    finalizer.register(this, this.#cell, this);
+    finalizer.register(this, this.#cell);
   }
 
   /** The real virtual address of the first byte. */
@@ -176,7 +178,7 @@ export class Mapping {
     const pieces: Mapping[] = [];
     if (offset > 0) pieces.push(this.#piece(0, offset, offset));
     if (end < cell.mapped) pieces.push(this.#piece(end, cell.mapped, this.#length - end));
-    this.#views = [];
+    this.#views = NO_VIEWS;
     return pieces;
   }
 
@@ -305,6 +307,7 @@ export class Mapping {
   }
 
   #track(view: View): void {
+    if (this.#views === NO_VIEWS) this.#views = [];
     this.#views.push(view);
     if (this.#views.length >= this.#compactAt) {
       this.#views = this.#views.filter((v) => v.ref.deref() !== undefined);
@@ -325,9 +328,10 @@ export class Mapping {
     }
   }
 
+  /** Marks the pages as released. The registry entry stays until the Mapping is collected (unregistering
+   * costs more than the finalizer's check of `live`, and unmap is a hot path). */
   #retire(): void {
     this.#cell.live = false;
-    finalizer.unregister(this);
   }
 
   /** The surviving piece [start, end) of this (retired) mapping, inheriting the views wholly inside it. */
@@ -352,7 +356,7 @@ export class Mapping {
       const ab = v.ref.deref();
       if (ab !== undefined && ab.byteLength > 0 && v.offset >= start && v.offset + v.length <= end) {
         owners.set(ab, piece);
-        piece.#views.push({ ref: v.ref, offset: v.offset - start, length: v.length });
+        piece.#track({ ref: v.ref, offset: v.offset - start, length: v.length });
       }
     }
     return piece;

@@ -1,0 +1,71 @@
+// A small benchmark harness: every case has variants (the JS path and its C baseline, at least) that run in
+// the same process and are interleaved repetition by repetition, so drift (frequency scaling, another
+// process) hits all variants alike. Each repetition times a batch and records ns per operation; the report
+// gives the median, the spread (min..max of repetitions) and the ratio of each variant to the baseline.
+import os from 'node:os';
+import { readFileSync } from 'node:fs';
+
+export const now = () => Number(process.hrtime.bigint());
+
+/** Times `batch(n)` (which runs n operations) and returns ns per operation. */
+export function perOp(batch, n) {
+  const t0 = now();
+  batch(n);
+  return (now() - t0) / n;
+}
+
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/**
+ * Runs one case. `variants` maps a label to a function (n) => nsPerOp (a C baseline returns its own timing;
+ * a JS variant is usually perOp(fn, n)). `baseline` names the variant the ratios are against.
+ */
+export function runCase({ name, variants, baseline, n, reps = 15, warmup = 2, goal, onProgress }) {
+  const labels = Object.keys(variants);
+  const samples = Object.fromEntries(labels.map((l) => [l, []]));
+  for (let r = -warmup; r < reps; r++) {
+    for (const l of labels) {
+      const ns = variants[l](n);
+      if (r >= 0) samples[l].push(ns);
+    }
+    onProgress?.(name, r + warmup + 1, reps + warmup);
+  }
+  const base = median(samples[baseline]);
+  const rows = labels.map((l) => {
+    const med = median(samples[l]);
+    return { variant: l, medianNs: med, minNs: Math.min(...samples[l]), maxNs: Math.max(...samples[l]), ratio: med / base };
+  });
+  return { name, baseline, n, reps, goal, rows };
+}
+
+export function machine() {
+  let kernel = os.release();
+  try {
+    kernel = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
+  } catch {}
+  return {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    kernel,
+    node: process.version,
+    date: new Date().toISOString().slice(0, 10),
+  };
+}
+
+const fmt = (ns) => (ns >= 1e6 ? `${(ns / 1e6).toFixed(2)} ms` : ns >= 1e3 ? `${(ns / 1e3).toFixed(2)} µs` : `${ns.toFixed(1)} ns`);
+
+/** A markdown table of results. */
+export function markdown(results) {
+  const lines = ['| case | variant | median / op | min..max | ratio | goal |', '| --- | --- | --- | --- | --- | --- |'];
+  for (const r of results) {
+    for (const row of r.rows) {
+      const ratio = row.variant === r.baseline ? '1.00 (baseline)' : row.ratio.toFixed(2) + '×';
+      lines.push(`| ${r.name} | ${row.variant} | ${fmt(row.medianNs)} | ${fmt(row.minNs)}..${fmt(row.maxNs)} | ${ratio} | ${row.variant === r.baseline ? '' : r.goal ?? ''} |`);
+    }
+  }
+  return lines.join('\n');
+}
