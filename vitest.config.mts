@@ -1,6 +1,9 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  // Examples import 'devmap' as users do; in tests that is the TypeScript source.
+  resolve: { alias: { devmap: fileURLToPath(new URL('./lib/index.ts', import.meta.url)) } },
   test: {
     include: ['test/**/*.test.ts'],
     // Real processes, real mappings: forks isolate a test file that kills or crashes a child.

@@ -14,6 +14,13 @@ export function perOp(batch, n) {
   return (now() - t0) / n;
 }
 
+/** Times `await batch(n)` and returns ns per operation. */
+export async function perOpAsync(batch, n) {
+  const t0 = now();
+  await batch(n);
+  return (now() - t0) / n;
+}
+
 export function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -21,15 +28,16 @@ export function median(xs) {
 }
 
 /**
- * Runs one case. `variants` maps a label to a function (n) => nsPerOp (a C baseline returns its own timing;
- * a JS variant is usually perOp(fn, n)). `baseline` names the variant the ratios are against.
+ * Runs one case. `variants` maps a label to a function (n) => nsPerOp, or a Promise of it (a C baseline returns
+ * its own timing; a JS variant is usually perOp(fn, n) or perOpAsync(fn, n)). `baseline` names the variant the
+ * ratios are against.
  */
-export function runCase({ name, variants, baseline, n, reps = 15, warmup = 2, goal, onProgress }) {
+export async function runCase({ name, variants, baseline, n, reps = 15, warmup = 2, goal, onProgress }) {
   const labels = Object.keys(variants);
   const samples = Object.fromEntries(labels.map((l) => [l, []]));
   for (let r = -warmup; r < reps; r++) {
     for (const l of labels) {
-      const ns = variants[l](n);
+      const ns = await variants[l](n);
       if (r >= 0) samples[l].push(ns);
     }
     onProgress?.(name, r + warmup + 1, reps + warmup);

@@ -105,7 +105,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const results = [];
   try {
     for (const kase of cases) {
-      results.push(runCase({ ...kase, onProgress: (name, i, total) => process.stderr.write(`\r${name}: ${i}/${total}   `) }));
+      results.push(await runCase({ ...kase, onProgress: (name, i, total) => process.stderr.write(`\r${name}: ${i}/${total}   `) }));
     }
   } finally {
     cleanup();

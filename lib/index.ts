@@ -1,7 +1,16 @@
 /**
  * devmap: real shared memory for Node.js on Linux, and the classic UNIX driver mapping interfaces on top of it.
- * Layers (each uses only the ones below): memory → sync → rmap → kernel → ddi / irix. See docs/architecture.md.
+ * Layers (each uses only the ones below): memory → sync, rmap → kernel → irix, ddi. See docs/architecture.md.
  */
 export * from './memory';
+export {
+  ResourceMap, ResourceMapPanic, rmallocmap, rmallocmap_wait, rmalloc, rmalloc_wait, rmfree, rmfreemap,
+} from './rmap';
+export type {
+  FreeRange, OverflowRule, Policy, ResourceMapOptions, ResourceMapStats, WaitOptions, ResourceMapPanicCode,
+  ResourceMapWarning, ResourceMapWarningCode,
+} from './rmap';
+export * from './kernel';
+export * from './irix';
 export { DevmapError } from './errors';
 export type { SystemError } from './errors';

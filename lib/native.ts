@@ -29,6 +29,22 @@ export interface Native {
   futex_wait(array: ArrayBufferView, byteIndex: number, expected: number, timeoutMs: number): number;
   futex_wake(array: ArrayBufferView, byteIndex: number, count: number): number;
   page_size(): number;
+  // native/sync.cc (lib/sync)
+  futex_wait_spin(array: ArrayBufferView, byteIndex: number, expected: number, timeoutMs: number, spin: number): number;
+  waitv_init(onComplete: (batch: number[]) => void): number;
+  waitv_add(array: ArrayBufferView, byteIndex: number, expected: number, timeoutMs: number, tag: number): number;
+  waitv_cancel(id: number): number;
+  waitv_threads(): number;
+  mutex_layout(): [size: number, align: number, lockWordOffset: number];
+  mutex_init(array: ArrayBufferView, byteIndex: number): number;
+  mutex_lock(array: ArrayBufferView, byteIndex: number): number;
+  mutex_trylock(array: ArrayBufferView, byteIndex: number): number;
+  mutex_unlock(array: ArrayBufferView, byteIndex: number): number;
+  mutex_consistent(array: ArrayBufferView, byteIndex: number): number;
+  mutex_wait_value(array: ArrayBufferView, byteIndex: number): number;
+  mutex_mark_waiters(array: ArrayBufferView, byteIndex: number): number;
+  word_address(array: ArrayBufferView, byteIndex: number): number;
+  gettid(): number;
   [baseline: `c_${string}`]: (...args: any[]) => number;
 }
 

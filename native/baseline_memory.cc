@@ -101,12 +101,33 @@ static Napi::Value Fill(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), NowNs() - t0);
 }
 
+// The system calls under a simulated mmap+munmap of a device: inside a reserved range, map `len` bytes of
+// `fd` at `off` with MAP_FIXED, then re-reserve them (mmap PROT_NONE over them) instead of munmap.
+static Napi::Value FixedMapRereserve(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 4)) return info.Env().Undefined();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  off_t off = static_cast<off_t>(Arg(info, 1));
+  size_t len = static_cast<size_t>(Arg(info, 2));
+  long iters = static_cast<long>(Arg(info, 3));
+  void* base = mmap(nullptr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (base == MAP_FAILED) return Napi::Number::New(info.Env(), -errno);
+  double t0 = NowNs();
+  for (long i = 0; i < iters; i++) {
+    mmap(base, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, off);
+    mmap(base, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  }
+  double elapsed = NowNs() - t0;
+  munmap(base, len);
+  return Napi::Number::New(info.Env(), elapsed);
+}
+
 void InitMemoryBaselines(Napi::Env env, Napi::Object exports) {
   exports["c_map_unmap"] = Napi::Function::New(env, MapUnmap, "c_map_unmap");
   exports["c_shm_cycle"] = Napi::Function::New(env, ShmCycle, "c_shm_cycle");
   exports["c_file_map"] = Napi::Function::New(env, FileMap, "c_file_map");
   exports["c_first_touch"] = Napi::Function::New(env, FirstTouch, "c_first_touch");
   exports["c_fill"] = Napi::Function::New(env, Fill, "c_fill");
+  exports["c_fixed_map_rereserve"] = Napi::Function::New(env, FixedMapRereserve, "c_fixed_map_rereserve");
 }
 
 }  // namespace devmap

@@ -4,7 +4,7 @@
  * process must survive and every error must be a TypeError, a RangeError, or carry a string `code`.
  * An exported class must have a factory below, so that its instances are probed too.
  */
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import * as devmap from '../lib';
 import { trackLeaks } from './helpers/leaks';
 
@@ -37,8 +37,29 @@ const HOSTILE: [string, unknown][] = [
   ['detached buffer', detached], ['symbol', Symbol('x')], ['bigint', 10n], ['function', () => 1],
 ];
 
-/** Factories for instances of every exported class, some live and some closed or unmapped. */
-const INSTANCES: Record<string, (() => object)[]> = {
+/** Kernels made for the probes; shut down at the end. */
+const kernels: devmap.Kernel[] = [];
+const kernel = () => {
+  const k = new devmap.Kernel({ arenaSize: 256 * 1024, addressSpaceSize: 64 * devmap.pageSize });
+  kernels.push(k);
+  return k;
+};
+
+/** Captures the vhandl_t and uio a driver is handed. */
+async function driverObjects(): Promise<{ vt: devmap.VHandle; uio: devmap.Uio }> {
+  const k = kernel();
+  let vt: devmap.VHandle | undefined;
+  let uio: devmap.Uio | undefined;
+  k.install('capture', { map: (_d: number, v: devmap.VHandle) => void (vt = v), unmap: () => 0, read: (_d: number, u: devmap.Uio) => void (uio = u) });
+  const p = k.spawn();
+  const fd = await p.open('/dev/capture');
+  await p.mmap(0n, devmap.pageSize, devmap.PROT_READ, devmap.MAP_SHARED, fd, 0);
+  await p.read(fd, 0n, 1).catch(() => 0);
+  return { vt: vt!, uio: uio! };
+}
+
+/** Factories for instances of every exported class, some live and some closed, unmapped or exited. */
+const INSTANCES: Record<string, (() => object | Promise<object>)[]> = {
   Mapping: [() => devmap.mapAnonymous(2 * devmap.pageSize), () => {
     const m = devmap.mapAnonymous(devmap.pageSize);
     m.unmap();
@@ -50,7 +71,39 @@ const INSTANCES: Record<string, (() => object)[]> = {
     return s;
   }],
   DevmapError: [() => new devmap.DevmapError('ERR_X', 'x')],
+  ResourceMap: [() => {
+    const m = devmap.rmallocmap(4);
+    devmap.rmfree(m, 100, 1);
+    return m;
+  }, () => {
+    const m = devmap.rmallocmap(4, { policy: 'illumos' });
+    devmap.rmfreemap(m);
+    return m;
+  }],
+  ResourceMapPanic: [() => {
+    try {
+      devmap.rmfree(devmap.rmallocmap(2), 0, 1);
+    } catch (err) {
+      return err as object;
+    }
+    throw new Error('rmfree of size 0 did not panic');
+  }],
+  Kernel: [kernel, async () => {
+    const k = kernel();
+    await k.shutdown();
+    return k;
+  }],
+  Process: [() => kernel().spawn(), async () => {
+    const p = kernel().spawn();
+    await p.exit();
+    return p;
+  }],
+  KernelPanic: [() => new devmap.KernelPanic('x')],
+  VHandle: [async () => (await driverObjects()).vt],
+  Uio: [async () => (await driverObjects()).uio],
 };
+
+const ENDINGS: (string | symbol)[] = ['unmap', 'close', 'exit', 'shutdown', 'destroy', Symbol.dispose, Symbol.asyncDispose];
 
 const isClass = (f: Function) => /^class\b/.test(Function.prototype.toString.call(f));
 
@@ -61,19 +114,31 @@ function acceptable(err: unknown): boolean {
 }
 
 /** Releases whatever a successful hostile call created. */
-function release(result: unknown): void {
+async function release(result: unknown): Promise<void> {
   if (result && typeof result === 'object') {
-    const dispose = (result as { [Symbol.dispose]?: () => void })[Symbol.dispose];
-    if (typeof dispose === 'function') dispose.call(result);
-    if (Array.isArray(result)) result.forEach(release);
+    const r = result as { [Symbol.dispose]?: () => void; [Symbol.asyncDispose]?: () => Promise<void> };
+    if (typeof r[Symbol.dispose] === 'function') r[Symbol.dispose]!();
+    if (typeof r[Symbol.asyncDispose] === 'function') await r[Symbol.asyncDispose]!();
+    if (result instanceof devmap.Kernel) kernels.push(result);
+    if (Array.isArray(result)) for (const x of result) await release(x);
   }
 }
+
+afterAll(async () => {
+  for (const k of kernels.splice(0)) await k.shutdown();
+});
 
 async function probe(label: string, call: () => unknown, failures: string[]): Promise<void> {
   try {
     let result = call();
-    if (result instanceof Promise) result = await Promise.race([result, new Promise((r) => setTimeout(r, 20))]);
-    release(result);
+    if (result instanceof Promise) {
+      // A call may wait for ever (an allocation that never fits): give it a moment, then leave it.
+      const settled = result.then((v) => ({ v }), (e) => ({ e }));
+      const outcome = await Promise.race([settled, new Promise((r) => setTimeout(r, 5))]);
+      if (outcome && typeof outcome === 'object' && 'e' in outcome) throw outcome.e;
+      result = outcome && typeof outcome === 'object' && 'v' in outcome ? outcome.v : undefined;
+    }
+    await release(result);
   } catch (err) {
     if (!acceptable(err)) failures.push(`${label}: ${(err as Error)?.constructor?.name} ${(err as Error)?.message}`);
   }
@@ -120,24 +185,24 @@ describe('hostile input', () => {
     for (const [cls, factories] of Object.entries(INSTANCES)) {
       for (const make of factories) {
         for (const [shown, args] of argLists()) {
-          const obj = make() as Record<string | symbol, unknown>;
+          const obj = (await make()) as Record<string | symbol, unknown>;
           let proto = Object.getPrototypeOf(obj);
           while (proto && proto !== Object.prototype && proto !== Error.prototype) {
             for (const key of Reflect.ownKeys(proto)) {
               if (key === 'constructor') continue;
               const desc = Object.getOwnPropertyDescriptor(proto, key)!;
               if (desc.get) await probe(`${cls}#${String(key)}`, () => desc.get!.call(obj), failures);
-              // dispose and unmap end the object; they run last, below.
-              if (typeof desc.value === 'function' && key !== Symbol.dispose && key !== 'unmap' && key !== 'close') {
+              // The calls that end the object run last, below.
+              if (typeof desc.value === 'function' && !ENDINGS.includes(key)) {
                 await probe(`${cls}#${String(key)}${shown}`, () => desc.value.apply(obj, args), failures);
               }
             }
             proto = Object.getPrototypeOf(proto);
           }
-          for (const end of ['unmap', 'close']) {
-            if (typeof obj[end] === 'function') await probe(`${cls}#${end}${shown}`, () => (obj[end] as Function).apply(obj, args), failures);
+          for (const end of ENDINGS) {
+            if (typeof obj[end] === 'function') await probe(`${cls}#${String(end)}${shown}`, () => (obj[end] as Function).apply(obj, args), failures);
           }
-          release(obj);
+          await release(obj);
         }
       }
     }

@@ -68,7 +68,16 @@ export interface MappingInit {
   prot: number;
   shared: boolean;
   granule?: number;
+  /** How the pages are given back on unmap (default munmap). */
   release?: Releaser;
+  /**
+   * Unmap by finalizer when nothing references the Mapping (default true). A mapping placed inside a
+   * reservation turns this off: the reservation's own finalizer releases the whole range, and a late
+   * MAP_FIXED re-reserve after that could land on someone else's pages.
+   */
+  finalize?: boolean;
+  /** An object kept alive as long as this Mapping (or any of its views) is: e.g. the reservation around it. */
+  anchor?: object;
 }
 
 export class Mapping {
@@ -82,6 +91,8 @@ export class Mapping {
   #buffer: ArrayBuffer | undefined;
   #views: View[] = NO_VIEWS;
   #compactAt = 16;
+  #finalize: boolean;
+  #anchor: object | undefined;
 
   /** @internal Use mapAnonymous(), mapFile() or SharedMemory#map(). */
   constructor(init: MappingInit, token?: symbol) {
@@ -93,7 +104,9 @@ export class Mapping {
     this.#granule = granule;
     this.#runStarts = [0];
     this.#runProts = [init.prot];
-    finalizer.register(this, this.#cell);
+    this.#finalize = init.finalize ?? true;
+    this.#anchor = init.anchor;
+    if (this.#finalize) finalizer.register(this, this.#cell);
   }
 
   /** The real virtual address of the first byte. */
@@ -337,7 +350,10 @@ export class Mapping {
   /** The surviving piece [start, end) of this (retired) mapping, inheriting the views wholly inside it. */
   #piece(start: number, end: number, length: number): Mapping {
     const piece = new Mapping(
-      { addr: this.#cell.addr + start, length, prot: 0, shared: this.#shared, granule: this.#granule, release: this.#cell.release },
+      {
+        addr: this.#cell.addr + start, length, prot: 0, shared: this.#shared, granule: this.#granule,
+        release: this.#cell.release, finalize: this.#finalize, anchor: this.#anchor,
+      },
       internal,
     );
     const starts: number[] = [];

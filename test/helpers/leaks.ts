@@ -34,7 +34,9 @@ export function trackLeaks(): void {
 }
 
 let counter = 0;
+/** The run's own prefix (set by the global setup), so that concurrent runs never count each other's segments. */
+export const runPrefix = `devmap-test-${process.env.DEVMAP_TEST_RUN ?? 'solo'}-`;
 /** A /dev/shm name no other test or run uses. */
 export function uniqueName(tag = 'seg'): string {
-  return `devmap-test-${process.pid}-${tag}-${counter++}-${Math.random().toString(36).slice(2, 8)}`;
+  return `${runPrefix}${process.pid}-${tag}-${counter++}-${Math.random().toString(36).slice(2, 8)}`;
 }

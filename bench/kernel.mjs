@@ -1,0 +1,73 @@
+// The simulated kernel beside the raw memory layer: mmap+munmap through an IRIX driver (drvmap + v_mapphys +
+// drvunmap), kmem_alloc+kmem_free, each with the raw system calls underneath measured in the same run.
+//   npm run compile && node bench/kernel.mjs [--quick] [--json]
+import { createRequire } from 'node:module';
+import { machine, markdown, perOp, perOpAsync, runCase } from './harness.mjs';
+
+const require = createRequire(import.meta.url);
+const d = require('../dist/index.js');
+const { native } = require('../dist/native.js');
+
+export async function kernelCases({ quick = false } = {}) {
+  const c = native();
+  const P = d.pageSize;
+  const kernel = new d.Kernel({ arenaSize: 16 * 2 ** 20 });
+  const bufs = new Map();
+  kernel.install('bench', {
+    map(dev, vt, off, len) {
+      const b = kernel.kmem_alloc(len, d.KM_NOSLEEP);
+      if (b === null) return d.errno.ENOMEM;
+      bufs.set(d.v_gethandle(vt), [b, len]);
+      return d.v_mapphys(vt, b, len);
+    },
+    unmap(dev, vt) {
+      const [b, len] = bufs.get(d.v_gethandle(vt));
+      bufs.delete(d.v_gethandle(vt));
+      kernel.kmem_free(b, len);
+    },
+  });
+  const proc = kernel.spawn();
+  const fd = await proc.open('/dev/bench');
+  const len = 16 * P;
+  const RW = d.PROT_READ | d.PROT_WRITE;
+
+  const reps = quick ? 5 : 15;
+  const n = quick ? 300 : 3000;
+  const cases = [
+    {
+      name: `mmap+munmap of ${len / 1024} KiB through an IRIX driver`,
+      n, reps, goal: '≤ 3×', baseline: 'C mmap+munmap',
+      variants: {
+        'C mmap+munmap': (k) => c.c_map_unmap(len, k) / k,
+        'devmap mapAnonymous().unmap()': (k) => perOp((m) => { for (let i = 0; i < m; i++) d.mapAnonymous(len).unmap(); }, k),
+        'C MAP_FIXED memfd map + PROT_NONE re-reserve': (k) => c.c_fixed_map_rereserve(kernel.arena.fd, 0, len, k) / k,
+        'kernel mmap+munmap (drvmap, v_mapphys, drvunmap)': (k) => perOpAsync(async (m) => {
+          for (let i = 0; i < m; i++) await proc.munmap(await proc.mmap(0n, len, RW, d.MAP_SHARED, fd, 0), len);
+        }, k),
+      },
+    },
+    {
+      name: 'kmem_alloc+kmem_free (256 bytes, KM_NOSLEEP)',
+      n: quick ? 20000 : 200000, reps, baseline: 'kmem_alloc+kmem_free',
+      variants: {
+        'kmem_alloc+kmem_free': (k) => perOp((m) => {
+          for (let i = 0; i < m; i++) kernel.kmem_free(kernel.kmem_alloc(256, d.KM_NOSLEEP), 256);
+        }, k),
+        'kmem_alloc+kmem_free (1 page)': (k) => perOp((m) => {
+          for (let i = 0; i < m; i++) kernel.kmem_free(kernel.kmem_alloc(P, d.KM_NOSLEEP), P);
+        }, k),
+      },
+    },
+  ];
+  return { cases, cleanup: () => kernel.shutdown() };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const quick = process.argv.includes('--quick');
+  const { cases, cleanup } = await kernelCases({ quick });
+  const results = [];
+  for (const k of cases) results.push(await runCase(k));
+  await cleanup();
+  if (process.argv.includes('--json')) console.log(JSON.stringify({ machine: machine(), results }, null, 2));
+  else console.log(`${JSON.stringify(machine())}\n\n${markdown(results)}`);
+}

@@ -1,0 +1,328 @@
+/*
+ * AddressSpace: a simulated process's user address space, made of real virtual addresses.
+ *
+ * At creation the address space reserves one range of real virtual memory (PROT_NONE, MAP_NORESERVE): nothing
+ * else in the Node process can land there. Every user mapping is placed inside it with MAP_FIXED, and a range
+ * that is unmapped is re-reserved (mmap PROT_NONE over it) rather than munmapped, so holes stay ours. The
+ * address a simulated user sees is the real address (bigint); a fork places each copied mapping at the same
+ * offset inside the child's own reservation.
+ *
+ * The address space is a sorted list of segments, each owned by a segment driver (SegmentOps): anonymous
+ * memory (segvn here), IRIX drvmap (lib/irix) or the devmap framework (lib/ddi). A segment's pages are real
+ * Mappings ("pieces"), adopted with a releaser that re-reserves and without a finalizer of their own: the
+ * reservation is their anchor, and its finalizer releases the whole range if a process is dropped without
+ * exit(). Segment drivers own the semantics; this module owns placement, the pieces and views.
+ */
+import { DevmapError } from '../errors';
+import { native } from '../native';
+import {
+  MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_NONE, PROT_READ, PROT_WRITE,
+} from '../memory/constants';
+import { Mapping, adoptMapping } from '../memory/mapping';
+import { pageSize } from '../memory/page';
+import { SharedMemory } from '../memory/shared-memory';
+import { EFAULT, EINVAL, ENOMEM } from './errno';
+
+export type Rw = 'read' | 'write' | 'exec' | 'other';
+export type UnmapReason = 'munmap' | 'exit' | 'replace';
+
+/** A segment driver: what a segment does when it is unmapped, duplicated, protected or faulted. */
+export interface SegmentOps {
+  readonly kind: string;
+  /**
+   * Unmaps [addr, addr + len), which lies inside `seg`, usually through AddressSpace.trim(). `reason` is
+   * 'munmap' (may be refused with an errno), 'exit' or 'replace' (MAP_FIXED over it), which always succeed.
+   */
+  unmap(seg: Segment, addr: number, len: number, reason: UnmapReason): Promise<number | void> | number | void;
+  /** Copies `seg` into the child address space (fork). */
+  dup(seg: Segment, child: AddressSpace): Promise<void> | void;
+  /** mprotect of [addr, addr + len) inside `seg`; returns an errno or 0. */
+  setprot(seg: Segment, addr: number, len: number, prot: number): number;
+  /** Makes [addr, addr + len) accessible for `rw`, calling the driver's fault handler if needed; errno or 0. */
+  fault(seg: Segment, addr: number, len: number, rw: Rw): Promise<number> | number;
+  /** A label for pmap: the driver's handle for the page at `addr`. */
+  label(seg: Segment, addr: number): string;
+}
+
+/** One real mapping inside a segment. */
+export interface Piece {
+  addr: number;
+  len: number;
+  mapping: Mapping;
+}
+
+export class Segment {
+  constructor(
+    readonly as: AddressSpace,
+    public base: number,
+    public len: number,
+    public prot: number,
+    public maxprot: number,
+    /** MAP_SHARED or MAP_PRIVATE. */
+    public type: number,
+    /** Offset in the mapped object of the segment's first byte. */
+    public off: number,
+    /** The device (dev_t), or null for anonymous memory. */
+    public dev: number | null,
+    public ops: SegmentOps,
+    public pieces: Piece[] = [],
+    /** Driver-private state. */
+    public data: unknown = undefined,
+  ) {}
+
+  get end(): number {
+    return this.base + this.len;
+  }
+}
+
+export interface PmapEntry {
+  address: bigint;
+  length: number;
+  kind: string;
+  device: string | null;
+  offset: number;
+  prot: string;
+  flags: string;
+  handle: string;
+}
+
+const protString = (p: number) => (p & PROT_READ ? 'r' : '-') + (p & PROT_WRITE ? 'w' : '-') + (p & 4 ? 'x' : '-');
+
+export class AddressSpace {
+  readonly base: number;
+  readonly size: number;
+  readonly #reservation: Mapping;
+  readonly segments: Segment[] = [];
+
+  /** The owning process's pid (for traces of entry points called on its behalf). */
+  readonly pid: number;
+
+  constructor(size: number, pid: number) {
+    this.pid = pid;
+    this.size = Math.ceil(size / pageSize) * pageSize;
+    const n = native();
+    const addr = n.mmap(0, this.size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (addr < 0) throw new DevmapError('ERR_DEVMAP_NO_ADDRESS_SPACE', `Cannot reserve ${this.size} bytes of address space`);
+    this.base = addr;
+    this.#reservation = adoptMapping({ addr, length: this.size, prot: PROT_NONE, shared: false });
+  }
+
+  get end(): number {
+    return this.base + this.size;
+  }
+
+  /** True while the reservation exists (until destroy()). */
+  get alive(): boolean {
+    return this.#reservation.mapped;
+  }
+
+  contains(addr: number, len: number): boolean {
+    return addr >= this.base && len >= 0 && addr + len <= this.end;
+  }
+
+  /** The segments that overlap [addr, addr + len), in address order. */
+  overlapping(addr: number, len: number): Segment[] {
+    return this.segments.filter((s) => s.base < addr + len && s.end > addr);
+  }
+
+  segmentAt(addr: number): Segment | undefined {
+    return this.segments.find((s) => s.base <= addr && addr < s.end);
+  }
+
+  /** First fit: the lowest free range of `len` bytes; 0 when there is none (ENOMEM for the caller). */
+  findFree(len: number): number {
+    let cursor = this.base;
+    for (const s of this.segments) {
+      if (s.base - cursor >= len) return cursor;
+      cursor = Math.max(cursor, s.end);
+    }
+    return this.end - cursor >= len ? cursor : 0;
+  }
+
+  insert(seg: Segment): void {
+    let i = 0;
+    while (i < this.segments.length && this.segments[i].base < seg.base) i++;
+    this.segments.splice(i, 0, seg);
+  }
+
+  remove(seg: Segment): void {
+    const i = this.segments.indexOf(seg);
+    if (i >= 0) this.segments.splice(i, 1);
+  }
+
+  /**
+   * Maps `len` bytes of an object (`fd` at `off`, or anonymous memory when fd is -1) at `addr`, which lies in
+   * the reservation, and returns the piece. The pages are given back by re-reserving them.
+   */
+  mapPiece(addr: number, len: number, prot: number, type: number, fd: number, off: number): Piece | number {
+    const flags = type | MAP_FIXED | (fd < 0 ? MAP_ANONYMOUS : 0);
+    const rc = native().mmap(addr, len, prot, flags, fd, off);
+    if (rc < 0) return -rc;
+    const mapping = adoptMapping({
+      addr, length: len, prot, shared: type === MAP_SHARED, release: this.#rereserve, finalize: false, anchor: this.#reservation,
+    });
+    return { addr, len, mapping };
+  }
+
+  /** Re-reserves [addr, addr + len) without a Mapping (pages a driver never backed). */
+  rereserve(addr: number, len: number): void {
+    this.#rereserve(addr, len);
+  }
+
+  readonly #rereserve = (addr: number, len: number): number => {
+    const rc = native().mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    return rc < 0 ? rc : 0;
+  };
+
+  /**
+   * Removes [addr, addr + len) from `seg`: unmaps the real pieces (views over them are detached) and shrinks,
+   * splits or removes the segment. Returns the segment holding what lies above the range when a middle cut
+   * made a new one (it is already inserted), else null.
+   */
+  trim(seg: Segment, addr: number, len: number): Segment | null {
+    const end = addr + len;
+    const pieces: Piece[] = [];
+    for (const p of seg.pieces) {
+      const pEnd = p.addr + p.len;
+      if (pEnd <= addr || p.addr >= end) {
+        pieces.push(p);
+        continue;
+      }
+      const from = Math.max(p.addr, addr);
+      const to = Math.min(pEnd, end);
+      for (const m of p.mapping.unmap(from - p.addr, to - from)) {
+        pieces.push({ addr: m.rawAddress, len: m.length, mapping: m });
+      }
+    }
+    // Pages of the range that no piece covered (never backed) are reserved already.
+    const below = pieces.filter((p) => p.addr < addr);
+    const above = pieces.filter((p) => p.addr >= end);
+    if (addr <= seg.base && end >= seg.end) {
+      this.remove(seg);
+      seg.pieces = [];
+      seg.len = 0;
+      return null;
+    }
+    if (addr <= seg.base) {
+      seg.off += end - seg.base;
+      seg.len = seg.end - end;
+      seg.base = end;
+      seg.pieces = above;
+      return null;
+    }
+    if (end >= seg.end) {
+      seg.len = addr - seg.base;
+      seg.pieces = below;
+      return null;
+    }
+    const upper = new Segment(this, end, seg.end - end, seg.prot, seg.maxprot, seg.type, seg.off + (end - seg.base), seg.dev, seg.ops, above, seg.data);
+    seg.len = addr - seg.base;
+    seg.pieces = below;
+    this.insert(upper);
+    return upper;
+  }
+
+  /** The piece holding all of [addr, addr + len), or a reason why there is none. */
+  pieceFor(addr: number, len: number): Piece | number {
+    const seg = this.segmentAt(addr);
+    if (!seg || addr + len > seg.end) return EFAULT;
+    const p = seg.pieces.find((q) => q.addr <= addr && addr + len <= q.addr + q.len);
+    return p ?? EFAULT;
+  }
+
+  pmap(deviceName: (dev: number) => string): PmapEntry[] {
+    const out: PmapEntry[] = [];
+    for (const s of this.segments) {
+      out.push({
+        address: BigInt(s.base),
+        length: s.len,
+        kind: s.ops.kind,
+        device: s.dev === null ? null : deviceName(s.dev),
+        offset: s.off,
+        prot: protString(s.prot),
+        flags: s.type === MAP_SHARED ? 'shared' : 'private',
+        handle: s.ops.label(s, s.base),
+      });
+    }
+    return out;
+  }
+
+  /** Releases the reservation (after every segment was unmapped by exit). */
+  destroy(): void {
+    if (this.#reservation.mapped) this.#reservation.unmap();
+  }
+}
+
+/*
+ * segvn: anonymous memory. MAP_PRIVATE is a private anonymous mapping whose bytes a fork copies into the child;
+ * MAP_SHARED is a memfd, so that a forked child maps the very same pages (the memfd closes with its last segment).
+ */
+interface AnonData {
+  memfd: SharedMemory | null;
+  refs: { count: number };
+}
+
+export const segvn: SegmentOps = {
+  kind: 'anon',
+  unmap(seg, addr, len) {
+    const upper = seg.as.trim(seg, addr, len);
+    const data = seg.data as AnonData;
+    if (upper) data.refs.count++;
+    if (seg.len === 0) release(data);
+  },
+  dup(seg, child) {
+    const data = seg.data as AnonData;
+    const at = child.base + (seg.base - seg.as.base);
+    const copy = new Segment(child, at, seg.len, seg.prot, seg.maxprot, seg.type, seg.off, null, segvn, [], data);
+    for (const p of seg.pieces) {
+      const addr = child.base + (p.addr - seg.as.base);
+      const fd = data.memfd ? data.memfd.fd : -1;
+      const off = data.memfd ? seg.off + (p.addr - seg.base) : 0;
+      const prot = p.mapping.protection();
+      const piece = child.mapPiece(addr, p.len, data.memfd ? prot : PROT_READ | PROT_WRITE, seg.type, fd, off);
+      if (typeof piece === 'number') throw new DevmapError('ERR_DEVMAP_FORK', `fork: cannot map anonymous memory (errno ${piece})`);
+      if (!data.memfd) {
+        // A private mapping's child starts as a copy of the parent's bytes (what copy-on-write shows it).
+        if (prot & PROT_READ) new Uint8Array(piece.mapping.view(0, p.len)).set(p.mapping.read(0, p.len));
+        if (prot !== (PROT_READ | PROT_WRITE)) piece.mapping.protect(prot);
+      }
+      copy.pieces.push(piece);
+    }
+    data.refs.count++;
+    child.insert(copy);
+  },
+  setprot(seg, addr, len, prot) {
+    for (const p of seg.pieces) {
+      const from = Math.max(p.addr, addr);
+      const to = Math.min(p.addr + p.len, addr + len);
+      if (from < to) p.mapping.protect(prot, from - p.addr, to - from);
+    }
+    return 0;
+  },
+  fault(seg, addr, len, rw) {
+    const need = rw === 'write' ? PROT_WRITE : PROT_READ;
+    for (const p of seg.pieces) {
+      const from = Math.max(p.addr, addr);
+      if (from < Math.min(p.addr + p.len, addr + len) && (p.mapping.protection(from - p.addr) & need) === 0) return EFAULT;
+    }
+    return 0;
+  },
+  label: () => '-',
+};
+
+function release(data: AnonData): void {
+  if (--data.refs.count === 0) data.memfd?.close();
+}
+
+/** Creates an anonymous segment at `addr`. Returns an errno on failure. */
+export function mapAnonymousSegment(as: AddressSpace, addr: number, len: number, prot: number, type: number): Segment | number {
+  const memfd = type === MAP_SHARED ? SharedMemory.memfd('devmap-anon', len) : null;
+  const piece = as.mapPiece(addr, len, prot, type, memfd ? memfd.fd : -1, 0);
+  if (typeof piece === 'number') {
+    memfd?.close();
+    return piece === 12 ? ENOMEM : piece || EINVAL;
+  }
+  const seg = new Segment(as, addr, len, prot, 0xf, type, 0, null, segvn, [piece], { memfd, refs: { count: 1 } } satisfies AnonData);
+  as.insert(seg);
+  return seg;
+}

@@ -1,0 +1,10 @@
+export { Kernel, makedev, getmajor, getminor, registerMapper, FREAD, FWRITE, OTYP_CHR, NBITSMINOR, MAXMIN } from './kernel';
+export type { CharDriver, Cred, DeviceMapper, EntryResult, EntryTrace, KernelOptions, MapRequest } from './kernel';
+export { Process, O_RDONLY, O_WRONLY, O_RDWR, PROT_USER, PROT_ALL } from './process';
+export { KM_SLEEP, KM_NOSLEEP, KM_CACHEALIGN, KM_PHYSCONTIG, KM_NODESPECIFIC, CACHE_LINE, KernelPanic } from './arena';
+export type { ArenaStats } from './arena';
+export { Uio, UIO_READ, UIO_WRITE } from './uio';
+export type { Iovec } from './uio';
+export type { PmapEntry, Rw } from './as';
+export { btop, btopr, ptob, btoc, btoct, ctob } from './units';
+export * as errno from './errno';

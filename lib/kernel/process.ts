@@ -1,0 +1,362 @@
+/*
+ * A simulated process: an address space (real reserved virtual memory), a descriptor table, and the system
+ * calls open, close, read, write, ioctl, mmap, munmap, mprotect, fork and exit — plus view() and access(),
+ * the explicit page faults through which a user program touches its memory.
+ *
+ * System calls validate like the real ones before any driver sees them (SPEC A.3.1: zero length, unaligned
+ * offset, bad MAP_TYPE, unknown flag bits → EINVAL) and fail with errno-coded errors (`code`, `errno`,
+ * `syscall`, `pid`). Calls that change or walk the address space are serialized per process, as the address
+ * space lock serializes them in a kernel, so an entry point that awaits never sees a half-changed map.
+ */
+import { DevmapError, integer, string } from '../errors';
+import {
+  MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, PROT_WRITE,
+} from '../memory/constants';
+import { pageSize } from '../memory/page';
+import { AddressSpace, mapAnonymousSegment, type PmapEntry, type Rw } from './as';
+import { EBADF, EFAULT, EINVAL, ENODEV, ENOENT, ENOMEM, ENOTTY, ENXIO, syscallError } from './errno';
+import { FREAD, FWRITE, OTYP_CHR, internalToken, type CharDriver, type Cred, type Kernel } from './kernel';
+import { Uio, UIO_READ, UIO_WRITE } from './uio';
+
+export const O_RDONLY = 0;
+export const O_WRONLY = 1;
+export const O_RDWR = 2;
+/** mmap's MAP_TYPE mask: the type must be exactly MAP_SHARED or MAP_PRIVATE. */
+const MAP_TYPE = 0x0f;
+const MAP_KNOWN = MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | MAP_NORESERVE | MAP_POPULATE;
+/** PROT_USER: added to every user mapping's protection, as mmap(2) does on illumos (SPEC A.3.1). */
+export const PROT_USER = 8;
+export const PROT_ALL = 0xf;
+
+interface OpenFile {
+  dev: number;
+  /** FREAD | FWRITE. */
+  flag: number;
+  offset: number;
+  refs: number;
+}
+
+export class Process {
+  readonly pid: number;
+  readonly kernel: Kernel;
+  readonly as: AddressSpace;
+  readonly parent: Process | null;
+  readonly cred: Cred;
+  readonly #files = new Map<number, OpenFile>();
+  #exited = false;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  /** @internal Made by Kernel#spawn() and fork(). */
+  constructor(kernel: Kernel, pid: number, parent: Process | null, token: symbol) {
+    if (token !== internalToken) throw new TypeError('Process is not constructible; use kernel.spawn() or proc.fork()');
+    this.kernel = kernel;
+    this.pid = pid;
+    this.parent = parent;
+    this.as = new AddressSpace(kernel.addressSpaceSize, pid);
+    this.cred = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid };
+  }
+
+  get exited(): boolean {
+    return this.#exited;
+  }
+
+  /** open(2) of a device node; returns the descriptor. */
+  async open(path: string, oflag: number = O_RDWR): Promise<number> {
+    this.#assertRunning();
+    path = string(path, 'path');
+    oflag = integer(oflag, 'oflag', 0, 2);
+    const dev = this.kernel.lookup(path);
+    if (dev === undefined) throw syscallError(ENOENT, 'open', this.pid);
+    const flag = oflag === O_RDONLY ? FREAD : oflag === O_WRONLY ? FWRITE : FREAD | FWRITE;
+    const { driver } = this.kernel.device(dev)!;
+    const rc = await this.kernel.call(this.pid, driver, 'open', [dev, flag, OTYP_CHR, this.cred]);
+    if (rc !== 0) throw this.#error(rc, 'open');
+    this.kernel.countOpen(dev, 1);
+    let fd = 3;
+    while (this.#files.has(fd)) fd++;
+    this.#files.set(fd, { dev, flag, offset: 0, refs: 1 });
+    return fd;
+  }
+
+  /** close(2). The driver's close runs when the last descriptor of the device closes and nothing is mapped. */
+  async close(fd: number): Promise<void> {
+    this.#assertRunning();
+    const file = this.#file(fd, 'close');
+    this.#files.delete(fd);
+    await this.#release(file);
+  }
+
+  /** read(2) into [addr, addr + len) of this process's memory; returns the bytes read. */
+  async read(fd: number, addr: bigint, len: number): Promise<number> {
+    return this.#transfer(fd, addr, len, 'read');
+  }
+
+  /** write(2) from [addr, addr + len) of this process's memory; returns the bytes written. */
+  async write(fd: number, addr: bigint, len: number): Promise<number> {
+    return this.#transfer(fd, addr, len, 'write');
+  }
+
+  /** ioctl(2): the driver's return value (an errno ≠ 0 rejects). */
+  async ioctl(fd: number, cmd: number, arg?: unknown): Promise<void> {
+    this.#assertRunning();
+    const file = this.#file(fd, 'ioctl');
+    cmd = integer(cmd, 'cmd', 0, 0xffffffff);
+    const { driver } = this.kernel.device(file.dev)!;
+    if (typeof driver.ioctl !== 'function') throw this.#error(ENOTTY, 'ioctl');
+    const rc = await this.kernel.call(this.pid, driver, 'ioctl', [file.dev, cmd, arg, file.flag, this.cred]);
+    if (rc !== 0) throw this.#error(rc, 'ioctl');
+  }
+
+  /**
+   * mmap(2). `fd` is -1 with MAP_ANONYMOUS for anonymous memory, else a descriptor of a device whose driver
+   * has a mapping interface. Returns the real address of the mapping.
+   */
+  async mmap(addr: bigint, len: number, prot: number, flags: number, fd: number, off: number): Promise<bigint> {
+    this.#assertRunning();
+    if (typeof addr !== 'bigint') addr = BigInt(integer(addr, 'addr'));
+    len = integer(len, 'len');
+    prot = integer(prot, 'prot', 0, 0xffffffff);
+    flags = integer(flags, 'flags', 0, 0xffffffff);
+    fd = integer(fd, 'fd', -1, 0x7fffffff);
+    off = integer(off, 'off');
+    return this.#serial(() => this.#mmap(Number(addr), len, prot, flags, fd, off));
+  }
+
+  /** munmap(2) of [addr, addr + len): whole pages; ranges with nothing mapped are fine. */
+  async munmap(addr: bigint, len: number): Promise<void> {
+    this.#assertRunning();
+    const a = this.#userAddr(addr);
+    len = integer(len, 'len');
+    return this.#serial(async () => {
+      if (len === 0 || a % pageSize !== 0 || !this.as.contains(a, len)) throw this.#error(EINVAL, 'munmap');
+      const end = a + Math.ceil(len / pageSize) * pageSize;
+      for (const seg of this.as.overlapping(a, end - a)) {
+        const from = Math.max(seg.base, a);
+        const to = Math.min(seg.end, end);
+        const rc = await seg.ops.unmap(seg, from, to - from, 'munmap');
+        if (typeof rc === 'number' && rc !== 0) throw this.#error(rc, 'munmap');
+      }
+    });
+  }
+
+  /** mprotect(2). */
+  async mprotect(addr: bigint, len: number, prot: number): Promise<void> {
+    this.#assertRunning();
+    const a = this.#userAddr(addr);
+    len = integer(len, 'len');
+    prot = integer(prot, 'prot', 0, 0xffffffff);
+    return this.#serial(async () => {
+      if (a % pageSize !== 0 || (prot & ~7) !== 0 || !this.as.contains(a, len)) throw this.#error(EINVAL, 'mprotect');
+      const end = a + Math.ceil(len / pageSize) * pageSize;
+      const segs = this.as.overlapping(a, end - a);
+      // Every page must be mapped (ENOMEM otherwise) and allow the protection, before anything changes.
+      let cursor = a;
+      for (const s of segs) {
+        if (s.base > cursor) throw this.#error(ENOMEM, 'mprotect');
+        cursor = s.end;
+      }
+      if (cursor < end) throw this.#error(ENOMEM, 'mprotect');
+      for (const s of segs) {
+        const rc = s.ops.setprot(s, Math.max(s.base, a), Math.min(s.end, end) - Math.max(s.base, a), prot);
+        if (rc !== 0) throw this.#error(rc, 'mprotect');
+      }
+    });
+  }
+
+  /**
+   * Touches [addr, addr + len) as the CPU would for `rw`: this is the page fault. A driver's fault handler
+   * (devmap_access) runs for pages without a valid translation; a failure is an error with code 'SIGSEGV'
+   * (nothing mapped there, or not with that protection) or 'SIGBUS' (the driver refused).
+   */
+  async access(addr: bigint, len: number, rw: Rw = 'read'): Promise<void> {
+    this.#assertRunning();
+    const a = this.#userAddr(addr);
+    len = integer(len, 'len', 1);
+    if (!['read', 'write', 'exec', 'other'].includes(rw)) throw new RangeError(`Expected 'read', 'write', 'exec' or 'other' for rw but received ${String(rw)}`);
+    return this.#serial(() => this.#fault(a, len, rw));
+  }
+
+  /**
+   * An ArrayBuffer over [addr, addr + len) of this process's memory, after faulting it in for writing. It is
+   * detached when those pages are unmapped, unloaded or protected, like every devmap view.
+   */
+  async view(addr: bigint, len: number): Promise<ArrayBuffer> {
+    this.#assertRunning();
+    const a = this.#userAddr(addr);
+    len = integer(len, 'len', 1);
+    return this.#serial(async () => {
+      await this.#fault(a, len, 'write');
+      const piece = this.as.pieceFor(a, len);
+      if (typeof piece === 'number') {
+        throw new DevmapError('ERR_DEVMAP_VIEW_SPAN', 'The range crosses mappings; take a view of each mapping');
+      }
+      return piece.mapping.view(a - piece.addr, len);
+    });
+  }
+
+  /** fork(2): a child with a copy of every mapping and descriptor. */
+  async fork(): Promise<Process> {
+    this.#assertRunning();
+    return this.#serial(async () => {
+      const child = this.kernel.spawnChild(this);
+      try {
+        for (const seg of [...this.as.segments]) await seg.ops.dup(seg, child.as);
+      } catch (err) {
+        await child.exit();
+        const errno = (err as { errno?: unknown }).errno;
+        throw typeof errno === 'number' ? err : syscallError(ENOMEM, 'fork', this.pid, err);
+      }
+      for (const [fd, file] of this.#files) {
+        file.refs++;
+        child.#files.set(fd, file);
+        this.kernel.countOpen(file.dev, 1);
+      }
+      return child;
+    });
+  }
+
+  /** exit(2): unmaps everything (every driver sees its unmaps), closes every descriptor, frees the address space. */
+  exit(): Promise<void> {
+    if (this.#exited) return Promise.resolve();
+    return this.#serial(async () => {
+      if (this.#exited) return;
+      for (const seg of [...this.as.segments]) await seg.ops.unmap(seg, seg.base, seg.len, 'exit');
+      for (const [fd, file] of [...this.#files]) {
+        this.#files.delete(fd);
+        await this.#release(file);
+      }
+      this.as.destroy();
+      this.#exited = true;
+      this.kernel.reap(this);
+    }, true);
+  }
+
+  /** The process's mappings, like pmap(1). */
+  pmap(): PmapEntry[] {
+    return this.as.pmap((dev) => this.kernel.deviceName(dev));
+  }
+
+  /** @internal The open file behind `fd`. */
+  file(fd: number): OpenFile | undefined {
+    return this.#files.get(fd);
+  }
+
+  // --- internals -----------------------------------------------------------------------------------
+
+  async #mmap(addr: number, len: number, prot: number, flags: number, fd: number, off: number): Promise<bigint> {
+    const type = flags & MAP_TYPE;
+    // SPEC A.3.1 ([grow] smmap_common): checked before any driver is called.
+    if ((flags & ~MAP_KNOWN) !== 0 || (type !== MAP_SHARED && type !== MAP_PRIVATE)) throw this.#error(EINVAL, 'mmap');
+    if (len === 0 || off % pageSize !== 0 || (prot & ~7) !== 0) throw this.#error(EINVAL, 'mmap');
+    const size = Math.ceil(len / pageSize) * pageSize;
+    let at: number;
+    if (flags & MAP_FIXED) {
+      if (addr % pageSize !== 0 || !this.as.contains(addr, size)) throw this.#error(EINVAL, 'mmap');
+      for (const seg of this.as.overlapping(addr, size)) {
+        const from = Math.max(seg.base, addr);
+        await seg.ops.unmap(seg, from, Math.min(seg.end, addr + size) - from, 'replace');
+      }
+      at = addr;
+    } else {
+      at = this.as.findFree(size);
+      if (at === 0) throw this.#error(ENOMEM, 'mmap');
+    }
+    if (flags & MAP_ANONYMOUS) {
+      if (fd !== -1) throw this.#error(EINVAL, 'mmap');
+      const seg = mapAnonymousSegment(this.as, at, size, prot, type);
+      if (typeof seg === 'number') throw this.#error(seg, 'mmap');
+      return BigInt(at);
+    }
+    const file = this.#files.get(fd);
+    if (!file) throw this.#error(EBADF, 'mmap');
+    const device = this.kernel.device(file.dev)!;
+    const mapper = this.kernel.mapperFor(device.driver);
+    if (!mapper) throw this.#error(ENODEV, 'mmap');
+    let maxprot = PROT_ALL;
+    if (type === MAP_SHARED && (file.flag & FWRITE) === 0) maxprot &= ~PROT_WRITE;
+    if ((file.flag & FREAD) === 0) throw this.#error(13 /* EACCES */, 'mmap');
+    const result = await mapper.mmap({
+      kernel: this.kernel, proc: this, dev: file.dev, driver: device.driver, addr: at, len: size, off,
+      prot, maxprot, type, flags,
+    });
+    if (typeof result === 'number') throw this.#error(result, 'mmap');
+    return BigInt(result.base);
+  }
+
+  async #fault(addr: number, len: number, rw: Rw): Promise<void> {
+    let cursor = addr;
+    const end = addr + len;
+    while (cursor < end) {
+      const seg = this.as.segmentAt(cursor);
+      if (!seg) throw faultError('SIGSEGV', cursor, this.pid);
+      const to = Math.min(seg.end, end);
+      const rc = await seg.ops.fault(seg, cursor, to - cursor, rw);
+      if (rc === EFAULT) throw faultError('SIGSEGV', cursor, this.pid);
+      if (rc !== 0) throw faultError('SIGBUS', cursor, this.pid, rc);
+      cursor = to;
+    }
+  }
+
+  async #transfer(fd: number, addr: bigint, len: number, syscall: 'read' | 'write'): Promise<number> {
+    this.#assertRunning();
+    const file = this.#file(fd, syscall);
+    if (typeof addr !== 'bigint') throw new TypeError(`Expected a bigint for addr but received ${typeof addr}`);
+    len = integer(len, 'len');
+    const want = syscall === 'read' ? FREAD : FWRITE;
+    if ((file.flag & want) === 0) throw this.#error(EBADF, syscall);
+    const { driver } = this.kernel.device(file.dev)!;
+    if (typeof driver[syscall] !== 'function') throw this.#error(ENXIO, syscall);
+    const uio = new Uio(this.as, [{ base: addr, len }], file.offset, syscall === 'read' ? UIO_READ : UIO_WRITE);
+    const rc = await this.kernel.call(this.pid, driver, syscall, [file.dev, uio, this.cred]);
+    const moved = len - uio.resid;
+    file.offset += moved;
+    if (rc !== 0 && moved === 0) throw this.#error(rc, syscall);
+    return moved;
+  }
+
+  async #release(file: OpenFile): Promise<void> {
+    file.refs--;
+    const left = this.kernel.countOpen(file.dev, -1);
+    if (left === 0 && this.kernel.mappedPages(file.dev) === 0) await this.kernel.closeDevice(file.dev, this.pid, file.flag);
+  }
+
+  #file(fd: number, syscall: string): OpenFile {
+    const file = Number.isInteger(fd) ? this.#files.get(fd) : undefined;
+    if (!file) {
+      if (typeof fd !== 'number') throw new TypeError(`Expected a descriptor number for fd but received ${typeof fd}`);
+      throw this.#error(EBADF, syscall);
+    }
+    return file;
+  }
+
+  #userAddr(addr: unknown): number {
+    if (typeof addr !== 'bigint') throw new TypeError(`Expected a bigint address for addr but received ${typeof addr}`);
+    if (addr < 0n || addr > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError(`Expected a user address for addr but received ${addr}`);
+    return Number(addr);
+  }
+
+  #error(errno: number, syscall: string) {
+    return syscallError(errno, syscall, this.pid);
+  }
+
+  #serial<T>(fn: () => Promise<T>, evenIfExited = false): Promise<T> {
+    const run = this.#queue.then(() => {
+      if (this.#exited && !evenIfExited) throw new DevmapError('ERR_DEVMAP_PROCESS_EXITED', `Process ${this.pid} has exited`);
+      return fn();
+    });
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  #assertRunning(): void {
+    if (this.#exited) throw new DevmapError('ERR_DEVMAP_PROCESS_EXITED', `Process ${this.pid} has exited`);
+  }
+}
+
+/** The error an access gets where a real process would get a signal. */
+export function faultError(signal: 'SIGSEGV' | 'SIGBUS', addr: number, pid: number, errno?: number): DevmapError {
+  const err = new DevmapError(signal, `${signal} at 0x${addr.toString(16)} in process ${pid}` + (errno ? ` (driver returned ${errno})` : ''));
+  Object.assign(err, { address: BigInt(addr), pid, signal });
+  return err;
+}
+

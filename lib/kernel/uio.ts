@@ -1,0 +1,86 @@
+/*
+ * uio and uiomove(9F): moving bytes between kernel memory and a simulated process's memory, for real.
+ *
+ * A Uio describes the user's side of a read or write: a list of (user address, length) vectors in the calling
+ * process, the file offset and the bytes still to move (resid). uiomove copies between a kernel address (arena
+ * memory) and the next bytes of those vectors, advancing them. A user address that is not mapped with the
+ * needed protection is EFAULT, as a bad copyout is in a real kernel; the bytes before it have moved.
+ */
+import { PROT_READ, PROT_WRITE } from '../memory/constants';
+import type { AddressSpace } from './as';
+import { EFAULT } from './errno';
+
+export const UIO_READ = 0;
+export const UIO_WRITE = 1;
+
+export interface Iovec {
+  base: bigint;
+  len: number;
+}
+
+export class Uio {
+  /** The remaining vectors; the first is advanced as bytes move. */
+  readonly iov: Iovec[];
+  offset: number;
+  resid: number;
+
+  /** @internal Built by the kernel for read(2)/write(2). */
+  constructor(
+    readonly as: AddressSpace,
+    iov: Iovec[],
+    offset: number,
+    /** The system call's direction: UIO_READ for read(2), UIO_WRITE for write(2). */
+    readonly rw: number,
+  ) {
+    this.iov = iov.map((v) => ({ ...v }));
+    this.offset = offset;
+    this.resid = iov.reduce((n, v) => n + v.len, 0);
+  }
+}
+
+/** Something that can give the kernel's bytes at a kernel address. */
+export interface KernelMemory {
+  bytes(kaddr: number, len: number): Uint8Array;
+}
+
+/**
+ * uiomove(kaddr, n, rw, uio): copies min(n, uio.resid) bytes between kernel memory at `kaddr` and the user
+ * vectors — UIO_READ copies kernel → user, UIO_WRITE user → kernel. Returns 0, or EFAULT.
+ */
+export function uiomove(kmem: KernelMemory, kaddr: number, n: number, rw: number, uio: Uio): number {
+  let left = Math.min(n, uio.resid);
+  let k = kaddr;
+  while (left > 0 && uio.iov.length > 0) {
+    const v = uio.iov[0];
+    if (v.len === 0) {
+      uio.iov.shift();
+      continue;
+    }
+    const addr = Number(v.base);
+    // Copy at most to the end of the user page run that one piece holds.
+    const seg = uio.as.segmentAt(addr);
+    if (!seg) return EFAULT;
+    const piece = seg.pieces.find((p) => p.addr <= addr && addr < p.addr + p.len);
+    if (!piece) return EFAULT;
+    const chunk = Math.min(left, v.len, piece.addr + piece.len - addr);
+    const need = rw === UIO_READ ? PROT_WRITE : PROT_READ;
+    const off = addr - piece.addr;
+    if ((piece.mapping.protection(off) & need) === 0 || (piece.mapping.protection(off + chunk - 1) & need) === 0) return EFAULT;
+    let user: Uint8Array;
+    try {
+      user = new Uint8Array(piece.mapping.view(off, chunk));
+    } catch {
+      return EFAULT;
+    }
+    const kernel = kmem.bytes(k, chunk);
+    if (rw === UIO_READ) user.set(kernel);
+    else kernel.set(user);
+    v.base += BigInt(chunk);
+    v.len -= chunk;
+    uio.resid -= chunk;
+    uio.offset += chunk;
+    k += chunk;
+    left -= chunk;
+  }
+  return 0;
+}
