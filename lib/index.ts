@@ -12,5 +12,6 @@ export type {
 } from './rmap';
 export * from './kernel';
 export * from './irix';
+export * from './ddi';
 export { DevmapError } from './errors';
 export type { SystemError } from './errors';

@@ -37,6 +37,8 @@ const HOSTILE: [string, unknown][] = [
   ['detached buffer', detached], ['symbol', Symbol('x')], ['bigint', 10n], ['function', () => 1],
 ];
 
+/** Device instances made for the probes; detached at the end. */
+const devInfos: devmap.DevInfo[] = [];
 /** Kernels made for the probes; shut down at the end. */
 const kernels: devmap.Kernel[] = [];
 const kernel = () => {
@@ -100,10 +102,35 @@ const INSTANCES: Record<string, (() => object | Promise<object>)[]> = {
   }],
   KernelPanic: [() => new devmap.KernelPanic('x')],
   VHandle: [async () => (await driverObjects()).vt],
+  DevInfo: [() => new devmap.DevInfo('hostile', [{ size: 1 }]), () => {
+    const d = new devmap.DevInfo('hostile-detached', [{ size: 1 }]);
+    d.detach();
+    return d;
+  }],
+  RegisterSet: [() => {
+    const d = new devmap.DevInfo('hostile-reg', [{ size: 1 }]);
+    devInfos.push(d);
+    return d.regs[0];
+  }],
+  UmemCookie: [() => (devmap.ddi_umem_alloc(kernel(), 1, devmap.DDI_UMEM_NOSLEEP) as devmap.UmemAllocation).cookie],
+  DevmapHandle: [async () => {
+    const k = kernel();
+    const dip = new devmap.DevInfo('hostile-devmap', [{ size: devmap.pageSize }]);
+    devInfos.push(dip);
+    k.install('hdev', {
+      devmap(dev: number, dhp: devmap.DevmapHandle, off: number, len: number, maplen: devmap.Out<number>) {
+        maplen.value = len;
+        return devmap.devmap_devmem_setup(dhp, dip, null, 0, 0, len, devmap.PROT_ALL, 0);
+      },
+    });
+    const p = k.spawn();
+    const a = await p.mmap(0n, devmap.pageSize, devmap.PROT_READ, devmap.MAP_SHARED, await p.open('/dev/hdev'), 0);
+    return devmap.handlesAt(p.as, a)[0];
+  }],
   Uio: [async () => (await driverObjects()).uio],
 };
 
-const ENDINGS: (string | symbol)[] = ['unmap', 'close', 'exit', 'shutdown', 'destroy', Symbol.dispose, Symbol.asyncDispose];
+const ENDINGS: (string | symbol)[] = ['unmap', 'close', 'exit', 'shutdown', 'destroy', 'detach', Symbol.dispose, Symbol.asyncDispose];
 
 const isClass = (f: Function) => /^class\b/.test(Function.prototype.toString.call(f));
 
@@ -126,6 +153,7 @@ async function release(result: unknown): Promise<void> {
 
 afterAll(async () => {
   for (const k of kernels.splice(0)) await k.shutdown();
+  for (const d of devInfos.splice(0)) d.detach();
 });
 
 async function probe(label: string, call: () => unknown, failures: string[]): Promise<void> {
