@@ -9,7 +9,7 @@
  */
 import { ResourceMapPanic } from './panic';
 import { H32, H64, type RmapStore } from './store';
-import { treeFloor, treeInsert, treeLast, treeRefresh, treeRemove } from './tree';
+import { DIRTY, markDirty, treeClean, treeFloor, treeInsert, treeLast, treeRefresh, treeRemove, treeWalk } from './tree';
 
 const NIL = -1; // store.ts NIL; a local constant keeps module-object loads out of the hot loops
 
@@ -23,8 +23,16 @@ export interface Lost {
   message: string;
 }
 
+/** The historical log line of each overflow rule (SPEC C.3). */
+function lostMessage(rule: OverflowRule, name: string, index: number, size: number): string {
+  if (rule === 'solaris') return `${name}: rmap overflow, lost [${index}, ${index + size}]`;
+  if (rule === 'bsd') return `${name}: rmap ovflo, lost [${index},${index + size})`;
+  return `rmfree map overflow ${name}.  Lost ${size} item(s) at ${index}`;
+}
+
 export class ClassicEngine {
   private readonly path = new Int32Array(96); // scratch: the search path of the last descent
+  private depth = 0; // scratch: the depth of the node search() found
 
   constructor(
     readonly s: RmapStore,
@@ -35,21 +43,46 @@ export class ClassicEngine {
     return OVERFLOW_RULES[this.s.h32[H32.OVERFLOW]];
   }
 
-  /** First fit by lowest index (SPEC C.2 rmalloc); 0 when no range is large enough. size ≥ 1. */
+  /**
+   * First fit by lowest index (SPEC C.2 rmalloc); 0 when no range is large enough. size ≥ 1.
+   *
+   * Shrinking a range does not walk its maxima up to the root: the node's own mx is fixed when its
+   * children are exact, and its ancestors are only marked dirty, up to the first one already dirty (tree.ts).
+   * A free that grows the range back then finds the ancestors' bounds still high and stops at once. The
+   * search below treats a dirty bound as "maybe": a dirty left subtree whose bound admits the request is
+   * searched, and if it holds no fit after all it is cleaned on the way out, so the same bound never
+   * misleads twice. Every node a search cleans was dirtied by an earlier rmalloc, one per node and rmalloc
+   * at most: O(log n) amortized per call. A single call after many shrinks can cost more.
+   */
   alloc(size: number): number {
     const s = this.s;
-    const { lt, rt, sz, mx } = s;
+    const { lt, rt, sz, mx, ht } = s;
     const root = s.h32[H32.ROOT];
     if (root === NIL || mx[root] < size) return 0;
     const path = this.path;
     let d = 0;
     let x = root;
+    // Invariant: if any range fits, the lowest-index one is in x's subtree.
     for (;;) {
-      path[d++] = x;
+      if (x === NIL || mx[x] < size) return 0;
+      path[d] = x;
       const l = lt[x];
-      if (l !== NIL && mx[l] >= size) x = l;
-      else if (sz[x] >= size) break;
-      else x = rt[x];
+      if (l !== NIL && mx[l] >= size) {
+        if ((ht[l] & DIRTY) === 0) {
+          x = l; // exact: a fit is certain on the left
+          d++;
+          continue;
+        }
+        const found = this.search(l, size, d + 1);
+        if (found !== NIL) {
+          x = found;
+          d = this.depth;
+          break;
+        }
+      }
+      if (sz[x] >= size) break;
+      x = rt[x];
+      d++;
     }
     const index = s.lo[x];
     const rest = sz[x] - size;
@@ -58,10 +91,53 @@ export class ClassicEngine {
     } else {
       s.w64(s.lo, x, index + size); // C.2 step 2: taken from the low end; order is preserved
       s.w64(sz, x, rest);
-      this.pullPath(d - 1);
+      if ((ht[x] & DIRTY) === 0) {
+        const l = lt[x];
+        const r = rt[x];
+        let m = rest;
+        if (l !== NIL && mx[l] > m) m = mx[l];
+        if (r !== NIL && mx[r] > m) m = mx[r];
+        if (m !== mx[x]) {
+          s.w64(mx, x, m);
+          for (let i = d - 1; i >= 0 && (ht[path[i]] & DIRTY) === 0; i--) markDirty(s, path[i]);
+        }
+      }
     }
     s.w64(s.h64, H64.FREE_UNITS, s.h64[H64.FREE_UNITS] - size);
     return index;
+  }
+
+  /**
+   * First fit inside the subtree of the dirty node t, whose path position is `depth`. Returns the node (its
+   * depth in this.depth, the path filled in) or NIL, in which case the subtree has been cleaned.
+   */
+  private search(t: number, size: number, depth: number): number {
+    const s = this.s;
+    if (t === NIL || s.mx[t] < size) return NIL;
+    this.path[depth] = t;
+    if ((s.ht[t] & DIRTY) === 0) {
+      // Exact from here down, and mx[t] ≥ size: the fit is certain.
+      for (;;) {
+        const l = s.lt[t];
+        if (l !== NIL && s.mx[l] >= size) t = l;
+        else if (s.sz[t] >= size) break;
+        else t = s.rt[t];
+        this.path[++depth] = t;
+      }
+      this.depth = depth;
+      return t;
+    }
+    let found = this.search(s.lt[t], size, depth + 1);
+    if (found !== NIL) return found;
+    if (s.sz[t] >= size) {
+      this.path[depth] = t;
+      this.depth = depth;
+      return t;
+    }
+    found = this.search(s.rt[t], size, depth + 1);
+    if (found !== NIL) return found;
+    treeClean(s, t); // nothing fits here: make the bound exact (now below size)
+    return NIL;
   }
 
   /**
@@ -127,23 +203,22 @@ export class ClassicEngine {
             // single range, that range is discarded (C.3 edge case). The retry cannot panic: the discarded
             // range was not adjacent to [index, end), so the neighbours left behind are not either.
             const victim = prev !== NIL && s.sz[prev] < s.sz[last] ? prev : last;
-            lost = this.discard(victim, (a, n) => `${this.name}: rmap overflow, lost [${a}, ${a + n}]`);
+            lost = this.discard(victim, 'solaris');
             continue;
           }
           if (rule === 'svr4') {
             // The range being freed is dropped.
             this.extend(index, end);
-            return { index, size, message: `rmfree map overflow ${this.name}.  Lost ${size} item(s) at ${index}` };
+            return { index, size, message: lostMessage('svr4', this.name, index, size) };
           }
           // bsd: 4.3BSD inserts, then drops the second-to-last entry of the now too long list. Computed
           // without the transient extra entry: that entry is the old last range if the new one lies above
           // it, the new range itself if it lies between the last two, and the old second-to-last otherwise.
-          const message = (a: number, n: number) => `${this.name}: rmap ovflo, lost [${a},${a + n})`;
-          if (index > s.lo[last]) lost = this.discard(last, message);
+          if (index > s.lo[last]) lost = this.discard(last, 'bsd');
           else if (prev === NIL || index > s.lo[prev]) {
             this.extend(index, end);
-            return { index, size, message: message(index, size) };
-          } else lost = this.discard(prev, message);
+            return { index, size, message: lostMessage('bsd', this.name, index, size) };
+          } else lost = this.discard(prev, 'bsd');
         }
         this.insert(size, index);
       }
@@ -156,22 +231,15 @@ export class ClassicEngine {
   /** Calls fn for every free range in index order. */
   walk(fn: (index: number, size: number) => void): void {
     const s = this.s;
-    const stack: number[] = [];
-    let t = s.h32[H32.ROOT];
-    while (t !== NIL || stack.length > 0) {
-      while (t !== NIL) {
-        stack.push(t);
-        t = s.lt[t];
-      }
-      t = stack.pop()!;
-      fn(s.lo[t], s.sz[t]);
-      t = s.rt[t];
-    }
+    treeWalk(s, s.h32[H32.ROOT], (x) => fn(s.lo[x], s.sz[x]));
   }
 
+  /** The largest free range: the root's mx once the tree is clean. */
   largest(): number {
     const root = this.s.h32[H32.ROOT];
-    return root === NIL ? 0 : this.s.mx[root];
+    if (root === NIL) return 0;
+    treeClean(this.s, root);
+    return this.s.mx[root];
   }
 
   /** The span of units ever given to the map: [low, high). No request above high − low can ever fit. */
@@ -180,31 +248,14 @@ export class ClassicEngine {
   }
 
   /**
-   * The size of path[from] changed in place: recompute mx from there to the root. Stops at the first node
-   * whose mx does not change (no ancestor's can then change either).
+   * The node at path[to] grew to `size`: it and its ancestors need mx ≥ size. Bottom-up, stopping at the
+   * first node already there (an ancestor's mx is never below a descendant's).
    */
-  private pullPath(from: number): void {
-    const s = this.s;
-    const { lt, rt, sz, mx } = s;
-    const path = this.path;
-    for (let i = from; i >= 0; i--) {
-      const t = path[i];
-      const l = lt[t];
-      const r = rt[t];
-      let m = sz[t];
-      if (l !== NIL && mx[l] > m) m = mx[l];
-      if (r !== NIL && mx[r] > m) m = mx[r];
-      if (mx[t] === m) return;
-      s.w64(mx, t, m);
-    }
-  }
-
-  /** A node at path[to] grew to `size`: its mx and its ancestors' can only rise to it. */
   private raisePath(to: number, size: number): void {
     const s = this.s;
     const mx = s.mx;
     const path = this.path;
-    for (let i = 0; i <= to; i++) if (mx[path[i]] < size) s.w64(mx, path[i], size);
+    for (let i = to; i >= 0 && mx[path[i]] < size; i--) s.w64(mx, path[i], size);
   }
 
   private insert(size: number, index: number): void {
@@ -225,9 +276,9 @@ export class ClassicEngine {
     s.w64(s.h64, H64.RANGES, s.h64[H64.RANGES] - 1);
   }
 
-  private discard(x: number, message: (index: number, size: number) => string): Lost {
+  private discard(x: number, rule: OverflowRule): Lost {
     const s = this.s;
-    const lost = { index: s.lo[x], size: s.sz[x], message: message(s.lo[x], s.sz[x]) };
+    const lost = { index: s.lo[x], size: s.sz[x], message: lostMessage(rule, this.name, s.lo[x], s.sz[x]) };
     s.w64(s.h64, H64.FREE_UNITS, s.h64[H64.FREE_UNITS] - lost.size);
     this.unlink(x);
     return lost;

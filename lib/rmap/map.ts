@@ -29,8 +29,9 @@
  * 3. Invariants (checked by test/rmap against a plain reference of the historical algorithms)
  * ------------------------------------------------------------------------------------------------
  *   classic  the tree's in-order walk is the historical array: sorted by index, pairwise disjoint, never
- *            adjacent, sizes ≥ 1; ranges + free slots = mapsize; mx[n] = max size in n's subtree; free units
- *            = Σ sizes.
+ *            adjacent, sizes ≥ 1; ranges + free slots = mapsize; free units = Σ sizes; mx[n] ≥ the largest
+ *            size in n's subtree, with equality unless n is dirty, and every dirty node's parent dirty
+ *            (tree.ts, classic.ts alloc()).
  *   illumos  segments of a span tile it exactly, in address order; no two free segments are neighbours;
  *            every free segment is on list highbit(size) − 1 and that list's bitmap bit is set iff the list
  *            is non-empty; every allocated segment is in the hash, exactly once.
@@ -55,8 +56,8 @@
  *
  * 5. Waiting (C.5)
  * ----------------
- * rmalloc_wait tries at once; on failure it queues a waiter and returns a pending Promise. Every rmfree that
- * changes the map retries every waiter, in queue (arrival) order, inside that rmfree: a waiter whose request
+ * rmalloc_wait tries at once; on failure it queues a waiter and returns a pending Promise. Every successful
+ * rmfree retries every waiter, in queue (arrival) order, inside that rmfree: a waiter whose request
  * now fits takes its space there and then, and its Promise resolves in a later microtask; the others wait on,
  * in place. No fairness is promised, as in every historical kernel: a large request can starve behind small
  * ones. With `fifo: true` a wait never overtakes an earlier one: new requests queue behind existing waiters
@@ -67,8 +68,9 @@
  *
  * 6. Cost
  * -------
- *   classic  rmalloc, rmfree O(log n) in the number of free ranges n (AVL descent; the historical array walk
- *            is O(n)); the overflow rules O(log n).
+ *   classic  rmfree O(log n) in the number of free ranges n (AVL descent; the historical array walk is O(n));
+ *            rmalloc O(log n) amortized: a shrink only marks maxima dirty, and a search pays once for the
+ *            dirty bounds it finds wrong (classic.ts). The overflow rules O(log n).
  *   illumos  rmalloc O(1) (bitmap + list head), except a non-power-of-two request when no larger list has a
  *            member: vmem then searches the request's own list (O(length), as vmem does); rmfree of an
  *            allocation O(1) (hash); adding a span O(log spans).
@@ -270,13 +272,17 @@ export class ResourceMap {
       throw err;
     }
     this.#count(H64.FREES);
+    if (lost !== null) this.#report(lost);
+    else if (this.#waiters.length > 0) this.#wake();
+  }
+
+  /** An rmfree lost space (C.3): count it, warn with the historical message, then wake the waiters anyway. */
+  #report(lost: Lost): void {
     try {
-      if (lost !== null) {
-        this.#count(H64.OVERFLOWS);
-        const s = this.#store;
-        s.w64(s.h64, H64.LOST, s.h64[H64.LOST] + lost.size);
-        this.#warn(this.policy === 'classic' ? 'DEVMAP_RMAP_OVERFLOW' : 'DEVMAP_RMAP_NO_SEGMENT', lost.message, lost.index, lost.size);
-      }
+      this.#count(H64.OVERFLOWS);
+      const s = this.#store;
+      s.w64(s.h64, H64.LOST, s.h64[H64.LOST] + lost.size);
+      this.#warn(this.policy === 'classic' ? 'DEVMAP_RMAP_OVERFLOW' : 'DEVMAP_RMAP_NO_SEGMENT', lost.message, lost.index, lost.size);
     } finally {
       this.#wake();
     }

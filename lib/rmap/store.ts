@@ -12,9 +12,9 @@
  * Layout of the buffer (capacity C nodes; every field is a parallel array indexed by node number):
  *
  *   Float64  header (H64.*)                      counters, units, mapsize
- *   Float64  lo[C]  sz[C]  mx[C]                 range start, range size, largest size in the AVL subtree
+ *   Float64  lo[C]  sz[C]  mx[C]                 range start, range size, largest size below (tree.ts)
  *   Int32    header (H32.*)                      magic, policy, roots, node free list, 53 free-list heads
- *   Int32    lt[C]  rt[C]  ht[C]                 AVL left, right, height (segments: negative state tag)
+ *   Int32    lt[C]  rt[C]  ht[C]                 AVL left, right, height + dirty bit (segments: negative tag)
  *   Int32    an[C] ap[C] kn[C] kp[C] hn[C]       illumos only: address chain, free-list chain, hash chain
  *   Int32    buckets[B]                          illumos only: hash of allocated segments by start
  *
@@ -22,7 +22,8 @@
  * hash bucket. Node numbers are stable for the life of the map (growth copies, it never renumbers).
  *
  * Every write to persistent state goes through w64() or w32() (and the node pool's own bookkeeping through
- * the same two). Reads are plain typed-array loads. A later undo journal for crash-safe shared maps hooks
+ * the same two); only formatting a new store and growing one, which build a whole buffer, write directly.
+ * Reads are plain typed-array loads. A later undo journal for crash-safe shared maps hooks
  * those two methods: the field's byteOffset plus 8·i (or 4·i) names the word being changed.
  */
 import { rangeError, typeError } from '../errors';
@@ -195,13 +196,6 @@ export class RmapStore {
     }
     this.w32(this.h32, H32.NODES, this.h32[H32.NODES] + 1);
     return x;
-  }
-
-  /** Nodes alloc() can still hand out without growing. */
-  get spare(): number {
-    let n = this.h32[H32.CAPACITY] - this.h32[H32.NEXT_NODE];
-    for (let x = this.h32[H32.FREE_NODE]; x !== NIL; x = this.lt[x]) n++;
-    return n;
   }
 
   release(x: number): void {

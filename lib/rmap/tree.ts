@@ -3,6 +3,15 @@
  * size (sz[]) in its subtree. Keys are distinct integers. Heights stay within 1.44·log2(n), so every walk
  * below is logarithmic and the recursion shallow (< 64 levels for any pool an Int32 can index).
  *
+ * ht[] packs the AVL height (bits 0–7) and a DIRTY bit. A clean node's mx is exact. A dirty node's mx is an
+ * upper bound: a size somewhere below it shrank and the maxima above it were left alone (classic.ts explains
+ * why). Three invariants hold at all times:
+ *   - a dirty node's parent is dirty (so a clean node's whole subtree is clean and its mx exact);
+ *   - mx[parent] ≥ mx[child] (bounds included), so a walk up that finds mx ≥ v can stop;
+ *   - mx[t] ≥ the true largest size in t's subtree.
+ * pull() recomputes a node from its children and is clean exactly when both children are; treeClean() makes
+ * a subtree exact again at the cost of its dirty nodes.
+ *
  * The functions take the store and a subtree root and return the new subtree root; callers store roots in
  * the header through w32(). All writes go through the store's write primitives and are skipped when the
  * value does not change (fewer words for a later undo journal to record).
@@ -11,28 +20,45 @@ import type { RmapStore } from './store';
 
 const NIL = -1; // store.ts NIL; a local constant keeps module-object loads out of the hot loops
 
-/** Recomputes mx[t] from sz[t] and the children; true when it changed. */
-export function pullMax(s: RmapStore, t: number): boolean {
-  const l = s.lt[t];
-  const r = s.rt[t];
-  let m = s.sz[t];
-  if (l !== NIL && s.mx[l] > m) m = s.mx[l];
-  if (r !== NIL && s.mx[r] > m) m = s.mx[r];
-  if (s.mx[t] === m) return false;
-  s.w64(s.mx, t, m);
-  return true;
+export const DIRTY = 0x100;
+const HEIGHT = 0xff;
+
+/** Marks t dirty (its mx may now be above the truth). */
+export function markDirty(s: RmapStore, t: number): void {
+  s.w32(s.ht, t, s.ht[t] | DIRTY);
 }
 
 function height(s: RmapStore, t: number): number {
-  return t === NIL ? 0 : s.ht[t];
+  return t === NIL ? 0 : s.ht[t] & HEIGHT;
 }
 
+/** Recomputes t's height, mx and dirty bit from sz[t] and its children. */
 function pull(s: RmapStore, t: number): void {
-  const hl = height(s, s.lt[t]);
-  const hr = height(s, s.rt[t]);
-  const h = (hl > hr ? hl : hr) + 1;
+  const l = s.lt[t];
+  const r = s.rt[t];
+  const hl = height(s, l);
+  const hr = height(s, r);
+  let m = s.sz[t];
+  let dirty = 0;
+  if (l !== NIL) {
+    if (s.mx[l] > m) m = s.mx[l];
+    dirty |= s.ht[l] & DIRTY;
+  }
+  if (r !== NIL) {
+    if (s.mx[r] > m) m = s.mx[r];
+    dirty |= s.ht[r] & DIRTY;
+  }
+  const h = ((hl > hr ? hl : hr) + 1) | dirty;
   if (s.ht[t] !== h) s.w32(s.ht, t, h);
-  pullMax(s, t);
+  if (s.mx[t] !== m) s.w64(s.mx, t, m);
+}
+
+/** Makes every dirty node in t's subtree clean and its mx exact; costs O(dirty nodes in the subtree). */
+export function treeClean(s: RmapStore, t: number): void {
+  if (t === NIL || (s.ht[t] & DIRTY) === 0) return;
+  treeClean(s, s.lt[t]);
+  treeClean(s, s.rt[t]);
+  pull(s, t);
 }
 
 function setLeft(s: RmapStore, t: number, v: number): void {
@@ -120,12 +146,12 @@ function removeMin(s: RmapStore, t: number): number {
   return balance(s, t);
 }
 
-/** After sz[] of the node keyed `key` changed in place (or its lo[] moved without passing a neighbour). */
+/** After sz[] of the node keyed `key` grew in place: recompute the nodes on its path, bottom-up. */
 export function treeRefresh(s: RmapStore, t: number, key: number): void {
   const k = s.lo[t];
   if (key < k) treeRefresh(s, s.lt[t], key);
   else if (key > k) treeRefresh(s, s.rt[t], key);
-  pullMax(s, t);
+  pull(s, t);
 }
 
 /** The node with the largest key ≤ key, or NIL. */

@@ -192,13 +192,6 @@ export class VmemEngine {
     return root === NIL ? 0 : this.s.mx[root];
   }
 
-  /** Free-list members, newest first (for tests of the LIFO order). */
-  list(k: number): number[] {
-    const out: number[] = [];
-    for (let x = this.s.h32[H32.LIST + k]; x !== NIL; x = this.s.kn[x]) out.push(this.s.lo[x]);
-    return out;
-  }
-
   // ---- free lists and bitmap ----
 
   /** The lowest non-empty list ≥ k, or −1 (vmem's lowbit(P2ALIGN(freemap, 2^k)) − 1). */

@@ -177,9 +177,11 @@ describe('fixed stores (a map inside a caller-supplied buffer)', () => {
     const store = RmapStore.fixed('classic', new ArrayBuffer(RmapStore.bytesFor('classic', 3)));
     expect(() => rmallocmap(4, { store })).toThrow(/room for 4 ranges/);
     expect(() => rmallocmap(3, { store, policy: 'illumos' })).toThrow(/made for the illumos policy/);
-    const mp = rmallocmap(3, { store });
+    const lost: string[] = [];
+    const mp = rmallocmap(3, { store, onWarning: (m) => lost.push(m) });
     for (const i of [1, 11, 21, 31]) rmfree(mp, 5, i);
     expect(pairs(mp)).toEqual([[1, 5], [11, 5], [31, 5]]);
+    expect(lost).toEqual(['rmallocmap: rmap overflow, lost [21, 26]']);
     expect(() => rmallocmap(3, { store })).toThrow(/a store no map has used yet/);
     expect(() => RmapStore.fixed('classic', new ArrayBuffer(16))).toThrow(RangeError);
     expect(() => RmapStore.fixed('classic', new ArrayBuffer(4096), 3)).toThrow(/multiple of 8/);

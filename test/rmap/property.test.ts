@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ResourceMap, ResourceMapPanic, rmalloc, rmalloc_wait, rmallocmap, rmfree } from '../../lib/rmap';
 import { H32, H64, LISTS, NIL, RmapStore } from '../../lib/rmap/store';
+import { DIRTY } from '../../lib/rmap/tree';
 import { ClassicRef, IllumosRef, RefPanic, WaitingRef, highbit, type RefMap } from './reference';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 40);
@@ -142,7 +143,9 @@ async function run(config: Config, ops: Op[]): Promise<void> {
       }
     }
     claimGrants();
-    expect(mp.freeRanges()).toEqual(inner.ranges());
+    const ranges = inner.ranges();
+    expect(mp.freeRanges()).toEqual(ranges);
+    if (op.t === 'alloc' && ranges.length % 3 === 0) expect(mp.largestFree).toBe(Math.max(0, ...ranges.map((r) => r.size)));
     expect(mp.slotsFree).toBe(inner.slotsFree);
     expect(mp.waiting).toBe(ref.waiters.length);
     const bad = invariantViolation(mp);
@@ -159,19 +162,26 @@ function invariantViolation(mp: ResourceMap): string | undefined {
   let units = 0;
   for (const r of mp.freeRanges()) units += r.size;
   if (s.h64[H64.FREE_UNITS] !== units) return `free units ${s.h64[H64.FREE_UNITS]} != ${units}`;
-  // AVL: order, balance, heights and subtree maxima (classic free ranges; illumos spans).
+  // AVL: order, balance, heights, subtree maxima (classic free ranges; illumos spans). ht packs the height
+  // and a DIRTY bit (tree.ts): a clean node's mx is exact, a dirty node's an upper bound; a dirty node's
+  // parent is dirty; mx never grows from parent to child.
   let bad: string | undefined;
-  const visit = (t: number, lo: number, hi: number): [number, number] => {
+  const visit = (t: number, lo: number, hi: number, parentMx: number, parentDirty: boolean): [number, number] => {
     if (t === NIL) return [0, 0];
+    const dirty = (s.ht[t] & DIRTY) !== 0;
+    const height = s.ht[t] & 0xff;
     if (!(s.lo[t] > lo && s.lo[t] < hi)) bad ??= `node ${t} out of order`;
-    const [hl, ml] = visit(s.lt[t], lo, s.lo[t]);
-    const [hr, mr] = visit(s.rt[t], s.lo[t], hi);
+    if (dirty && !parentDirty) bad ??= `node ${t} dirty under a clean parent`;
+    if (s.mx[t] > parentMx) bad ??= `node ${t} mx above its parent's`;
+    const [hl, ml] = visit(s.lt[t], lo, s.lo[t], s.mx[t], dirty);
+    const [hr, mr] = visit(s.rt[t], s.lo[t], hi, s.mx[t], dirty);
     if (Math.abs(hl - hr) > 1) bad ??= `node ${t} unbalanced`;
-    if (s.ht[t] !== Math.max(hl, hr) + 1) bad ??= `node ${t} height`;
-    if (s.mx[t] !== Math.max(s.sz[t], ml, mr)) bad ??= `node ${t} max`;
-    return [s.ht[t], s.mx[t]];
+    if (height !== Math.max(hl, hr) + 1) bad ??= `node ${t} height`;
+    const exact = Math.max(s.sz[t], ml, mr);
+    if (dirty ? s.mx[t] < exact : s.mx[t] !== exact) bad ??= `node ${t} max ${s.mx[t]} (true ${exact}, dirty ${dirty})`;
+    return [height, exact];
   };
-  visit(s.h32[H32.ROOT], -Infinity, Infinity);
+  visit(s.h32[H32.ROOT], -Infinity, Infinity, Infinity, true);
   if (mp.policy === 'illumos') {
     for (let k = 0; k < LISTS; k++) {
       const bit = k < 32 ? (s.h32[H32.FREEMAP0] >>> k) & 1 : (s.h32[H32.FREEMAP1] >>> (k - 32)) & 1;

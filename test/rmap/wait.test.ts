@@ -13,11 +13,13 @@ function track<T>(p: Promise<T>) {
   return t;
 }
 const flush = () => new Promise((r) => setImmediate(r));
+/** A map whose too-large warnings (expected in most of these tests) are collected instead of printed. */
+const quietMap = (mapsize: number, opts: Parameters<typeof rmallocmap>[1] = {}) => rmallocmap(mapsize, { onWarning: () => undefined, ...opts });
 const pairs = (mp: ReturnType<typeof rmallocmap>) => mp.freeRanges().map((r) => [r.index, r.size]);
 
 describe('SPEC C.5 worked example', () => {
   it('broadcast on every rmfree, each waiter retries in wake order', async () => {
-    const mp = rmallocmap(8);
+    const mp = quietMap(8);
     rmfree(mp, 100, 1);
     expect([rmalloc(mp, 30), rmalloc(mp, 30), rmalloc(mp, 40)]).toEqual([1, 31, 61]);
     const t1 = track(rmalloc_wait(mp, 50)); // t=1: nothing fits, sleeps
@@ -41,7 +43,7 @@ describe('SPEC C.5 worked example', () => {
   });
 
   it('succeeds at once when space fits: the allocation happens in the call', async () => {
-    const mp = rmallocmap(2);
+    const mp = quietMap(2);
     rmfree(mp, 10, 1);
     const p = rmalloc_wait(mp, 4);
     expect(pairs(mp)).toEqual([[5, 6]]);
@@ -52,7 +54,7 @@ describe('SPEC C.5 worked example', () => {
 
 describe('cancelling and destroying', () => {
   it('an AbortSignal cancels a wait and leaves no waiter behind', async () => {
-    const mp = rmallocmap(2);
+    const mp = quietMap(2);
     rmfree(mp, 10, 1);
     const ac = new AbortController();
     const p = rmalloc_wait(mp, 20, { signal: ac.signal });
@@ -66,14 +68,14 @@ describe('cancelling and destroying', () => {
   });
 
   it('an already aborted signal rejects without allocating', async () => {
-    const mp = rmallocmap(2);
+    const mp = quietMap(2);
     rmfree(mp, 10, 1);
     await expect(rmalloc_wait(mp, 2, { signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ABORT_ERR' });
     expect(mp.freeUnits).toBe(10);
   });
 
   it('a signal that fires after the wait succeeded changes nothing', async () => {
-    const mp = rmallocmap(2);
+    const mp = quietMap(2);
     rmfree(mp, 10, 1);
     const ac = new AbortController();
     const p = rmalloc_wait(mp, 20, { signal: ac.signal });
@@ -84,7 +86,7 @@ describe('cancelling and destroying', () => {
   });
 
   it('rmfreemap rejects every waiter with ERR_DEVMAP_RMAP_FREED', async () => {
-    const mp = rmallocmap(2, { name: 'xx_mp' });
+    const mp = quietMap(2, { name: 'xx_mp' });
     rmfree(mp, 10, 1);
     const ac = new AbortController();
     const a = rmalloc_wait(mp, 50, { signal: ac.signal });
@@ -140,7 +142,7 @@ describe('the too-large warning', () => {
 
 describe('fifo option', () => {
   it('later requests queue behind earlier ones; a wake stops at the first that does not fit', async () => {
-    const mp = rmallocmap(4, { fifo: true });
+    const mp = quietMap(4, { fifo: true });
     rmfree(mp, 100, 1);
     expect(rmalloc(mp, 100)).toBe(1);
     const big = track(rmalloc_wait(mp, 50));
@@ -160,7 +162,7 @@ describe('fifo option', () => {
   });
 
   it('aborting the head lets the next waiter in', async () => {
-    const mp = rmallocmap(4, { fifo: true });
+    const mp = quietMap(4, { fifo: true });
     rmfree(mp, 10, 1);
     expect(rmalloc(mp, 10)).toBe(1);
     const ac = new AbortController();
@@ -176,7 +178,7 @@ describe('fifo option', () => {
   });
 
   it('without fifo a small request overtakes a large one (no fairness, as in the kernels)', async () => {
-    const mp = rmallocmap(4);
+    const mp = quietMap(4);
     rmfree(mp, 10, 1);
     expect(rmalloc(mp, 10)).toBe(1);
     const big = track(rmalloc_wait(mp, 50));
@@ -189,16 +191,16 @@ describe('fifo option', () => {
 
 describe('errors reject the promise', () => {
   it.each([
-    ['bad size', () => rmalloc_wait(rmallocmap(1), -1), { name: 'RangeError' }],
-    ['classic size 0', () => rmalloc_wait(rmallocmap(1), 0), { name: 'RangeError' }],
-    ['illumos size 0', () => rmalloc_wait(rmallocmap(0, { policy: 'illumos' }), 0), { code: 'ERR_DEVMAP_RMAP_ZERO_SIZE' }],
+    ['bad size', () => rmalloc_wait(quietMap(1), -1), { name: 'RangeError' }],
+    ['classic size 0', () => rmalloc_wait(quietMap(1), 0), { name: 'RangeError' }],
+    ['illumos size 0', () => rmalloc_wait(quietMap(0, { policy: 'illumos' }), 0), { code: 'ERR_DEVMAP_RMAP_ZERO_SIZE' }],
     ['not a map', () => rmalloc_wait(null as never, 1), { name: 'TypeError' }],
-    ['bad signal', () => rmalloc_wait(rmallocmap(1), 1, { signal: {} as never }), { message: /an AbortSignal for options.signal/ }],
-    ['unknown option', () => rmalloc_wait(rmallocmap(1), 1, { signl: 1 } as never), { message: /did you mean "signal"/ }],
+    ['bad signal', () => rmalloc_wait(quietMap(1), 1, { signal: {} as never }), { message: /an AbortSignal for options.signal/ }],
+    ['unknown option', () => rmalloc_wait(quietMap(1), 1, { signl: 1 } as never), { message: /did you mean "signal"/ }],
     [
       'a freed map',
       () => {
-        const mp = rmallocmap(1);
+        const mp = quietMap(1);
         rmfreemap(mp);
         return rmalloc_wait(mp, 1);
       },
@@ -211,6 +213,6 @@ describe('errors reject the promise', () => {
   });
 
   it('an illumos size-0 wait is a panic', async () => {
-    await expect(rmalloc_wait(rmallocmap(0, { policy: 'illumos' }), 0)).rejects.toBeInstanceOf(ResourceMapPanic);
+    await expect(rmalloc_wait(quietMap(0, { policy: 'illumos' }), 0)).rejects.toBeInstanceOf(ResourceMapPanic);
   });
 });
