@@ -21,6 +21,11 @@ export interface Native {
   memfd_create(name: string, flags: number): number;
   shm_open(name: string, oflag: number, mode: number): number;
   shm_unlink(name: string): number;
+  open(path: string, flags: number, mode: number): number;
+  close(fd: number): number;
+  /** Fills out with [st_size, st_mode, st_uid, st_gid]. */
+  fstat(fd: number, out: Float64Array): number;
+  ftruncate(fd: number, length: number): number;
   fallocate(fd: number, mode: number, offset: number, length: number): number;
   fcntl(fd: number, cmd: number, arg: number): number;
   buffer(addr: number, length: number): ArrayBuffer;
@@ -30,7 +35,7 @@ export interface Native {
   futex_wake(array: ArrayBufferView, byteIndex: number, count: number): number;
   page_size(): number;
   // native/sync.cc (lib/sync)
-  futex_wait_spin(array: ArrayBufferView, byteIndex: number, expected: number, timeoutMs: number, spin: number): number;
+  futex_wait_spin(array: ArrayBufferView, byteIndex: number, expected: number, timeoutMs: number, spin: number, waitersByteIndex: number): number;
   waitv_init(onComplete: (batch: number[]) => void): number;
   waitv_add(array: ArrayBufferView, byteIndex: number, expected: number, timeoutMs: number, tag: number): number;
   waitv_cancel(id: number): number;

@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -131,6 +132,42 @@ static Napi::Value ShmUnlink(const Napi::CallbackInfo& info) {
   std::string name;
   if (!StringArg(info, 0, &name)) return info.Env().Undefined();
   return Result(info.Env(), shm_unlink(name.c_str()));
+}
+
+// open(path, flags, mode) -> fd | -errno  (O_CLOEXEC is the caller's to pass)
+static Napi::Value Open(const Napi::CallbackInfo& info) {
+  std::string path;
+  if (!StringArg(info, 0, &path) || !info[1].IsNumber() || !info[2].IsNumber()) return info.Env().Undefined();
+  return Result(info.Env(), open(path.c_str(), Int(info, 1), static_cast<mode_t>(Int(info, 2))));
+}
+
+static Napi::Value Close(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 1)) return info.Env().Undefined();
+  return Result(info.Env(), close(Int(info, 0)));
+}
+
+// fstat(fd, out: Float64Array(4)) -> 0 | -errno; out = [st_size, st_mode, st_uid, st_gid]
+static Napi::Value Fstat(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 1)) return info.Env().Undefined();
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[1].As<Napi::Float64Array>().ElementLength() < 4) {
+    Napi::TypeError::New(info.Env(), "devmap native: fstat needs a Float64Array(4)").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  struct stat st;
+  if (fstat(Int(info, 0), &st) < 0) return Napi::Number::New(info.Env(), -errno);
+  double* out = info[1].As<Napi::Float64Array>().Data();
+  out[0] = static_cast<double>(st.st_size);
+  out[1] = static_cast<double>(st.st_mode);
+  out[2] = static_cast<double>(st.st_uid);
+  out[3] = static_cast<double>(st.st_gid);
+  return Napi::Number::New(info.Env(), 0);
+}
+
+// ftruncate(fd, length) -> 0 | -errno
+static Napi::Value Ftruncate(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 2)) return info.Env().Undefined();
+  return Result(info.Env(), ftruncate(Int(info, 0), static_cast<off_t>(Num(info, 1))));
 }
 
 // fallocate(fd, mode, offset, length) -> 0 | -errno
@@ -254,6 +291,10 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["memfd_create"] = Napi::Function::New(env, MemfdCreate, "memfd_create");
   exports["shm_open"] = Napi::Function::New(env, ShmOpen, "shm_open");
   exports["shm_unlink"] = Napi::Function::New(env, ShmUnlink, "shm_unlink");
+  exports["open"] = Napi::Function::New(env, Open, "open");
+  exports["close"] = Napi::Function::New(env, Close, "close");
+  exports["fstat"] = Napi::Function::New(env, Fstat, "fstat");
+  exports["ftruncate"] = Napi::Function::New(env, Ftruncate, "ftruncate");
   exports["fallocate"] = Napi::Function::New(env, Fallocate, "fallocate");
   exports["fcntl"] = Napi::Function::New(env, Fcntl, "fcntl");
   exports["buffer"] = Napi::Function::New(env, Buffer, "buffer");

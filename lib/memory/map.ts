@@ -5,6 +5,7 @@ import { native } from '../native';
 import {
   F_GETFL, MADV_HUGEPAGE, MAP_ANONYMOUS, O_ACCMODE, MAP_HUGETLB, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE,
 } from './constants';
+import { closeFd, fstatFd, openFd, truncateFd } from './fd';
 import { Mapping, adoptMapping } from './mapping';
 import { pageSize } from './page';
 
@@ -114,8 +115,8 @@ export function mapFile(file: string | number, opts?: MapFileOptions): Mapping {
     const fd = integer(file, 'file', 0, 0x7fffffff);
     if (create) throw typeError('a path (create needs one)', 'file', file);
     const accessMode = check(native().fcntl(fd, F_GETFL, 0), 'fcntl') & O_ACCMODE;
-    if (size !== undefined) fs.ftruncateSync(fd, size);
-    return mapDescriptor(fd, fs.fstatSync(fd).size, o, accessMode === fs.constants.O_RDWR);
+    if (size !== undefined) truncateFd(fd, size);
+    return mapDescriptor(fd, fstatFd(fd).size, o, accessMode === fs.constants.O_RDWR);
   }
   if (typeof file !== 'string') throw typeError('a path string or a file descriptor', 'file', file);
   if (file.length === 0 || file.includes('\0')) throw rangeError('a non-empty path without NUL bytes', 'file', file);
@@ -123,19 +124,19 @@ export function mapFile(file: string | number, opts?: MapFileOptions): Mapping {
   const writable = (wantWrite && shared) || size !== undefined || create;
   let flags = (writable ? fs.constants.O_RDWR : fs.constants.O_RDONLY) | fs.constants.O_NOFOLLOW;
   if (create) flags |= fs.constants.O_CREAT | (exclusive ? fs.constants.O_EXCL : 0);
-  const fd = fs.openSync(file, flags, mode);
+  const fd = openFd(file, flags, mode);
   let created = create;
   try {
     if (create && !exclusive) created = false;
     if (create && (mode & 0o077) !== 0) fs.fchmodSync(fd, mode);
-    if (size !== undefined) fs.ftruncateSync(fd, size);
-    const fileSize = size ?? fs.fstatSync(fd).size;
+    if (size !== undefined) truncateFd(fd, size, file);
+    const fileSize = size ?? fstatFd(fd, file).size;
     if (fileSize === 0) throw rangeError('a file that is not empty (pass size to give it one)', 'file', file);
     const mapping = mapDescriptor(fd, fileSize, o, writable, file);
     created = false;
     return mapping;
   } finally {
-    fs.closeSync(fd);
+    closeFd(fd);
     if (created) fs.rmSync(file, { force: true });
   }
 }

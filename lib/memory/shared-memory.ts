@@ -18,6 +18,7 @@ import { native } from '../native';
 import {
   F_ADD_SEALS, F_DUPFD_CLOEXEC, F_GETFL, F_GET_SEALS, O_ACCMODE, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_WRITE, MFD_ALLOW_SEALING, MFD_CLOEXEC,
 } from './constants';
+import { S_IFMT, S_IFREG, closeFd, fstatFd, truncateFd } from './fd';
 import { REGION_KEYS, mapDescriptor, type MapRegionOptions } from './map';
 import type { Mapping } from './mapping';
 
@@ -74,7 +75,7 @@ export class SharedMemory {
       reserve(fd, size, name);
     } catch (err) {
       n.shm_unlink(path);
-      fs.closeSync(fd);
+      closeFd(fd);
       throw err;
     }
     return new SharedMemory(fd, size, name, 'shm', false, internal);
@@ -103,7 +104,7 @@ export class SharedMemory {
       reserve(fd, size);
       if (seals !== 0) check(native().fcntl(fd, F_ADD_SEALS, seals), 'fcntl');
     } catch (err) {
-      fs.closeSync(fd);
+      closeFd(fd);
       throw err;
     }
     return new SharedMemory(fd, size, name, 'memfd', false, internal);
@@ -116,8 +117,8 @@ export class SharedMemory {
   static fromFd(fd: number): SharedMemory {
     fd = integer(fd, 'fd', 0, 0x7fffffff);
     const accessMode = check(native().fcntl(fd, F_GETFL, 0), 'fcntl') & O_ACCMODE;
-    const st = fs.fstatSync(fd);
-    if (!st.isFile()) throw rangeError('a descriptor of a regular file, memfd or shm object', 'fd', fd);
+    const st = fstatFd(fd);
+    if ((st.mode & S_IFMT) !== S_IFREG) throw rangeError('a descriptor of a regular file, memfd or shm object', 'fd', fd);
     const dup = check(native().fcntl(fd, F_DUPFD_CLOEXEC, 0), 'fcntl');
     return new SharedMemory(dup, st.size, null, 'fd', accessMode === fs.constants.O_RDONLY, internal);
   }
@@ -180,7 +181,7 @@ export class SharedMemory {
     if (this.#fd >= 0) {
       const fd = this.#fd;
       this.#fd = -1;
-      fs.closeSync(fd);
+      closeFd(fd);
     }
   }
 
@@ -195,12 +196,12 @@ export class SharedMemory {
 
 /** ftruncate + fallocate: the size, with every byte's memory reserved now. */
 function reserve(fd: number, size: number, path?: string): void {
-  fs.ftruncateSync(fd, size);
+  truncateFd(fd, size, path);
   check(native().fallocate(fd, 0, 0, size), 'fallocate', path);
 }
 
 function sizeOf(fd: number): number {
-  return fs.fstatSync(fd).size;
+  return fstatFd(fd).size;
 }
 
 function sealBits(seal: unknown): number {
