@@ -168,7 +168,7 @@ export class Kernel extends EventEmitter {
 
   /** @internal */
   device(dev: number): Device | undefined {
-    return this.#devices.get(getmajor(dev));
+    return this.#devices.get(Math.floor(dev / 2 ** NBITSMINOR));
   }
 
   deviceName(dev: number): string {
@@ -234,28 +234,15 @@ export class Kernel extends EventEmitter {
    * integer is that errno, a throw or anything else is EIO (the cause is kept on `lastDriverError`).
    */
   async call(pid: number | null, driver: CharDriver, entry: string, args: unknown[]): Promise<number> {
-    const value = await this.callRaw(pid, driver, entry, args);
-    if (value.error !== undefined) return EIO;
-    const r = value.result;
-    if (r === undefined || r === 0) return 0;
-    if (typeof r === 'number' && Number.isInteger(r) && r > 0) return r;
-    this.lastDriverError = new TypeError(`${entry} returned ${String(r)}; expected 0 or an errno`);
-    return EIO;
-  }
-
-  /** The last exception a driver entry point threw (or a malformed return it made). */
-  lastDriverError: unknown = undefined;
-
-  /** Calls an entry point, timing and tracing it; returns what it returned or threw. */
-  async callRaw(pid: number | null, driver: CharDriver, entry: string, args: unknown[]): Promise<{ result?: unknown; error?: unknown }> {
     const fn = driver[entry];
-    if (typeof fn !== 'function') return { result: undefined };
+    if (typeof fn !== 'function') return 0;
     const traced = this.listenerCount('entry') > 0;
     const t0 = traced ? process.hrtime.bigint() : 0n;
     let result: unknown;
     let error: unknown;
     try {
-      result = await fn.apply(driver, args);
+      result = fn.apply(driver, args);
+      if (result instanceof Promise) result = await result; // a synchronous entry point costs no extra tick
     } catch (err) {
       error = err;
       this.lastDriverError = err;
@@ -268,8 +255,15 @@ export class Kernel extends EventEmitter {
       if (error !== undefined) trace.error = error;
       this.emit('entry', trace);
     }
-    return error === undefined ? { result } : { error };
+    if (error !== undefined) return EIO;
+    if (result === undefined || result === 0) return 0;
+    if (typeof result === 'number' && Number.isInteger(result) && result > 0) return result;
+    this.lastDriverError = new TypeError(`${entry} returned ${String(result)}; expected 0 or an errno`);
+    return EIO;
   }
+
+  /** The last exception a driver entry point threw (or a malformed return it made). */
+  lastDriverError: unknown = undefined;
 
   /** @internal The mapping interface a driver uses, if any. */
   mapperFor(driver: CharDriver): DeviceMapper | undefined {
