@@ -42,10 +42,30 @@ export function validateShmName(name: unknown, argName = 'name'): string {
 }
 
 type Kind = 'shm' | 'memfd' | 'fd';
+
+/** The descriptor of a SharedMemory, as its finalizer sees it (without a reference back to the object). */
+interface FdCell {
+  fd: number;
+  open: boolean;
+}
+
+/**
+ * A SharedMemory dropped without close() closes its descriptor when it is collected, with a warning, as Node's
+ * FileHandle does: the descriptor is the object's own (fromFd duplicates), so closing it cannot hurt anyone else.
+ */
+const fdFinalizer = new FinalizationRegistry<FdCell>((cell) => {
+  if (!cell.open) return;
+  cell.open = false;
+  native().close(cell.fd);
+  process.emitWarning(`Closing file descriptor ${cell.fd} of a SharedMemory on garbage collection; call close()`, {
+    code: 'DEVMAP_SHM_GC',
+  });
+});
 const internal = Symbol('devmap.internal');
 
 export class SharedMemory {
   #fd: number;
+  #cell: FdCell;
   #size: number;
   #name: string | null;
   #kind: Kind;
@@ -55,6 +75,8 @@ export class SharedMemory {
   constructor(fd: number, size: number, name: string | null, kind: Kind, readOnly: boolean, token?: symbol) {
     if (token !== internal) throw new TypeError('SharedMemory is not constructible; use SharedMemory.create(), open(), memfd() or fromFd()');
     this.#fd = fd;
+    this.#cell = { fd, open: true };
+    fdFinalizer.register(this, this.#cell);
     this.#size = size;
     this.#name = name;
     this.#kind = kind;
@@ -181,6 +203,7 @@ export class SharedMemory {
     if (this.#fd >= 0) {
       const fd = this.#fd;
       this.#fd = -1;
+      this.#cell.open = false;
       closeFd(fd);
     }
   }

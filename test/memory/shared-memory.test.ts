@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, openSync, closeSync, rmSync, statSync, writeFileSync, readFileSync, ftruncateSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, closeSync, readdirSync, rmSync, statSync, writeFileSync, readFileSync, ftruncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -268,5 +268,25 @@ describe('sharing between processes', () => {
     expect(r).toBe(0);
     expect(Buffer.from(m.buffer, 0, 5).toString()).toBe('hello');
     m.unmap();
+  });
+});
+
+describe('SharedMemory lifetime', () => {
+  it('a SharedMemory dropped without close() closes its descriptor when collected, with a warning', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error & { code?: string }) => warnings.push(w.code ?? '');
+    process.on('warning', onWarning);
+    const before = readdirSync('/proc/self/fd').length;
+    (() => {
+      SharedMemory.memfd('dropped', pageSize);
+    })();
+    expect(readdirSync('/proc/self/fd').length).toBe(before + 1);
+    for (let i = 0; i < 20 && readdirSync('/proc/self/fd').length > before; i++) {
+      globalThis.gc!();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    process.off('warning', onWarning);
+    expect(readdirSync('/proc/self/fd').length).toBe(before);
+    expect(warnings).toContain('DEVMAP_SHM_GC');
   });
 });
