@@ -13,7 +13,14 @@
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc!": ["-fno-exceptions"],
-      "libraries": ["-lrt"]
+      "libraries": ["-lrt"],
+      "variables": { "sanitize%": "<!(node -p \"process.env.DEVMAP_SANITIZE || ''\")" },
+      "conditions": [
+        ["sanitize!=''", {
+          "cflags_cc": ["-fsanitize=<(sanitize)", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all", "-g", "-O1"],
+          "ldflags": ["-fsanitize=<(sanitize)"]
+        }]
+      ]
     }
   ]
 }

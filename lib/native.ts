@@ -34,20 +34,21 @@ export interface Native {
   futex_wait(array: ArrayBufferView, byteIndex: number, expected: number, timeoutMs: number): number;
   futex_wake(array: ArrayBufferView, byteIndex: number, count: number): number;
   page_size(): number;
-  // native/sync.cc (lib/sync)
-  futex_wait_spin(array: ArrayBufferView, byteIndex: number, expected: number, timeoutMs: number, spin: number, waitersByteIndex: number): number;
+  // native/sync.cc (lib/sync): words are addresses that lib/sync/word.ts derived from a validated view.
+  futex_wait_spin(address: number, expected: number, timeoutMs: number, spin: number, waitersAddress: number): number;
+  futex_wake_addr(address: number, count: number): number;
   waitv_init(onComplete: (batch: number[]) => void): number;
-  waitv_add(array: ArrayBufferView, byteIndex: number, expected: number, timeoutMs: number, tag: number): number;
+  waitv_add(address: number, expected: number, timeoutMs: number, tag: number): number;
   waitv_cancel(id: number): number;
   waitv_threads(): number;
   mutex_layout(): [size: number, align: number, lockWordOffset: number];
-  mutex_init(array: ArrayBufferView, byteIndex: number): number;
-  mutex_lock(array: ArrayBufferView, byteIndex: number): number;
-  mutex_trylock(array: ArrayBufferView, byteIndex: number): number;
-  mutex_unlock(array: ArrayBufferView, byteIndex: number): number;
-  mutex_consistent(array: ArrayBufferView, byteIndex: number): number;
-  mutex_wait_value(array: ArrayBufferView, byteIndex: number): number;
-  mutex_mark_waiters(array: ArrayBufferView, byteIndex: number): number;
+  mutex_init(address: number): number;
+  mutex_lock(address: number): number;
+  mutex_trylock(address: number): number;
+  mutex_unlock(address: number): number;
+  mutex_consistent(address: number): number;
+  mutex_wait_value(address: number): number;
+  mutex_mark_waiters(address: number): number;
   word_address(array: ArrayBufferView, byteIndex: number): number;
   gettid(): number;
   [baseline: `c_${string}`]: (...args: any[]) => number;
@@ -68,9 +69,13 @@ function unsupported(): Native {
 function load(): Native {
   if (process.platform !== 'linux') return unsupported();
   try {
+    // DEVMAP_ADDON names a specific build (the sanitizer and Node-matrix runs use it); otherwise node-gyp-build.
+    const forced = process.env.DEVMAP_ADDON;
+    if (forced) return require(forced) as Native;
     return nodeGypBuild(root) as Native;
   } catch (cause) {
     const tried = [
+      ...(process.env.DEVMAP_ADDON ? [process.env.DEVMAP_ADDON] : []),
       join(root, 'prebuilds', `${process.platform}-${process.arch}`),
       join(root, 'build', 'Release', 'devmap.node'),
       join(root, 'build', 'Debug', 'devmap.node'),
