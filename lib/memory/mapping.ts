@@ -57,6 +57,31 @@ const finalizer = new FinalizationRegistry<Cell>((cell) => {
 /** Every view handed out, to the Mapping that owns its pages now. */
 const owners = new WeakMap<ArrayBuffer, Mapping>();
 
+/*
+ * ArrayBuffer.prototype.transfer() and transferToFixedLength() (Node 21+; not in Node 20) MOVE an external
+ * backing store into a new ArrayBuffer: devmap would not know that buffer, so unmap could not detach it, the
+ * FinalizationRegistry could unmap under it, and its next read would kill the process (SIGSEGV). Refuse them
+ * for devmap's views; slice() copies. Patched once per realm, only where the methods exist.
+ */
+for (const name of ['transfer', 'transferToFixedLength'] as const) {
+  const proto = ArrayBuffer.prototype as unknown as Record<string, (this: ArrayBuffer, ...args: unknown[]) => ArrayBuffer>;
+  const original = proto[name];
+  if (typeof original !== 'function') continue;
+  const guarded = {
+    [name](this: ArrayBuffer, ...args: unknown[]): ArrayBuffer {
+      if (owners.has(this)) {
+        throw new DevmapError(
+          'ERR_DEVMAP_TRANSFER',
+          `A view of mapped memory cannot be transferred: ArrayBuffer.prototype.${name} would move it out of its ` +
+            'Mapping, past unmap. Copy it with slice(), or map a new view.',
+        );
+      }
+      return original.apply(this, args);
+    },
+  }[name];
+  Object.defineProperty(proto, name, { ...Object.getOwnPropertyDescriptor(proto, name), value: guarded });
+}
+
 /** The Mapping whose pages `buffer` views, if it is one of devmap's views. */
 export function ownerOf(buffer: ArrayBuffer): Mapping | undefined {
   return owners.get(buffer);
