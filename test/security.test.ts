@@ -24,6 +24,20 @@ describe('security', () => {
     mapFile(target).unmap();
   });
 
+  it('descriptors are close-on-exec: a spawned child inherits none of them', () => {
+    const name = uniqueName('cloexec');
+    const shm = SharedMemory.create(name, pageSize);
+    const memfd = SharedMemory.memfd('cloexec', pageSize);
+    const dup = SharedMemory.fromFd(memfd.fd);
+    try {
+      const fds = spawnSync('sh', ['-c', 'ls -l /proc/$$/fd'], { encoding: 'utf8' }).stdout;
+      expect(fds).not.toMatch(/memfd:|\/dev\/shm\//);
+    } finally {
+      shm.unlink();
+      for (const s of [shm, memfd, dup]) s.close();
+    }
+  });
+
   it.runIf(isRoot)('another user cannot open a default (0600) segment, and can open one made 0644 read-only only', () => {
     const name = uniqueName('sec');
     const shm = SharedMemory.create(name, pageSize);
