@@ -3,6 +3,7 @@
  * Layers (each uses only the ones below): memory → sync, rmap → kernel → irix, ddi. See docs/architecture.md.
  */
 export * from './memory';
+export * from './sync';
 export {
   ResourceMap, ResourceMapPanic, rmallocmap, rmallocmap_wait, rmalloc, rmalloc_wait, rmfree, rmfreemap,
 } from './rmap';

@@ -17,10 +17,10 @@ if [ "${VALGRIND:-}" = 1 ]; then
   (cd "$work" && npm run rebuild --silent -- --debug >/dev/null)
   addon="$work/build/Debug/devmap.node"
   # The addon runs in vitest's worker processes, so valgrind follows children; the subset is smaller because
-  # everything runs 20-50x slower. V8's JIT writes code at run time: --jitless keeps it out of the way.
+  # everything runs 20-50x slower. V8 writes code at run time, hence --smc-check.
   vtests=(test/memory/mapping.test.ts test/hostile.test.ts test/kernel test/ddi/devmap.test.ts)
   echo "valgrind memcheck over ${vtests[*]} with $addon"
-  DEVMAP_ADDON="$addon" NODE_OPTIONS=--jitless valgrind --trace-children=yes --error-exitcode=99 --leak-check=no \
+  DEVMAP_ADDON="$addon" valgrind --trace-children=yes --error-exitcode=99 --leak-check=no \
     --smc-check=all-non-file --suppressions="$root/scripts/valgrind-node.supp" \
     node node_modules/vitest/vitest.mjs run --pool=forks --no-file-parallelism --testTimeout=600000 "${vtests[@]}"
   exit $?

@@ -37,6 +37,8 @@ const HOSTILE: [string, unknown][] = [
   ['detached buffer', detached], ['symbol', Symbol('x')], ['bigint', 10n], ['function', () => 1],
 ];
 
+/** Mappings backing probed objects (a Mutex's words); unmapped at the end. */
+const mappingsToRelease: devmap.Mapping[] = [];
 /** Device instances made for the probes; detached at the end. */
 const devInfos: devmap.DevInfo[] = [];
 /** Kernels made for the probes; shut down at the end. */
@@ -101,6 +103,11 @@ const INSTANCES: Record<string, (() => object | Promise<object>)[]> = {
     return p;
   }],
   KernelPanic: [() => new devmap.KernelPanic('x')],
+  Mutex: [() => {
+    const m = devmap.mapAnonymous(devmap.pageSize);
+    mappingsToRelease.push(m);
+    return devmap.Mutex.init(new Int32Array(m.buffer), 0);
+  }],
   VHandle: [async () => (await driverObjects()).vt],
   DevInfo: [() => new devmap.DevInfo('hostile', [{ size: 1 }]), () => {
     const d = new devmap.DevInfo('hostile-detached', [{ size: 1 }]);
@@ -154,6 +161,7 @@ async function release(result: unknown): Promise<void> {
 afterAll(async () => {
   for (const k of kernels.splice(0)) await k.shutdown();
   for (const d of devInfos.splice(0)) d.detach();
+  for (const m of mappingsToRelease.splice(0)) if (m.mapped) m.unmap();
 });
 
 async function probe(label: string, call: () => unknown, failures: string[]): Promise<void> {

@@ -1,0 +1,92 @@
+/*
+ * Which 32-bit words the sync layer accepts, and how a (typed array, index) pair becomes a word.
+ *
+ * A futex shared between processes must live in memory that is mapped MAP_SHARED, so the array has to be an
+ * Int32Array over one of devmap's views (Mapping#buffer or Mapping#view) of a shared Mapping. Anything else
+ * is refused before the addon is called:
+ *  - not an Int32Array, or an Int32Array over an ordinary ArrayBuffer / SharedArrayBuffer: TypeError
+ *    (ERR_INVALID_ARG_TYPE);
+ *  - a view of a copy-on-write mapping ({ shared: false }): DevmapError ERR_DEVMAP_NOT_SHARED;
+ *  - a view that has been detached because its pages were unmapped: DevmapError ERR_DEVMAP_UNMAPPED;
+ *  - an index that is not an integer inside the array: TypeError / RangeError (ERR_OUT_OF_RANGE);
+ *  - a word that is not aligned (possible with Mapping#view at an odd offset): RangeError ERR_OUT_OF_RANGE.
+ *
+ * The addon takes words as addresses (as mmap and munmap do), so this module is what keeps them valid. What
+ * we learn about an array the first time we see it (the address of its element 0, its mapping's tag) cannot
+ * change while the array is attached, and a detached array has length 0, so each call costs one WeakMap
+ * lookup and a length check: element i of an attached array at `base` is at `base + 4 * i`, and the caller's
+ * reference to the array keeps its Mapping (and so the pages) alive for the duration of the call.
+ */
+import { DevmapError, integer, rangeError, typeError } from '../errors';
+import { ownerOf, type Mapping } from '../memory/mapping';
+import { native } from '../native';
+
+export interface ArrayInfo {
+  /** Address of element 0. */
+  base: number;
+  /** Names the object behind the array, so equal addresses of two mappings never share an async wait. */
+  tag: number;
+}
+
+const arrays = new WeakMap<Int32Array, ArrayInfo>();
+const tags = new WeakMap<Mapping, number>();
+let nextTag = 1;
+
+function unmapped(): DevmapError {
+  return new DevmapError('ERR_DEVMAP_UNMAPPED', 'The array is detached: the pages under it have been unmapped');
+}
+
+function describeArray(array: unknown): ArrayInfo {
+  if (!(array instanceof Int32Array)) throw typeError('an Int32Array over a devmap mapping', 'array', array);
+  const buffer = array.buffer as ArrayBuffer;
+  if (buffer.byteLength === 0) throw unmapped();
+  const mapping = ownerOf(buffer);
+  if (mapping === undefined) {
+    throw typeError('an Int32Array over a devmap mapping (Mapping#buffer or Mapping#view)', 'array', array);
+  }
+  if (!mapping.shared) {
+    throw new DevmapError(
+      'ERR_DEVMAP_NOT_SHARED',
+      'wait, notify and Mutex need a word in a shared mapping (MAP_SHARED); this view is of a copy-on-write mapping ({ shared: false })',
+    );
+  }
+  let tag = tags.get(mapping);
+  if (tag === undefined) tags.set(mapping, (tag = nextTag++));
+  const info = { base: native().word_address(array, 0), tag };
+  arrays.set(array, info);
+  return info;
+}
+
+/**
+ * Validates `array[index]` as a shared, attached, `align`-aligned word (align 4 for futex words, 8 for a
+ * Mutex) with `words` 32-bit words available from `index`, and returns its address.
+ */
+export function address(array: Int32Array, index: unknown, align = 4, words = 1): number {
+  const info = arrays.get(array) ?? describeArray(array);
+  const length = array.length;
+  if (length === 0 && (array.buffer as ArrayBuffer).byteLength === 0) throw unmapped();
+  if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index + words > length) {
+    integer(index, 'index', 0, length - words);
+  }
+  const addr = info.base + 4 * (index as number);
+  if (addr % align !== 0) throw rangeError(`an index whose word is ${align}-byte aligned in memory`, 'index', index);
+  return addr;
+}
+
+/** The tag of an array that address() has accepted. */
+export function tagOf(array: Int32Array): number {
+  return arrays.get(array)!.tag;
+}
+
+/** A signed 32-bit integer (what an Int32Array element holds). */
+export function int32(value: unknown, name: string): number {
+  return integer(value, name, -0x80000000, 0x7fffffff);
+}
+
+/** A timeout in milliseconds: undefined or Infinity mean none (-1 for the addon); otherwise a number >= 0. */
+export function timeoutMs(value: unknown, name: string): number {
+  if (value === undefined || value === Infinity) return -1;
+  if (typeof value !== 'number') throw typeError('a number of milliseconds', name, value);
+  if (!(value >= 0)) throw rangeError('a number of milliseconds >= 0 (or Infinity)', name, value);
+  return value;
+}

@@ -1,0 +1,51 @@
+// A child process whose stdout is read as JSON lines while it runs, for tests that must act between a
+// child's steps (kill it while it holds a lock, notify once it is waiting).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { fixture } from '../helpers/child';
+
+export interface LineChild {
+  proc: ChildProcess;
+  /** Resolves with the next JSON line the child prints. */
+  next(): Promise<any>;
+  /** Resolves when the child has exited. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
+}
+
+export function spawnLines(name: string, args: string[]): LineChild {
+  const proc = spawn(process.execPath, [fixture(name), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: any[] = [];
+  const takers: ((v: any) => void)[] = [];
+  let buf = '';
+  let stderr = '';
+  proc.stdout!.on('data', (d) => {
+    buf += d;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = JSON.parse(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+      const take = takers.shift();
+      if (take) take(line);
+      else lines.push(line);
+    }
+  });
+  proc.stderr!.on('data', (d) => (stderr += d));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) =>
+    proc.on('close', (code, signal) => resolve({ code, signal, stderr })),
+  );
+  return {
+    proc,
+    next: () => (lines.length > 0 ? Promise.resolve(lines.shift()) : new Promise((resolve) => takers.push(resolve))),
+    exited,
+  };
+}
+
+/** Threads of this process. */
+export function threadCount(): number {
+  return readdirSync('/proc/self/task').length;
+}
+
+/** Yields to the event loop until `cond` holds (tests bound the wait with their own timeout). */
+export async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setTimeout(r, 1));
+}
