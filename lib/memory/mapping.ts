@@ -82,6 +82,23 @@ for (const name of ['transfer', 'transferToFixedLength'] as const) {
   Object.defineProperty(proto, name, { ...Object.getOwnPropertyDescriptor(proto, name), value: guarded });
 }
 
+/** Mappings that must not be unmapped now (a Mutex in them is held by this thread): pin counts. */
+const pins = new WeakMap<Mapping, number>();
+
+/** @internal Pins the Mapping under `buffer` (a held Mutex lives there) until unpin(); unmap() refuses meanwhile. */
+export function pin(buffer: ArrayBuffer): void {
+  const m = owners.get(buffer);
+  if (m) pins.set(m, (pins.get(m) ?? 0) + 1);
+}
+
+/** @internal */
+export function unpin(buffer: ArrayBuffer): void {
+  const m = owners.get(buffer);
+  const n = m ? pins.get(m) ?? 0 : 0;
+  if (m && n > 1) pins.set(m, n - 1);
+  else if (m) pins.delete(m);
+}
+
 /** The Mapping whose pages `buffer` views, if it is one of devmap's views. */
 export function ownerOf(buffer: ArrayBuffer): Mapping | undefined {
   return owners.get(buffer);
@@ -199,6 +216,12 @@ export class Mapping {
    */
   unmap(offset?: number, length?: number): Mapping[] {
     this.#assertMapped();
+    if (pins.has(this)) {
+      throw new DevmapError(
+        'ERR_DEVMAP_BUSY',
+        'A Mutex in this mapping is held by this thread: unlock it first (its words are on the thread\'s robust list, which the kernel reads if the thread dies)',
+      );
+    }
     const cell = this.#cell;
     if (offset === undefined && length === undefined) {
       check(cell.release(cell.addr, cell.mapped), 'munmap');

@@ -35,12 +35,13 @@
  *
  * 5. Rules. The memory of a held Mutex must stay mapped until it is unlocked: the C library links a held
  *    mutex into the owner thread's robust list, whose pointers live in those words, and the kernel reads them
- *    when the thread dies. A Mutex keeps its array, hence its Mapping, from being garbage-collected; an
- *    explicit unmap of a held Mutex is a bug, as freeing a locked pthread mutex is in C. Mutex.init must run
+ *    when the thread dies. A Mutex keeps its array, hence its Mapping, from being garbage-collected, and a
+ *    held Mutex pins its Mapping: unmap() throws ERR_DEVMAP_BUSY until the Mutex is unlocked. Mutex.init must run
  *    exactly once per location, before any process uses it, and never while it may be in use.
  */
 import { DevmapError, options, systemError, typeError } from '../errors';
 import { native } from '../native';
+import { pin, unpin } from '../memory/mapping';
 import { waitAsync } from './futex';
 import { address, timeoutMs } from './word';
 
@@ -152,8 +153,8 @@ export class Mutex {
   lock(): LockResult {
     this.#check();
     const rc = native().mutex_lock(this.#addr);
-    if (rc === 0) return LOCKED;
-    if (rc === EOWNERDEAD) return OWNER_DIED;
+    if (rc === 0) return this.#held(LOCKED);
+    if (rc === EOWNERDEAD) return this.#held(OWNER_DIED);
     throw mutexError(rc, 'lock');
   }
 
@@ -161,8 +162,8 @@ export class Mutex {
   tryLock(): LockResult | null {
     this.#check();
     const rc = native().mutex_trylock(this.#addr);
-    if (rc === 0) return LOCKED;
-    if (rc === EOWNERDEAD) return OWNER_DIED;
+    if (rc === 0) return this.#held(LOCKED);
+    if (rc === EOWNERDEAD) return this.#held(OWNER_DIED);
     if (rc === EBUSY || rc === EDEADLK) return null;
     throw mutexError(rc, 'trylock');
   }
@@ -183,7 +184,7 @@ export class Mutex {
         const rc = n.mutex_trylock(this.#addr);
         if (rc === 0 || rc === EOWNERDEAD) {
           if (slept) n.mutex_mark_waiters(this.#addr);
-          return rc === 0 ? LOCKED : OWNER_DIED;
+          return this.#held(rc === 0 ? LOCKED : OWNER_DIED);
         }
         if (rc !== EBUSY && rc !== EDEADLK) throw mutexError(rc, 'trylock');
         const value = n.mutex_wait_value(this.#addr);
@@ -208,6 +209,13 @@ export class Mutex {
     this.#check();
     const rc = native().mutex_unlock(this.#addr);
     if (rc < 0) throw mutexError(rc, 'unlock');
+    unpin(this.#array.buffer as ArrayBuffer);
+  }
+
+  /** While held, the mapping under the words cannot be unmapped (see rule 5 above). */
+  #held(result: LockResult): LockResult {
+    pin(this.#array.buffer as ArrayBuffer);
+    return result;
   }
 
   /**

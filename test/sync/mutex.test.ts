@@ -101,6 +101,21 @@ describe('Mutex in one process', () => {
     }
   });
 
+  it('pins its mapping while held: unmap is refused until unlock', async () => {
+    const m = mapAnonymous(2 * pageSize);
+    const mu = Mutex.init(new Int32Array(m.buffer), 0);
+    mu.lock();
+    expect(() => m.unmap()).toThrow(expect.objectContaining({ code: 'ERR_DEVMAP_BUSY' }));
+    expect(() => m.unmap(pageSize, pageSize)).toThrow(expect.objectContaining({ code: 'ERR_DEVMAP_BUSY' }));
+    expect(m.mapped).toBe(true);
+    mu.unlock();
+    await mu.lockAsync();
+    expect(() => m.unmap()).toThrow(expect.objectContaining({ code: 'ERR_DEVMAP_BUSY' }));
+    mu.unlock();
+    m.unmap();
+    expect(m.mapped).toBe(false);
+  });
+
   it('lets async tasks of one thread take turns with lockAsync', async () => {
     const m = mapAnonymous(pageSize);
     const mu = Mutex.init(new Int32Array(m.buffer), 0);
