@@ -24,7 +24,8 @@ describe('README code', () => {
       .replace(/from 'devmap'/g, `from ${JSON.stringify(join(root, 'dist', 'index.js'))}`)
       .replace(/require\('devmap'\)/g, `require(${JSON.stringify(join(root, 'dist', 'index.js'))})`)
       .replace(/'\/tmp\/data\.bin'/g, JSON.stringify(join(dir, `data-${i}.bin`)))
-      .replace(/'my-segment'/g, `'devmap-test-readme-${process.pid}-${i}'`);
+      .replace(/SharedMemory\.create\('([^']+)'/g, `SharedMemory.create('devmap-test-readme-${process.pid}-${i}-$1'`)
+      .replace(/'my-segment'/g, `'devmap-test-readme-${process.pid}-${i}-my-segment'`);
     const hoisted = source.split('\n').filter((l) => l.startsWith('import ')).join('\n');
     const body = source.split('\n').filter((l) => !l.startsWith('import ')).join('\n');
     const js = ts.transpileModule(`${hoisted}\nexport {};\n(async () => {\n${body}\n})().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });`, {
