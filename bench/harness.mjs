@@ -4,6 +4,7 @@
 // gives the median, the spread (min..max of repetitions) and the ratio of each variant to the baseline.
 import os from 'node:os';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 
 export const now = () => Number(process.hrtime.bigint());
 
@@ -38,6 +39,9 @@ export async function runCase({ name, variants, baseline, n, reps = 15, warmup =
   for (let r = -warmup; r < reps; r++) {
     for (const l of labels) {
       const ns = await variants[l](n);
+      // Yield to the event loop between batches, as a program does: finalizers run and objects a WeakRef has
+      // seen are released, so one variant's garbage does not tax the next one's collections.
+      await new Promise((r) => setImmediate(r));
       if (r >= 0) samples[l].push(ns);
     }
     onProgress?.(name, r + warmup + 1, reps + warmup);
@@ -47,7 +51,17 @@ export async function runCase({ name, variants, baseline, n, reps = 15, warmup =
     const med = median(samples[l]);
     return { variant: l, medianNs: med, minNs: Math.min(...samples[l]), maxNs: Math.max(...samples[l]), ratio: med / base };
   });
-  return { name, baseline, n, reps, goal, rows };
+  // samples: every repetition's ns/op per variant, for distributions (bench/report.mjs).
+  return { name, baseline, n, reps, goal, rows, samples };
+}
+
+/** The machine's page size, from the built package (undefined when dist/ has not been compiled). */
+function pageSizeOf() {
+  try {
+    return createRequire(import.meta.url)('../dist/index.js').pageSize;
+  } catch {
+    return undefined;
+  }
 }
 
 export function machine() {
@@ -60,18 +74,22 @@ export function machine() {
     cores: os.cpus().length,
     kernel,
     node: process.version,
+    pageSize: pageSizeOf(),
     date: new Date().toISOString().slice(0, 10),
   };
 }
 
 const fmt = (ns) => (ns >= 1e6 ? `${(ns / 1e6).toFixed(2)} ms` : ns >= 1e3 ? `${(ns / 1e3).toFixed(2)} µs` : `${ns.toFixed(1)} ns`);
 
+/** 1.57×; below 0.1 also how many times faster (0.0016× = 620× faster). */
+export const fmtRatio = (r) => (r >= 0.1 ? `${r.toFixed(2)}×` : `${r.toPrecision(2)}× (${(1 / r).toFixed(0)}× faster)`);
+
 /** A markdown table of results. */
 export function markdown(results) {
   const lines = ['| case | variant | median / op | min..max | ratio | goal |', '| --- | --- | --- | --- | --- | --- |'];
   for (const r of results) {
     for (const row of r.rows) {
-      const ratio = row.variant === r.baseline ? '1.00 (baseline)' : row.ratio.toFixed(2) + '×';
+      const ratio = row.variant === r.baseline ? '1.00 (baseline)' : fmtRatio(row.ratio);
       lines.push(`| ${r.name} | ${row.variant} | ${fmt(row.medianNs)} | ${fmt(row.minNs)}..${fmt(row.maxNs)} | ${ratio} | ${row.variant === r.baseline ? '' : r.goal ?? ''} |`);
     }
   }

@@ -43,6 +43,12 @@ interface View {
 }
 
 const RW = PROT_READ | PROT_WRITE;
+/**
+ * Protection runs are replaced, never written in place, so a Mapping with one protection shares these arrays
+ * (one less allocation on the map/unmap hot path).
+ */
+const FIRST_RUN: number[] = [0];
+const SINGLE_RUN: number[][] = Array.from({ length: 8 }, (_, p) => [p]);
 /** Shared by every Mapping that never made a view; replaced on the first one, never written. */
 const NO_VIEWS: View[] = [];
 const munmap: Releaser = (addr, length) => native().munmap(addr, length);
@@ -144,8 +150,8 @@ export class Mapping {
     this.#length = init.length;
     this.#shared = init.shared;
     this.#granule = granule;
-    this.#runStarts = [0];
-    this.#runProts = [init.prot];
+    this.#runStarts = FIRST_RUN;
+    this.#runProts = SINGLE_RUN[init.prot] ?? [init.prot];
     this.#finalize = init.finalize ?? true;
     this.#anchor = init.anchor;
     if (this.#finalize) finalizer.register(this, this.#cell);
