@@ -7,7 +7,8 @@
  *    piece: device memory (a register set of a DevInfo: a memfd or shm object) or kernel memory (a
  *    ddi_umem_alloc cookie in the arena). Its user pages are a real MAP_SHARED|MAP_FIXED mapping of that object
  *    at dh_uvaddr, so the bytes a user writes are the bytes the driver sees.
- *    Handle state lives in a module WeakMap (HState) so drivers only see the read-only dh_* getters.
+ *    Handle state (HState) lives in a private field only this module can read, so drivers see the read-only
+ *    dh_* getters.
  *
  * 2. Translations
  *    Each handle keeps one byte per page: loaded or not, and the page's protection. A loaded page is really
@@ -121,17 +122,26 @@ interface HState {
   dead: boolean;
 }
 
-const S = new WeakMap<DevmapHandle, HState>();
 let nextId = 1;
+/** The framework's view of a handle's state; set by DevmapHandle's static block, private to this module. */
+let stateOf: (h: DevmapHandle) => HState;
 
 /** devmap_cookie_t: a mapping handle. Drivers read it; the framework changes it. */
 export class DevmapHandle {
   /** A stable id that survives trimming (the framework reuses handle objects). */
   readonly id: number = nextId++;
+  // A private field rather than a WeakMap: handles come and go with every mmap, and a WeakMap entry per
+  // handle is an ephemeron the collector has to revisit.
+  readonly #s: HState;
+
+  static {
+    stateOf = (h) => h.#s;
+  }
 
   /** @internal */
-  constructor(token: symbol) {
-    if (token !== internal) throw new TypeError('devmap handles are made by the framework');
+  constructor(token: symbol, state?: HState) {
+    if (token !== internal || state === undefined) throw new TypeError('devmap handles are made by the framework');
+    this.#s = state;
   }
 
   get dh_uoff(): number {
@@ -189,15 +199,12 @@ export class DevmapHandle {
 const internal = Symbol('devmap.ddi');
 
 function st(dhp: unknown): HState {
-  const s = dhp instanceof DevmapHandle ? S.get(dhp) : undefined;
-  if (!s) throw new TypeError('Expected a devmap handle (devmap_cookie_t) for dhp');
-  return s;
+  if (!(dhp instanceof DevmapHandle)) throw new TypeError('Expected a devmap handle (devmap_cookie_t) for dhp');
+  return stateOf(dhp);
 }
 
 function newHandle(state: HState): DevmapHandle {
-  const h = new DevmapHandle(internal);
-  S.set(h, state);
-  return h;
+  return new DevmapHandle(internal, state);
 }
 
 /** The process whose page fault is being handled, across the driver's awaits. */
