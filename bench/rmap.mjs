@@ -26,12 +26,8 @@ const addon = require('node-gyp-build')(new URL('..', import.meta.url).pathname)
  * on a busy machine and V8's background threads (compiler, GC helpers) are not counted on either side. */
 const now = () => addon.c_rmap_thread_ns();
 
-const args = process.argv.slice(2);
-const quick = args.includes('--quick');
-const jsonOut = args.includes('--json') ? args[args.indexOf('--json') + 1] : undefined;
-const SIZES = [16, 1000, 10_000, 100_000];
-const REPS = quick ? 5 : 15;
-const TARGET_NS = quick ? 2e6 : 5e6;
+export const SIZES = [16, 1000, 10_000, 100_000];
+export const BASELINE = 'C array walk';
 
 /** The historical Solaris ≤ 7 array algorithm in JS: (addr, size) pairs in one Float64Array, 0-size terminator. */
 class ArrayWalk {
@@ -131,41 +127,58 @@ function variants(n) {
   };
 }
 
-const results = [];
-for (const n of SIZES) {
-  const { maps, run } = variants(n);
-  const labels = Object.keys(run);
-  // Calibrate: iterations per batch so that a batch takes about TARGET_NS (after a warm-up).
-  const iters = {};
-  for (const l of labels) {
-    run[l](1000);
-    let k = 64;
-    while (run[l](k) < TARGET_NS / 4 && k < 1e8) k *= 4;
-    iters[l] = Math.max(16, Math.round((k * TARGET_NS) / Math.max(1, run[l](k))));
+/**
+ * Runs the scaling benchmark: for each map size, every variant interleaved repetition by repetition.
+ * Returns { reps, results: [{ ranges, rows: [{ variant, medianNs, minNs, maxNs, vsC }], memory }] }.
+ * `sizes` picks map sizes; onProgress(ranges, done, total) reports each finished size.
+ */
+export function runRmap({ quick = false, sizes = SIZES, onProgress } = {}) {
+  const REPS = quick ? 5 : 15;
+  const TARGET_NS = quick ? 2e6 : 5e6;
+  const results = [];
+  for (const n of sizes) {
+    const { maps, run } = variants(n);
+    const labels = Object.keys(run);
+    // Calibrate: iterations per batch so that a batch takes about TARGET_NS (after a warm-up).
+    const iters = {};
+    for (const l of labels) {
+      run[l](1000);
+      let k = 64;
+      while (run[l](k) < TARGET_NS / 4 && k < 1e8) k *= 4;
+      iters[l] = Math.max(16, Math.round((k * TARGET_NS) / Math.max(1, run[l](k))));
+    }
+    const samples = Object.fromEntries(labels.map((l) => [l, []]));
+    for (let r = 0; r < REPS; r++) for (const l of labels) samples[l].push(run[l](iters[l]) / iters[l]);
+    const base = median(samples[BASELINE]);
+    const rows = labels.map((l) => {
+      const med = median(samples[l]);
+      return { variant: l, medianNs: med, minNs: Math.min(...samples[l]), maxNs: Math.max(...samples[l]), vsC: med / base };
+    });
+    const bytes = (mp) => ({ storeBytes: mp.store.byteLength, ranges: mp.ranges, bytesPerRange: mp.store.byteLength / mp.ranges });
+    results.push({ ranges: n, rows, memory: { classic: bytes(maps.classic), illumos: bytes(maps.illumos), cArray: 16 } });
+    onProgress?.(n, results.length, sizes.length);
   }
-  const samples = Object.fromEntries(labels.map((l) => [l, []]));
-  for (let r = 0; r < REPS; r++) for (const l of labels) samples[l].push(run[l](iters[l]) / iters[l]);
-  const base = median(samples['C array walk']);
-  const rows = labels.map((l) => {
-    const med = median(samples[l]);
-    return { variant: l, medianNs: med, minNs: Math.min(...samples[l]), maxNs: Math.max(...samples[l]), vsC: med / base };
-  });
-  const bytes = (mp) => ({ storeBytes: mp.store.byteLength, ranges: mp.ranges, bytesPerRange: mp.store.byteLength / mp.ranges });
-  results.push({ ranges: n, rows, memory: { classic: bytes(maps.classic), illumos: bytes(maps.illumos), cArray: 16 } });
-  process.stderr.write(`${n} ranges done\n`);
+  return { reps: REPS, results };
 }
 
-const fmt = (ns) => (ns >= 1e3 ? `${(ns / 1e3).toFixed(2)} µs` : `${ns.toFixed(1)} ns`);
-console.log(`rmalloc(3)+rmfree(3) pairs; ${JSON.stringify(machine())}; ${REPS} interleaved repetitions, medians`);
-console.log('| free ranges | variant | median / pair | min..max | vs C array walk |');
-console.log('| ---: | --- | ---: | --- | ---: |');
-for (const r of results) {
-  for (const row of r.rows) {
-    const ratio = row.variant === 'C array walk' ? '1.00' : row.vsC < 1 ? `${(1 / row.vsC).toFixed(1)}× faster` : `${row.vsC.toFixed(2)}× slower`;
-    console.log(`| ${r.ranges} | ${row.variant} | ${fmt(row.medianNs)} | ${fmt(row.minNs)}..${fmt(row.maxNs)} | ${ratio} |`);
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const args = process.argv.slice(2);
+  const quick = args.includes('--quick');
+  const jsonOut = args.includes('--json') ? args[args.indexOf('--json') + 1] : undefined;
+  const { reps: REPS, results } = runRmap({ quick, onProgress: (n) => process.stderr.write(`${n} ranges done\n`) });
+
+  const fmt = (ns) => (ns >= 1e3 ? `${(ns / 1e3).toFixed(2)} µs` : `${ns.toFixed(1)} ns`);
+  console.log(`rmalloc(3)+rmfree(3) pairs; ${JSON.stringify(machine())}; ${REPS} interleaved repetitions, medians`);
+  console.log('| free ranges | variant | median / pair | min..max | vs C array walk |');
+  console.log('| ---: | --- | ---: | --- | ---: |');
+  for (const r of results) {
+    for (const row of r.rows) {
+      const ratio = row.variant === 'C array walk' ? '1.00' : row.vsC < 1 ? `${(1 / row.vsC).toFixed(1)}× faster` : `${row.vsC.toFixed(2)}× slower`;
+      console.log(`| ${r.ranges} | ${row.variant} | ${fmt(row.medianNs)} | ${fmt(row.minNs)}..${fmt(row.maxNs)} | ${ratio} |`);
+    }
   }
+  console.log('\n| free ranges | classic store bytes / free range | illumos store bytes / free range |');
+  console.log('| ---: | ---: | ---: |');
+  for (const r of results) console.log(`| ${r.ranges} | ${r.memory.classic.bytesPerRange.toFixed(1)} | ${r.memory.illumos.bytesPerRange.toFixed(1)} |`);
+  if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ machine: machine(), reps: REPS, results }, null, 2));
 }
-console.log('\n| free ranges | classic store bytes / free range | illumos store bytes / free range |');
-console.log('| ---: | ---: | ---: |');
-for (const r of results) console.log(`| ${r.ranges} | ${r.memory.classic.bytesPerRange.toFixed(1)} | ${r.memory.illumos.bytesPerRange.toFixed(1)} |`);
-if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ machine: machine(), reps: REPS, results }, null, 2));

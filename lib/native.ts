@@ -21,6 +21,8 @@ export interface Native {
   memfd_create(name: string, flags: number): number;
   shm_open(name: string, oflag: number, mode: number): number;
   shm_unlink(name: string): number;
+  fsetxattr(fd: number, name: string, value: Uint8Array, flags: number): number;
+  fgetxattr(fd: number, name: string, out: Uint8Array): number;
   open(path: string, flags: number, mode: number): number;
   close(fd: number): number;
   /** Fills out with [st_size, st_mode, st_uid, st_gid]. */

@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -112,6 +113,33 @@ static bool StringArg(const Napi::CallbackInfo& info, size_t i, std::string* out
   }
   *out = info[i].As<Napi::String>().Utf8Value();
   return true;
+}
+
+// fsetxattr(fd, name, value, flags) -> 0 | -errno   (value: a TypedArray of the attribute's bytes)
+static Napi::Value Fsetxattr(const Napi::CallbackInfo& info) {
+  std::string name;
+  if (!info[0].IsNumber() || !StringArg(info, 1, &name)) return info.Env().Undefined();
+  if (!info[2].IsTypedArray() || !info[3].IsNumber()) {
+    Napi::TypeError::New(info.Env(), "devmap native: fsetxattr needs a TypedArray value and numeric flags")
+        .ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  Napi::TypedArray value = info[2].As<Napi::TypedArray>();
+  const uint8_t* src = static_cast<const uint8_t*>(value.ArrayBuffer().Data()) + value.ByteOffset();
+  return Result(info.Env(), fsetxattr(Int(info, 0), name.c_str(), src, value.ByteLength(), Int(info, 3)));
+}
+
+// fgetxattr(fd, name, out) -> length of the value | -errno   (ENODATA: no such attribute; ERANGE: out too small)
+static Napi::Value Fgetxattr(const Napi::CallbackInfo& info) {
+  std::string name;
+  if (!info[0].IsNumber() || !StringArg(info, 1, &name)) return info.Env().Undefined();
+  if (!info[2].IsTypedArray()) {
+    Napi::TypeError::New(info.Env(), "devmap native: fgetxattr needs a TypedArray to fill").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  Napi::TypedArray out = info[2].As<Napi::TypedArray>();
+  uint8_t* dst = static_cast<uint8_t*>(out.ArrayBuffer().Data()) + out.ByteOffset();
+  return Result(info.Env(), fgetxattr(Int(info, 0), name.c_str(), dst, out.ByteLength()));
 }
 
 // memfd_create(name, flags) -> fd | -errno
@@ -291,6 +319,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["memfd_create"] = Napi::Function::New(env, MemfdCreate, "memfd_create");
   exports["shm_open"] = Napi::Function::New(env, ShmOpen, "shm_open");
   exports["shm_unlink"] = Napi::Function::New(env, ShmUnlink, "shm_unlink");
+  exports["fsetxattr"] = Napi::Function::New(env, Fsetxattr, "fsetxattr");
+  exports["fgetxattr"] = Napi::Function::New(env, Fgetxattr, "fgetxattr");
   exports["open"] = Napi::Function::New(env, Open, "open");
   exports["close"] = Napi::Function::New(env, Close, "close");
   exports["fstat"] = Napi::Function::New(env, Fstat, "fstat");

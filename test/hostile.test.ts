@@ -38,7 +38,7 @@ const HOSTILE: [string, unknown][] = [
 ];
 
 /** Mappings backing probed objects (a Mutex's words); unmapped at the end. */
-const mappingsToRelease: devmap.Mapping[] = [];
+const mappingsToRelease: [devmap.Mapping, devmap.Mutex][] = [];
 /** Device instances made for the probes; detached at the end. */
 const devInfos: devmap.DevInfo[] = [];
 /** Kernels made for the probes; shut down at the end. */
@@ -105,8 +105,9 @@ const INSTANCES: Record<string, (() => object | Promise<object>)[]> = {
   KernelPanic: [() => new devmap.KernelPanic('x')],
   Mutex: [() => {
     const m = devmap.mapAnonymous(devmap.pageSize);
-    mappingsToRelease.push(m);
-    return devmap.Mutex.init(new Int32Array(m.buffer), 0);
+    const mutex = devmap.Mutex.init(new Int32Array(m.buffer), 0);
+    mappingsToRelease.push([m, mutex]);
+    return mutex;
   }],
   VHandle: [async () => (await driverObjects()).vt],
   DevInfo: [() => new devmap.DevInfo('hostile', [{ size: 1 }]), () => {
@@ -161,7 +162,11 @@ async function release(result: unknown): Promise<void> {
 afterAll(async () => {
   for (const k of kernels.splice(0)) await k.shutdown();
   for (const d of devInfos.splice(0)) d.detach();
-  for (const m of mappingsToRelease.splice(0)) if (m.mapped) m.unmap();
+  for (const [m, mutex] of mappingsToRelease.splice(0)) {
+    // A probe may have left the Mutex locked (lock() is a method like any other); a held Mutex pins its mapping.
+    if (m.mapped && mutex.owner === devmap.Mutex.threadId) mutex.unlock();
+    if (m.mapped) m.unmap();
+  }
 });
 
 async function probe(label: string, call: () => unknown, failures: string[]): Promise<void> {

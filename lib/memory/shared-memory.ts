@@ -95,6 +95,7 @@ export class SharedMemory {
     try {
       if ((mode & 0o077) !== 0) fs.fchmodSync(fd, mode);
       reserve(fd, size, name);
+      recordCreator(fd);
     } catch (err) {
       n.shm_unlink(path);
       closeFd(fd);
@@ -237,4 +238,23 @@ function sealBits(seal: unknown): number {
     bits |= SEAL_BITS[s as Seal];
   }
   return bits;
+}
+
+/*
+ * The creator record `devmap ls` and `devmap rm --stale` read: the extended attribute user.devmap.creator =
+ * "<pid>:<starttime>" on the shm object, starttime being field 22 of /proc/self/stat. A (pid, start time)
+ * pair names one process for the life of the machine, so "the creator is gone" is exact even after the pid
+ * is reused; the record lives and dies with the inode. Best effort: where the filesystem refuses user xattrs
+ * (tmpfs before Linux 6.6) the segment simply has no record.
+ */
+export const CREATOR_XATTR = 'user.devmap.creator';
+let creatorRecord: Buffer | undefined;
+
+function recordCreator(fd: number): void {
+  if (creatorRecord === undefined) {
+    const stat = fs.readFileSync('/proc/self/stat', 'latin1');
+    const startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[22 - 3];
+    creatorRecord = Buffer.from(`${process.pid}:${startTime}`, 'latin1');
+  }
+  native().fsetxattr(fd, CREATOR_XATTR, creatorRecord, 0);
 }

@@ -181,6 +181,7 @@ export class Mutex {
     try {
       for (;;) {
         signal?.throwIfAborted();
+        this.#check(); // the pages may have been unmapped while this task slept: never hand the C library a dead address
         const rc = n.mutex_trylock(this.#addr);
         if (rc === 0 || rc === EOWNERDEAD) {
           if (slept) n.mutex_mark_waiters(this.#addr);

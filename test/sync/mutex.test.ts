@@ -116,6 +116,16 @@ describe('Mutex in one process', () => {
     expect(m.mapped).toBe(false);
   });
 
+  it('pending lockAsync calls reject with ERR_DEVMAP_UNMAPPED when the mapping goes, and the process lives', async () => {
+    const r = await runNode('sync-unmap-pending.cjs');
+    expect(r.signal).toBeNull();
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.unmapped).toBe(true);
+    for (const o of out.outcomes) expect(['locked', 'ERR_DEVMAP_UNMAPPED']).toContain(o);
+    expect(out.outcomes).toContain('ERR_DEVMAP_UNMAPPED');
+  });
+
   it('lets async tasks of one thread take turns with lockAsync', async () => {
     const m = mapAnonymous(pageSize);
     const mu = Mutex.init(new Int32Array(m.buffer), 0);

@@ -1,0 +1,62 @@
+/** devmap ls: the POSIX shm segments of this machine, like ipcs. */
+import { parse, UsageError } from './args';
+import { canReadCreators } from './creator';
+import { bytes, octal, table } from './format';
+import { listSegments, myUid, type Segment } from './segments';
+import type { Command } from './command';
+
+export const ls: Command = {
+  name: 'ls',
+  summary: 'list the POSIX shm segments in /dev/shm',
+  help: `Usage: devmap ls [--json] [--mine]
+
+Lists the POSIX shm segments in /dev/shm (named semaphores excepted), like ipcs:
+
+  NAME     the segment name (what shm_open, SharedMemory.open and Python's SharedMemory(name=) take)
+  SIZE     its size
+  MODE     permission bits
+  UID      the owner's uid
+  CREATOR  the pid of the process that created it, when recorded. devmap records the creator of every
+           segment it creates (the user.devmap.creator extended attribute), so this is exact for them;
+           other programs' segments show "-"
+  ALIVE    whether that creator still runs (same pid and same start time, so a reused pid does not count)
+  HOLDERS  processes that have it open or mapped now (those this user can see in /proc)
+
+Options:
+  --json   one JSON array, one object per segment
+  --mine   only segments this user owns
+`,
+  run(argv) {
+    const { values, positionals } = parse('ls', argv, { json: { type: 'boolean' }, mine: { type: 'boolean' } });
+    if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`, 'ls');
+    let segments = listSegments();
+    if (values.mine) segments = segments.filter((s) => s.uid === myUid());
+    if (values.json) {
+      process.stdout.write(JSON.stringify(segments.map(toJson), null, 2) + '\n');
+      return 0;
+    }
+    if (segments.length === 0) {
+      process.stdout.write('no segments in /dev/shm\n');
+      return 0;
+    }
+    const rows = segments.map((s) => [
+      s.name, bytes(s.size), octal(s.mode), String(s.uid), s.creator ? String(s.creator.pid) : '-', alive(s),
+      s.holders.length > 0 ? s.holders.join(',') : '-',
+    ]);
+    process.stdout.write(table(['NAME', 'SIZE', 'MODE', 'UID', 'CREATOR', 'ALIVE', 'HOLDERS'], rows, [1, 3, 4]) + '\n');
+    if (!canReadCreators()) process.stdout.write('(this build of the addon cannot read creator records: CREATOR is "-")\n');
+    return 0;
+  },
+};
+
+function alive(s: Segment): string {
+  return s.creatorAlive === null ? '-' : s.creatorAlive ? 'yes' : 'no';
+}
+
+export function toJson(s: Segment) {
+  return {
+    name: s.name, path: s.path, size: s.size, mode: octal(s.mode), uid: s.uid, gid: s.gid, modified: s.modified.toISOString(),
+    creator: s.creator ? { pid: s.creator.pid, startTime: String(s.creator.startTime) } : null,
+    creatorAlive: s.creatorAlive, holders: s.holders,
+  };
+}
