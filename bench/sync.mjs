@@ -60,8 +60,9 @@ if (argv[0] === 'ipc') {
 /** The same measurements as cases for bench/run.mjs (bench/harness.mjs's format). */
 export function syncCases({ quick = false } = {}) {
   const c = native();
-  const reps = quick ? 5 : 15;
-  const rounds = quick ? 1000 : 5000;
+  // Sized so the whole `devmap bench` stays near a minute on two cores (ping-pong needs both).
+  const reps = quick ? 3 : 7;
+  const rounds = quick ? 500 : 2000;
   const cases = [
     {
       name: 'cross-process ping-pong round trip, spinning off',
@@ -101,7 +102,7 @@ export function syncCases({ quick = false } = {}) {
     },
     {
       name: 'uncontended lock+unlock',
-      n: quick ? 100_000 : 1_000_000,
+      n: quick ? 20_000 : 200_000,
       reps,
       baseline: 'in-process Atomics spinlock',
       variants: {
@@ -129,14 +130,19 @@ async function pingPong(rounds, spin, asyncParent, counted = false) {
   const a = new Int32Array(m.buffer);
   const warm = Math.min(1000, rounds);
   const child = spawn(process.execPath, [self, 'pong', name, String(spin), String(rounds + warm), counted ? '1' : '0'], { stdio: 'inherit' });
-  const exited = new Promise((resolve) => child.on('exit', resolve));
+  let gone = false;
+  const exited = new Promise((resolve) => child.on('exit', (code) => ((gone = true), resolve(code))));
   setSpin({ iterations: spin });
-  while (Atomics.load(a, 1) === 0) await waitAsync(a, 1, 0);
+  // Wait for the child's "ready", but not for ever: a child that dies first would never set it.
+  while (Atomics.load(a, 1) === 0) {
+    if (gone) throw new Error('ping-pong: the child exited before it was ready');
+    await waitAsync(a, 1, 0, { timeout: 100 });
+  }
   const round = async () => {
     Atomics.store(a, 0, 1);
     notify(a, 0, 1, w);
     if (asyncParent) while (Atomics.load(a, 0) === 1) await waitAsync(a, 0, 1, w);
-    else while (Atomics.load(a, 0) === 1) wait(a, 0, 1, w);
+    else while (Atomics.load(a, 0) === 1) if (wait(a, 0, 1, { ...w, timeout: 1000 }) === 'timed-out' && gone) throw new Error('ping-pong: the child died');
   };
   for (let i = 0; i < warm; i++) await round();
   const t0 = process.hrtime.bigint();
