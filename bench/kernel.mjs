@@ -2,6 +2,7 @@
 // drvunmap), kmem_alloc+kmem_free, each with the raw system calls underneath measured in the same run.
 //   npm run compile && node bench/kernel.mjs [--quick] [--json]
 import { createRequire } from 'node:module';
+import { installKmemDriver } from './kmem-driver.mjs';
 import { machine, markdown, perOp, perOpAsync, runCase } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
@@ -12,20 +13,7 @@ export async function kernelCases({ quick = false } = {}) {
   const c = native();
   const P = d.pageSize;
   const kernel = new d.Kernel({ arenaSize: 16 * 2 ** 20 });
-  const bufs = new Map();
-  kernel.install('bench', {
-    map(dev, vt, off, len) {
-      const b = kernel.kmem_alloc(len, d.KM_NOSLEEP);
-      if (b === null) return d.errno.ENOMEM;
-      bufs.set(d.v_gethandle(vt), [b, len]);
-      return d.v_mapphys(vt, b, len);
-    },
-    unmap(dev, vt) {
-      const [b, len] = bufs.get(d.v_gethandle(vt));
-      bufs.delete(d.v_gethandle(vt));
-      kernel.kmem_free(b, len);
-    },
-  });
+  installKmemDriver(d, kernel, 'bench');
   const proc = kernel.spawn();
   const fd = await proc.open('/dev/bench');
   const len = 16 * P;

@@ -3,6 +3,7 @@
 // are back where they started and that RSS stayed flat after warm-up; it exits non-zero otherwise.
 import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { installKmemDriver } from '../bench/kmem-driver.mjs';
 
 const require = createRequire(import.meta.url);
 const d = require('../dist/index.js');
@@ -38,19 +39,7 @@ async function kernelRound(kernel, fd, proc) {
 async function main() {
   const start = sample();
   const kernel = new d.Kernel({ arenaSize: 4 << 20 });
-  const bufs = new Map();
-  kernel.install('soak', {
-    map(dev, vt, off, len) {
-      const b = kernel.kmem_alloc(len, d.KM_NOSLEEP);
-      bufs.set(d.v_gethandle(vt), [b, len]);
-      return d.v_mapphys(vt, b, len);
-    },
-    unmap(dev, vt) {
-      const [b, len] = bufs.get(d.v_gethandle(vt));
-      bufs.delete(d.v_gethandle(vt));
-      kernel.kmem_free(b, len);
-    },
-  });
+  installKmemDriver(d, kernel, 'soak');
   const proc = kernel.spawn();
   const fd = await proc.open('/dev/soak');
   const map = d.rmallocmap(64);
