@@ -1,7 +1,7 @@
 // npm run soak [-- --seconds N]: loops the main workloads for a while (default 120 s) and prints RSS, open fds,
 // mapped regions and /dev/shm entries every few seconds. At the end it checks that fds, mappings and /dev/shm
 // are back where they started and that RSS stayed flat after warm-up; it exits non-zero otherwise.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { installKmemDriver } from '../bench/kmem-driver.mjs';
 
@@ -16,9 +16,18 @@ const seconds = arg('--seconds', 120);
 const P = d.pageSize;
 
 /** After a full collection: RSS, heap, open fds, devmap's shared mappings (memfd, shm, shared anonymous), /dev/shm entries. */
+const fdList = () => readdirSync('/proc/self/fd').map((f) => {
+  try {
+    return `${f} → ${readlinkSync(`/proc/self/fd/${f}`)}`;
+  } catch {
+    return f;
+  }
+});
+
 const sample = () => {
   globalThis.gc?.();
   return {
+    fdList: fdList(),
     rss: process.memoryUsage().rss,
     heap: process.memoryUsage().heapUsed,
     fds: readdirSync('/proc/self/fd').length,
@@ -37,6 +46,8 @@ async function kernelRound(kernel, fd, proc) {
 }
 
 async function main() {
+  // Print first: the first write to a piped stdout makes Node set the stream up (it may open a descriptor).
+  console.log(`soak: ${seconds} s of memory, shm, rmap and kernel workloads`);
   const start = sample();
   const kernel = new d.Kernel({ arenaSize: 4 << 20 });
   installKmemDriver(d, kernel, 'soak');
@@ -97,6 +108,8 @@ async function main() {
   const ok = last.fds === start.fds && last.shm === start.shm && last.maps === start.maps && heapGrowth < 2 ** 20 && rssGrowth < 64 * 2 ** 20;
   if (!ok) {
     console.error('soak: resources did not return to their baseline');
+    const added = last.fdList.filter((f) => !start.fdList.includes(f));
+    if (added.length) console.error(`descriptors opened and not closed: ${added.join(', ')}`);
     process.exit(1);
   }
 }
