@@ -4,6 +4,11 @@
  */
 export * from './memory';
 export * from './sync';
+export { SharedResourceMap } from './rmap';
+export type {
+  SharedResourceMapAttachOptions, SharedResourceMapCreateOptions, SharedResourceMapInfo, SharedResourceMapSizing,
+  SharedResourceMapStats,
+} from './rmap';
 export {
   ResourceMap, ResourceMapPanic, rmallocmap, rmallocmap_wait, rmalloc, rmalloc_wait, rmfree, rmfreemap,
 } from './rmap';

@@ -39,6 +39,8 @@ const HOSTILE: [string, unknown][] = [
 
 /** Mappings backing probed objects (a Mutex's words); unmapped at the end. */
 const mappingsToRelease: [devmap.Mapping, devmap.Mutex][] = [];
+/** Mappings under shared resource maps; unmapped at the end. */
+const sharedMaps: devmap.Mapping[] = [];
 /** Device instances made for the probes; detached at the end. */
 const devInfos: devmap.DevInfo[] = [];
 /** Kernels made for the probes; shut down at the end. */
@@ -103,6 +105,14 @@ const INSTANCES: Record<string, (() => object | Promise<object>)[]> = {
     return p;
   }],
   KernelPanic: [() => new devmap.KernelPanic('x')],
+  SharedResourceMap: [() => {
+    const sizing = { mapsize: 8, owners: 8 };
+    const m = devmap.mapAnonymous(devmap.SharedResourceMap.bytesFor(sizing));
+    sharedMaps.push(m);
+    const mp = devmap.SharedResourceMap.create(m, sizing);
+    devmap.rmfree(mp, 100, 1);
+    return mp;
+  }],
   Mutex: [() => {
     const m = devmap.mapAnonymous(devmap.pageSize);
     const mutex = devmap.Mutex.init(new Int32Array(m.buffer), 0);
@@ -162,6 +172,7 @@ async function release(result: unknown): Promise<void> {
 afterAll(async () => {
   for (const k of kernels.splice(0)) await k.shutdown();
   for (const d of devInfos.splice(0)) d.detach();
+  for (const m of sharedMaps.splice(0)) if (m.mapped) m.unmap();
   for (const [m, mutex] of mappingsToRelease.splice(0)) {
     // A probe may have left the Mutex locked (lock() is a method like any other); a held Mutex pins its mapping.
     if (m.mapped && mutex.owner === devmap.Mutex.threadId) mutex.unlock();

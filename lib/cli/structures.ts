@@ -10,6 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { native } from '../native';
+import { SharedResourceMap } from '../rmap/shared';
 
 /** Read-only access to a snapshot of a segment. */
 export interface SegmentReader {
@@ -100,4 +101,24 @@ function thread(tid: number): string {
 }
 
 /** The formats inspect knows. */
-export const FORMATS: readonly StructureFormat[] = [mutexFormat];
+/** A SharedResourceMap at the start of the segment (magic "SRMP"); read from the snapshot, without its lock. */
+export const sharedResourceMapFormat: StructureFormat = {
+  name: 'devmap shared resource map',
+  magic: new TextEncoder().encode('SRMP'),
+  offset: 0,
+  describe(segment) {
+    const info = SharedResourceMap.inspect(segment.read(0, segment.size), 0);
+    return [
+      ['name', info.name],
+      ['policy', info.overflow ? `${info.policy} (overflow: ${info.overflow})` : info.policy],
+      ['state', `${info.state}${info.ready ? '' : ' (not ready: creation did not finish)'}`],
+      ['free', `${info.freeUnits} units in ${info.ranges} ranges (mapsize ${info.mapsize})`],
+      ['owners', `${info.ownersInUse} of ${info.owners} allocation records in use`],
+      ['journal', info.journalEntries === 0 ? 'empty (no update in progress)' : `${info.journalEntries} entries: an update in progress, or a crashed one the next user will roll back`],
+      ['recoveries', String(info.recoveries)],
+      ['counters', Object.entries(info.stats).filter(([, v]) => typeof v === 'number').map(([k, v]) => `${k} ${v}`).join(', ')],
+    ];
+  },
+};
+
+export const FORMATS: readonly StructureFormat[] = [mutexFormat, sharedResourceMapFormat];

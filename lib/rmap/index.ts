@@ -10,6 +10,11 @@ export type { FreeRange, OverflowRule, Policy, ResourceMapOptions, ResourceMapSt
 export { ResourceMapPanic } from './panic';
 export type { ResourceMapPanicCode, ResourceMapWarning, ResourceMapWarningCode } from './panic';
 export { RmapStore } from './store';
+export { SharedResourceMap, SRMAP_MAGIC, SRMAP_VERSION } from './shared';
+export type {
+  SharedResourceMapAttachOptions, SharedResourceMapCreateOptions, SharedResourceMapInfo, SharedResourceMapSizing,
+  SharedResourceMapStats,
+} from './shared';
 
 function map(mp: unknown): ResourceMap {
   if (!(mp instanceof ResourceMap)) throw typeError('a ResourceMap', 'mp', mp);

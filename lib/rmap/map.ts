@@ -142,6 +142,13 @@ interface Waiter {
 }
 
 const OPTION_KEYS = ['policy', 'overflow', 'name', 'onWarning', 'fifo', 'store'] as const;
+
+/**
+ * @internal An options key (a symbol: invisible to options()' key check and to users) that makes the
+ * constructor adopt a LIVE `store` as it is — the map another process made — instead of formatting a new
+ * one. Used by SharedResourceMap.attach (shared.ts).
+ */
+export const ADOPT_STORE: unique symbol = Symbol('devmap.rmap.adoptStore');
 const MAX = Number.MAX_SAFE_INTEGER;
 
 /** A resource map. The DDI functions (rmalloc(mp, size), ...) call these methods. */
@@ -167,13 +174,16 @@ export class ResourceMap {
     this.#onWarning = o.onWarning === undefined ? emitWarning : func(o.onWarning, 'options.onWarning');
     this.fifo = boolean(o.fifo, 'options.fifo', false);
     integer(mapsize, 'mapsize');
+    const adopt = (opts as { [ADOPT_STORE]?: boolean } | undefined)?.[ADOPT_STORE] === true;
     let store: RmapStore;
     if (o.store === undefined) store = RmapStore.growable(policy, policy === 'classic' ? Math.max(1, Math.min(mapsize, 16)) : 16);
     else {
       if (!(o.store instanceof RmapStore)) throw typeError('an RmapStore', 'options.store', o.store);
       store = o.store;
       if (store.policy !== policy) throw rangeError(`a store made for the ${policy} policy`, 'options.store', `a ${store.policy} store`);
-      if (store.h32[H32.STATE] !== State.NEW) throw rangeError('a store no map has used yet', 'options.store', 'a used store');
+      if (adopt) {
+        if (store.h32[H32.STATE] !== State.LIVE) throw rangeError('a live store to adopt', 'options.store', 'a store that is not live');
+      } else if (store.h32[H32.STATE] !== State.NEW) throw rangeError('a store no map has used yet', 'options.store', 'a used store');
       if (policy === 'classic' && store.capacity < mapsize) {
         throw rangeError(`a store with room for ${mapsize} ranges`, 'options.store', `a store of ${store.capacity} nodes`);
       }
@@ -186,10 +196,14 @@ export class ResourceMap {
     this.overflow = overflow;
     this.name = name;
     this.#store = store;
-    store.w64(store.h64, H64.MAPSIZE, mapsize);
-    store.w64(store.h64, H64.FREE_SLOTS, policy === 'classic' ? mapsize : 0);
-    store.w32(store.h32, H32.OVERFLOW, overflow === undefined ? 0 : OVERFLOW_RULES.indexOf(overflow));
-    store.w32(store.h32, H32.STATE, State.LIVE);
+    if (!adopt) {
+      store.w64(store.h64, H64.MAPSIZE, mapsize);
+      store.w64(store.h64, H64.FREE_SLOTS, policy === 'classic' ? mapsize : 0);
+      store.w32(store.h32, H32.OVERFLOW, overflow === undefined ? 0 : OVERFLOW_RULES.indexOf(overflow));
+      store.w32(store.h32, H32.STATE, State.LIVE);
+    } else if (store.h64[H64.MAPSIZE] !== mapsize || store.h32[H32.OVERFLOW] !== (overflow === undefined ? 0 : OVERFLOW_RULES.indexOf(overflow))) {
+      throw rangeError('the mapsize and overflow rule the store was made with', 'options.store', 'a store made otherwise');
+    }
     this.#engine = policy === 'classic' ? new ClassicEngine(store, name) : new VmemEngine(store, name);
   }
 

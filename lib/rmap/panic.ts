@@ -35,7 +35,8 @@ export type ResourceMapWarningCode =
   | 'DEVMAP_RMAP_OVERFLOW'
   | 'DEVMAP_RMAP_NO_SEGMENT'
   | 'DEVMAP_RMAP_WAIT_TOO_LARGE'
-  | 'DEVMAP_RMAP_LEAKED';
+  | 'DEVMAP_RMAP_LEAKED'
+  | 'DEVMAP_RMAP_OWNERS_FULL';
 
 export interface ResourceMapWarning {
   code: ResourceMapWarningCode;

@@ -51,7 +51,7 @@ export const enum H64 {
   PANICS = 15,
   SEARCHES = 16, // illumos: own-list members examined by the slow path (vmem's vk_search)
 }
-const H64_WORDS = 17;
+export const H64_WORDS = 17;
 
 /** Header words, Int32. */
 export const enum H32 {
@@ -94,9 +94,20 @@ function byteSize(policy: Policy, capacity: number): number {
   return 8 * (H64_WORDS + 3 * capacity) + 4 * (H32_WORDS + i32 * capacity + buckets);
 }
 
+/**
+ * Receives every persistent write before it happens (shared maps: the undo journal, lib/rmap/shared.ts).
+ * `field[i]` still holds the old value when it is called.
+ */
+export interface WriteHook {
+  before64(field: Float64Array, i: number): void;
+  before32(field: Int32Array, i: number): void;
+}
+
 export class RmapStore {
   readonly policy: Policy;
   readonly growable: boolean;
+  /** The write hook (null: none, the in-process case). */
+  hook: WriteHook | null = null;
   buffer!: ArrayBuffer | SharedArrayBuffer;
   h64!: Float64Array;
   h32!: Int32Array;
@@ -145,10 +156,37 @@ export class RmapStore {
     return new RmapStore(policy, false, buffer, byteOffset, capacity);
   }
 
-  private constructor(policy: Policy, growable: boolean, buffer: ArrayBuffer | SharedArrayBuffer, byteOffset: number, capacity: number) {
+  /**
+   * A fixed store that already lives at `byteOffset` of `buffer` (formatted by fixed(), possibly in another
+   * process): laid out over the existing words WITHOUT formatting them. Throws a RangeError when the words
+   * there are not a store of `policy` with `capacity` nodes.
+   */
+  static existing(policy: Policy, buffer: ArrayBuffer | SharedArrayBuffer, byteOffset: number, capacity: number): RmapStore {
+    checkPolicy(policy);
+    capacity = checkCapacity(capacity);
+    if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 8 !== 0 || byteOffset + byteSize(policy, capacity) > buffer.byteLength) {
+      throw rangeError(`a multiple of 8 with room for the store before ${buffer.byteLength}`, 'byteOffset', byteOffset);
+    }
+    const s = new RmapStore(policy, false, buffer, byteOffset, capacity, false);
+    const h32 = s.h32;
+    if (h32[H32.MAGIC] !== MAGIC || h32[H32.POLICY] !== (policy === 'classic' ? 1 : 2) || h32[H32.CAPACITY] !== capacity) {
+      throw rangeError(`the words of a ${policy} store of ${capacity} nodes`, 'buffer', 'other bytes');
+    }
+    return s;
+  }
+
+  private constructor(
+    policy: Policy,
+    growable: boolean,
+    buffer: ArrayBuffer | SharedArrayBuffer,
+    byteOffset: number,
+    capacity: number,
+    format = true,
+  ) {
     this.policy = policy;
     this.growable = growable;
     this.layout(buffer, byteOffset, capacity);
+    if (!format) return;
     const h32 = this.h32;
     h32.fill(0);
     this.h64.fill(0);
@@ -173,10 +211,12 @@ export class RmapStore {
 
   /** The only write primitives for persistent state (see the header comment). */
   w64(field: Float64Array, i: number, v: number): void {
+    if (this.hook !== null) this.hook.before64(field, i);
     field[i] = v;
   }
 
   w32(field: Int32Array, i: number, v: number): void {
+    if (this.hook !== null) this.hook.before32(field, i);
     field[i] = v;
   }
 

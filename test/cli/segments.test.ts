@@ -2,7 +2,7 @@
 import { chownSync, existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SharedMemory } from '../../lib';
+import { SharedMemory, SharedResourceMap, rmalloc, rmfree } from '../../lib';
 import { native } from '../../lib/native';
 import { Mutex } from '../../lib/sync';
 import { processStartTime } from '../../lib/cli/creator';
@@ -246,6 +246,28 @@ describe('devmap inspect', () => {
       r = await devmap('inspect', name);
       expect(r.stdout).toMatch(new RegExp(` state +locked by thread ${process.pid} of process ${process.pid} \\(.*\\), alive\\n`));
       mutex.unlock();
+    } finally {
+      m.unmap();
+    }
+  });
+
+  it('shows the state of a shared resource map, read-only', async () => {
+    const sizing = { mapsize: 16, owners: 32 };
+    const name = segment(SharedResourceMap.bytesFor(sizing));
+    const shm = SharedMemory.open(name);
+    const m = shm.map();
+    shm.close();
+    try {
+      const mp = SharedResourceMap.create(m, { ...sizing, name: 'frames' });
+      rmfree(mp, 1000, 1);
+      rmalloc(mp, 10);
+      const r = await devmap('inspect', name);
+      expect(r.stdout).toContain('structure: devmap shared resource map');
+      expect(r.stdout).toMatch(/ name +frames\n/);
+      expect(r.stdout).toMatch(/ free +990 units in 1 ranges \(mapsize 16\)\n/);
+      expect(r.stdout).toMatch(/ owners +1 of 32 allocation records in use\n/);
+      expect(r.stdout).toMatch(/ journal +empty/);
+      expect(mp.freeUnits).toBe(990);
     } finally {
       m.unmap();
     }
