@@ -375,20 +375,7 @@ export class ResourceMap {
 
   stats(): ResourceMapStats {
     this.#live();
-    const h = this.#store.h64;
-    return {
-      allocs: h[H64.ALLOCS],
-      frees: h[H64.FREES],
-      failures: h[H64.FAILURES],
-      overflows: h[H64.OVERFLOWS],
-      lostUnits: h[H64.LOST],
-      waits: h[H64.WAITS],
-      wakeups: h[H64.WAKEUPS],
-      aborts: h[H64.ABORTS],
-      panics: h[H64.PANICS],
-      searches: h[H64.SEARCHES],
-      allocatedUnits: h[H64.ALLOCATED],
-    };
+    return countersOf(this.#store.h64);
   }
 
   /**
@@ -526,4 +513,21 @@ function abortError(signal: AbortSignal): Error {
   err.name = 'AbortError';
   err.code = 'ABORT_ERR';
   return err;
+}
+
+/** @internal The counters a store's header holds (shared by ResourceMap and SharedResourceMap). */
+export function countersOf(h: Float64Array): ResourceMapStats {
+  return {
+    allocs: h[H64.ALLOCS],
+    frees: h[H64.FREES],
+    failures: h[H64.FAILURES],
+    overflows: h[H64.OVERFLOWS],
+    lostUnits: h[H64.LOST],
+    waits: h[H64.WAITS],
+    wakeups: h[H64.WAKEUPS],
+    aborts: h[H64.ABORTS],
+    panics: h[H64.PANICS],
+    searches: h[H64.SEARCHES],
+    allocatedUnits: h[H64.ALLOCATED],
+  };
 }

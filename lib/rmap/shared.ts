@@ -106,7 +106,7 @@ import { Mapping } from '../memory/mapping';
 import { notify, waitAsync } from '../sync/futex';
 import { Mutex } from '../sync/mutex';
 import { ClassicEngine, OVERFLOW_RULES, type OverflowRule } from './classic';
-import { ADOPT_STORE, ResourceMap, type FreeRange, type ResourceMapStats, type WaitOptions } from './map';
+import { ADOPT_STORE, ResourceMap, countersOf, type FreeRange, type ResourceMapStats, type WaitOptions } from './map';
 import { ResourceMapPanic, type ResourceMapWarning, type ResourceMapWarningCode } from './panic';
 import { H32, H64, H64_WORDS, type Policy, RmapStore, State, type WriteHook } from './store';
 import { VmemEngine } from './vmem';
@@ -1031,17 +1031,7 @@ export class SharedResourceMap extends ResourceMap {
 
 function statsOf(h: Float64Array, i32: Int32Array, f64: Float64Array): SharedResourceMapStats {
   return {
-    allocs: h[H64.ALLOCS],
-    frees: h[H64.FREES],
-    failures: h[H64.FAILURES],
-    overflows: h[H64.OVERFLOWS],
-    lostUnits: h[H64.LOST],
-    waits: h[H64.WAITS],
-    wakeups: h[H64.WAKEUPS],
-    aborts: h[H64.ABORTS],
-    panics: h[H64.PANICS],
-    searches: h[H64.SEARCHES],
-    allocatedUnits: h[H64.ALLOCATED],
+    ...countersOf(h),
     recoveries: i32[W.RECOVERIES],
     ownersInUse: i32[W.OWNERS_USED],
     ownersFull: i32[W.OWNERS_FULL],
