@@ -85,6 +85,25 @@ describe('mapAnonymous', () => {
     m.unmap();
   });
 
+  it('windows a mapping larger than one ArrayBuffer can be with view()', () => {
+    const size = 5 * 2 ** 30; // reserved, never touched: only the pages written below become memory
+    const m = mapAnonymous(size);
+    try {
+      let whole: ArrayBuffer | undefined;
+      try {
+        whole = m.buffer;
+      } catch (err) {
+        expect((err as { code?: string }).code).toBe('ERR_DEVMAP_VIEW_TOO_LARGE'); // Node 20: 4 GiB at most
+      }
+      if (whole) expect(whole.byteLength).toBe(size);
+      const far = new Uint8Array(m.view(size - 2 * pageSize, pageSize));
+      far[5] = 42;
+      expect(m.read(size - 2 * pageSize + 5, 1)[0]).toBe(42);
+    } finally {
+      m.unmap();
+    }
+  });
+
   it('accepts transparent huge pages advice', () => {
     const m = mapAnonymous(4 * 1024 * 1024, { hugePages: 'transparent' });
     new Uint8Array(m.buffer).fill(1);
