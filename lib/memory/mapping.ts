@@ -88,21 +88,17 @@ for (const name of ['transfer', 'transferToFixedLength'] as const) {
   Object.defineProperty(proto, name, { ...Object.getOwnPropertyDescriptor(proto, name), value: guarded });
 }
 
-/** Mappings that must not be unmapped now (a Mutex in them is held by this thread): pin counts. */
-const pins = new WeakMap<Mapping, number>();
+/** Set by Mapping's static block: changes a Mapping's pin count (private to this module and pin/unpin). */
+let addPins: (m: Mapping, delta: number) => void;
 
-/** @internal Pins the Mapping under `buffer` (a held Mutex lives there) until unpin(); unmap() refuses meanwhile. */
-export function pin(buffer: ArrayBuffer): void {
-  const m = owners.get(buffer);
-  if (m) pins.set(m, (pins.get(m) ?? 0) + 1);
+/** @internal Pins a Mapping (a held Mutex lives in it) until unpin(); unmap() refuses meanwhile. */
+export function pin(m: Mapping): void {
+  addPins(m, 1);
 }
 
 /** @internal */
-export function unpin(buffer: ArrayBuffer): void {
-  const m = owners.get(buffer);
-  const n = m ? pins.get(m) ?? 0 : 0;
-  if (m && n > 1) pins.set(m, n - 1);
-  else if (m) pins.delete(m);
+export function unpin(m: Mapping): void {
+  addPins(m, -1);
 }
 
 /** The Mapping whose pages `buffer` views, if it is one of devmap's views. */
@@ -141,6 +137,14 @@ export class Mapping {
   #compactAt = 16;
   #finalize: boolean;
   #anchor: object | undefined;
+  /** Held Mutexes in this mapping (a count, not a WeakMap entry: lock/unlock is a hot path). */
+  #pins = 0;
+
+  static {
+    addPins = (m, delta) => {
+      m.#pins = Math.max(0, m.#pins + delta);
+    };
+  }
 
   /** @internal Use mapAnonymous(), mapFile() or SharedMemory#map(). */
   constructor(init: MappingInit, token?: symbol) {
@@ -222,7 +226,7 @@ export class Mapping {
    */
   unmap(offset?: number, length?: number): Mapping[] {
     this.#assertMapped();
-    if (pins.has(this)) {
+    if (this.#pins > 0) {
       throw new DevmapError(
         'ERR_DEVMAP_BUSY',
         'A Mutex in this mapping is held by this thread: unlock it first (its words are on the thread\'s robust list, which the kernel reads if the thread dies)',

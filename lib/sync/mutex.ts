@@ -41,7 +41,7 @@
  */
 import { DevmapError, options, systemError, typeError } from '../errors';
 import { native } from '../native';
-import { pin, unpin } from '../memory/mapping';
+import { ownerOf, pin, unpin, type Mapping } from '../memory/mapping';
 import { waitAsync } from './futex';
 import { address, timeoutMs } from './word';
 
@@ -122,6 +122,7 @@ export class Mutex {
   /** Address of the pthread_mutex_t (valid while #array is attached, which #check() verifies). */
   readonly #addr: number;
   readonly #lockIndex: number;
+  #mapping: Mapping;
 
   /**
    * Writes a new, unlocked Mutex into array[index .. index + Mutex.WORDS) and returns it. Do this once per
@@ -147,6 +148,7 @@ export class Mutex {
     this.#index = index;
     this.#addr = addr;
     this.#lockIndex = index + l.lockWord;
+    this.#mapping = ownerOf(array.buffer as ArrayBuffer)!; // address() accepted it: a devmap view
   }
 
   /** Blocks the calling thread until it holds the Mutex. */
@@ -210,13 +212,19 @@ export class Mutex {
     this.#check();
     const rc = native().mutex_unlock(this.#addr);
     if (rc < 0) throw mutexError(rc, 'unlock');
-    unpin(this.#array.buffer as ArrayBuffer);
+    unpin(this.#mappingNow());
   }
 
   /** While held, the mapping under the words cannot be unmapped (see rule 5 above). */
   #held(result: LockResult): LockResult {
-    pin(this.#array.buffer as ArrayBuffer);
+    pin(this.#mappingNow());
     return result;
+  }
+
+  /** The Mapping the words are in now (a partial unmap, never while held, hands them to a surviving piece). */
+  #mappingNow(): Mapping {
+    if (!this.#mapping.mapped) this.#mapping = ownerOf(this.#array.buffer as ArrayBuffer)!;
+    return this.#mapping;
   }
 
   /**
