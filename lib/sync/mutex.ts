@@ -253,7 +253,9 @@ export class Mutex {
   }
 
   #check(): void {
-    if (this.#array.buffer.byteLength === 0) {
+    // A detached array reads as length 0; an attached one holds at least the Mutex's words (checked when made).
+    // (length is a field load; .buffer.byteLength would materialise the buffer object on every call.)
+    if (this.#array.length === 0) {
       throw new DevmapError('ERR_DEVMAP_UNMAPPED', `The Mutex at index ${this.#index} is gone: the pages under it have been unmapped`);
     }
   }
