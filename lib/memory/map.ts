@@ -28,7 +28,7 @@ function readHugePageSize(): number {
   return m ? Number(m[1]) * 1024 : 2 * 1024 * 1024;
 }
 
-export function prot(value: unknown, name = 'options.prot'): number {
+function protOption(value: unknown, name = 'options.prot'): number {
   return optionalInteger(value, name, RW, 0, 7);
 }
 
@@ -36,7 +36,7 @@ export function prot(value: unknown, name = 'options.prot'): number {
 export function mapAnonymous(length: number, opts?: MapAnonymousOptions): Mapping {
   length = integer(length, 'length', 1);
   const o = options<MapAnonymousOptions>(opts, 'options', ['prot', 'shared', 'populate', 'hugePages']);
-  const p = prot(o.prot);
+  const p = protOption(o.prot);
   const shared = boolean(o.shared, 'options.shared', true);
   const populate = boolean(o.populate, 'options.populate', false);
   const huge = o.hugePages ?? false;
@@ -92,7 +92,7 @@ export function mapDescriptor(fd: number, size: number, o: MapRegionOptions, wri
 export interface MapFileOptions extends MapRegionOptions {
   /** Create the file (O_CREAT | O_EXCL: an existing file is an EEXIST error). */
   create?: boolean;
-  /** With create: false-y exclusive means an existing file is reused instead of refused. Default true. */
+  /** With create: false means an existing file is reused instead of refused (EEXIST). Default true. */
   exclusive?: boolean;
   /** Set the file's size first (ftruncate); required with create. */
   size?: number;
@@ -125,9 +125,9 @@ export function mapFile(file: string | number, opts?: MapFileOptions): Mapping {
   let flags = (writable ? fs.constants.O_RDWR : fs.constants.O_RDONLY) | fs.constants.O_NOFOLLOW;
   if (create) flags |= fs.constants.O_CREAT | (exclusive ? fs.constants.O_EXCL : 0);
   const fd = openFd(file, flags, mode);
-  let created = create;
+  // Only a file this call certainly created (O_EXCL) is removed again if mapping it fails.
+  let created = create && exclusive;
   try {
-    if (create && !exclusive) created = false;
     if (create && (mode & 0o077) !== 0) fs.fchmodSync(fd, mode);
     if (size !== undefined) truncateFd(fd, size, file);
     const fileSize = size ?? fstatFd(fd, file).size;

@@ -152,6 +152,12 @@ describe('mapFile', () => {
     expect([...readFileSync(path).subarray(pageSize, pageSize + 3)]).toEqual([1, 2, 3]);
     m.unmap();
     expect(() => mapFile(path, { create: true, size: pageSize })).toThrow(expect.objectContaining({ code: 'EEXIST', path }));
+    // exclusive: false reuses it (and keeps it when mapping fails: this call did not create it)
+    const again = mapFile(path, { create: true, exclusive: false, size: 2 * pageSize });
+    expect(again.read(pageSize, 3)).toEqual(Buffer.from([1, 2, 3]));
+    again.unmap();
+    expect(() => mapFile(path, { create: true, exclusive: false, size: pageSize, offset: 2 * pageSize })).toThrow(RangeError);
+    expect(existsSync(path)).toBe(true);
   });
 
   it('maps an existing file by path and by descriptor, at offsets beyond 4 GiB', () => {
