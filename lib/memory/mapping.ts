@@ -88,6 +88,30 @@ for (const name of ['transfer', 'transferToFixedLength'] as const) {
   Object.defineProperty(proto, name, { ...Object.getOwnPropertyDescriptor(proto, name), value: guarded });
 }
 
+/*
+ * Registration with the FinalizationRegistry is deferred to the end of the current task (or to every 1024 new
+ * Mappings, whichever comes first): a Mapping unmapped before then — the map-use-unmap pattern — never pays for
+ * it. Until it is registered, the pending list holds the Mapping strongly, so it cannot be collected unregistered.
+ */
+let registerNow: (m: Mapping) => void;
+const pendingRegistration: Mapping[] = [];
+let flushQueued = false;
+
+function flushRegistrations(): void {
+  flushQueued = false;
+  for (const m of pendingRegistration) registerNow(m);
+  pendingRegistration.length = 0;
+}
+
+function registerSoon(m: Mapping): void {
+  pendingRegistration.push(m);
+  if (pendingRegistration.length >= 1024) flushRegistrations();
+  else if (!flushQueued) {
+    flushQueued = true;
+    queueMicrotask(flushRegistrations);
+  }
+}
+
 /** Set by Mapping's static block: changes a Mapping's pin count (private to this module and pin/unpin). */
 let addPins: (m: Mapping, delta: number) => void;
 
@@ -144,6 +168,9 @@ export class Mapping {
     addPins = (m, delta) => {
       m.#pins = Math.max(0, m.#pins + delta);
     };
+    registerNow = (m) => {
+      if (m.#cell.live) finalizer.register(m, m.#cell);
+    };
   }
 
   /** @internal Use mapAnonymous(), mapFile() or SharedMemory#map(). */
@@ -158,7 +185,7 @@ export class Mapping {
     this.#runProts = SINGLE_RUN[init.prot] ?? [init.prot];
     this.#finalize = init.finalize ?? true;
     this.#anchor = init.anchor;
-    if (this.#finalize) finalizer.register(this, this.#cell);
+    if (this.#finalize) registerSoon(this);
   }
 
   /** The real virtual address of the first byte. */
