@@ -2,6 +2,7 @@
 # npm run test:asan — builds the addon with AddressSanitizer and UndefinedBehaviorSanitizer in a scratch copy
 # (the normal build/ is left alone) and runs the tests that exercise the native layer against it.
 #   SANITIZE=address,undefined (default) | VALGRIND=1 to run the same subset under valgrind memcheck instead.
+#   Arguments are passed to vitest (e.g. a JSON reporter, as .ci/run does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -34,4 +35,4 @@ echo "sanitizers: $sanitize; addon: $addon"
 DEVMAP_ADDON="$addon" LD_PRELOAD="$preload" \
   ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1" \
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-  npx vitest run "${tests[@]}"
+  npx vitest run "${tests[@]}" "$@"
