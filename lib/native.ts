@@ -27,6 +27,8 @@ export interface Native {
   close(fd: number): number;
   /** Fills out with [st_size, st_mode, st_uid, st_gid]. */
   fstat(fd: number, out: Float64Array): number;
+  /** fstat(2)'s st_size alone. */
+  fstat_size(fd: number): number;
   ftruncate(fd: number, length: number): number;
   fallocate(fd: number, mode: number, offset: number, length: number): number;
   fcntl(fd: number, cmd: number, arg: number): number;

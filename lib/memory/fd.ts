@@ -32,6 +32,11 @@ export function fstatFd(fd: number, path?: string): FdStat {
   return { size: statBuf[0], mode: statBuf[1], uid: statBuf[2], gid: statBuf[3] };
 }
 
+/** The size of an open file (fstat's st_size). */
+export function sizeOfFd(fd: number, path?: string): number {
+  return check(native().fstat_size(fd), 'fstat', path);
+}
+
 export function truncateFd(fd: number, size: number, path?: string): void {
   check(native().ftruncate(fd, size), 'ftruncate', path);
 }

@@ -5,7 +5,7 @@ import { native } from '../native';
 import {
   F_GETFL, MADV_HUGEPAGE, MAP_ANONYMOUS, O_ACCMODE, MAP_HUGETLB, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE,
 } from './constants';
-import { closeFd, fstatFd, openFd, truncateFd } from './fd';
+import { closeFd, openFd, sizeOfFd, truncateFd } from './fd';
 import { Mapping, adoptMapping } from './mapping';
 import { pageSize } from './page';
 
@@ -116,7 +116,7 @@ export function mapFile(file: string | number, opts?: MapFileOptions): Mapping {
     if (create) throw typeError('a path (create needs one)', 'file', file);
     const accessMode = check(native().fcntl(fd, F_GETFL, 0), 'fcntl') & O_ACCMODE;
     if (size !== undefined) truncateFd(fd, size);
-    return mapDescriptor(fd, fstatFd(fd).size, o, accessMode === fs.constants.O_RDWR);
+    return mapDescriptor(fd, sizeOfFd(fd), o, accessMode === fs.constants.O_RDWR);
   }
   if (typeof file !== 'string') throw typeError('a path string or a file descriptor', 'file', file);
   if (file.length === 0 || file.includes('\0')) throw rangeError('a non-empty path without NUL bytes', 'file', file);
@@ -130,7 +130,7 @@ export function mapFile(file: string | number, opts?: MapFileOptions): Mapping {
   try {
     if (create && (mode & 0o077) !== 0) fs.fchmodSync(fd, mode);
     if (size !== undefined) truncateFd(fd, size, file);
-    const fileSize = size ?? fstatFd(fd, file).size;
+    const fileSize = size ?? sizeOfFd(fd, file);
     if (fileSize === 0) throw rangeError('a file that is not empty (pass size to give it one)', 'file', file);
     const mapping = mapDescriptor(fd, fileSize, o, writable, file);
     created = false;

@@ -18,7 +18,7 @@ import { native } from '../native';
 import {
   F_ADD_SEALS, F_DUPFD_CLOEXEC, F_GETFL, F_GET_SEALS, O_ACCMODE, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_WRITE, MFD_ALLOW_SEALING, MFD_CLOEXEC,
 } from './constants';
-import { S_IFMT, S_IFREG, closeFd, fstatFd, truncateFd } from './fd';
+import { S_IFMT, S_IFREG, closeFd, fstatFd, sizeOfFd, truncateFd } from './fd';
 import { REGION_KEYS, mapDescriptor, type MapRegionOptions } from './map';
 import type { Mapping } from './mapping';
 
@@ -225,7 +225,7 @@ function reserve(fd: number, size: number, path?: string): void {
 }
 
 function sizeOf(fd: number): number {
-  return fstatFd(fd).size;
+  return sizeOfFd(fd);
 }
 
 function sealBits(seal: unknown): number {
