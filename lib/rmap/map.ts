@@ -424,19 +424,11 @@ export class ResourceMap {
   // ---- private ----
 
   #live(): void {
-    if (this.#store.h32[H32.STATE] !== State.LIVE) {
-      throw new DevmapError('ERR_DEVMAP_RMAP_FREED', `resource map ${this.name} has been freed (rmfreemap)`);
-    }
+    assertLive(this.#store, this.name);
   }
 
-  /** A request size: a safe integer ≥ 1. Zero follows the table in the essay (4). */
   #checkSize(size: number): void {
-    integer(size, 'size');
-    if (size === 0) {
-      if (this.policy === 'classic') throw rangeError(`an integer from 1 to ${MAX}`, 'size', size);
-      this.#count(H64.PANICS);
-      throw new ResourceMapPanic('ERR_DEVMAP_RMAP_ZERO_SIZE', 'vmem_xalloc(): size == 0', 'rmalloc', 0, 0);
-    }
+    checkRequestSize(size, this.policy, () => this.#count(H64.PANICS));
   }
 
   #count(field: number): void {
@@ -530,4 +522,24 @@ export function countersOf(h: Float64Array): ResourceMapStats {
     searches: h[H64.SEARCHES],
     allocatedUnits: h[H64.ALLOCATED],
   };
+}
+
+/** @internal Throws ERR_DEVMAP_RMAP_FREED once the map in `store` has been freed (shared by both map kinds). */
+export function assertLive(store: RmapStore, name: string): void {
+  if (store.h32[H32.STATE] !== State.LIVE) {
+    throw new DevmapError('ERR_DEVMAP_RMAP_FREED', `resource map ${name} has been freed (rmfreemap)`);
+  }
+}
+
+/**
+ * @internal A request size: a safe integer ≥ 1. Zero follows the table in the essay (4): a RangeError for a
+ * classic map, a counted panic for an illumos one.
+ */
+export function checkRequestSize(size: number, policy: Policy, countPanic: () => void): void {
+  integer(size, 'size');
+  if (size === 0) {
+    if (policy === 'classic') throw rangeError(`an integer from 1 to ${MAX}`, 'size', size);
+    countPanic();
+    throw new ResourceMapPanic('ERR_DEVMAP_RMAP_ZERO_SIZE', 'vmem_xalloc(): size == 0', 'rmalloc', 0, 0);
+  }
 }

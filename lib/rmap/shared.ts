@@ -106,7 +106,7 @@ import { Mapping } from '../memory/mapping';
 import { notify, waitAsync } from '../sync/futex';
 import { Mutex } from '../sync/mutex';
 import { ClassicEngine, OVERFLOW_RULES, type OverflowRule } from './classic';
-import { ADOPT_STORE, ResourceMap, countersOf, type FreeRange, type ResourceMapStats, type WaitOptions } from './map';
+import { ADOPT_STORE, ResourceMap, assertLive, checkRequestSize, countersOf, type FreeRange, type ResourceMapStats, type WaitOptions } from './map';
 import { ResourceMapPanic, type ResourceMapWarning, type ResourceMapWarningCode } from './panic';
 import { H32, H64, H64_WORDS, type Policy, RmapStore, State, type WriteHook } from './store';
 import { VmemEngine } from './vmem';
@@ -456,7 +456,6 @@ function emitWarning(message: string, warning: ResourceMapWarning): void {
   process.emitWarning(message, { type: 'ResourceMapWarning', code: warning.code });
 }
 
-const MAX = Number.MAX_SAFE_INTEGER;
 type WarnFn = (message: string, warning: ResourceMapWarning) => void;
 const SLEEPERS_OPTS = { waiters: W.SLEEPERS };
 const CREATE_KEYS = ['offset', 'mapsize', 'policy', 'overflow', 'name', 'capacity', 'owners', 'onWarning'] as const;
@@ -714,19 +713,11 @@ export class SharedResourceMap extends ResourceMap {
   }
 
   #live(): void {
-    if (this.store.h32[H32.STATE] !== State.LIVE) {
-      throw new DevmapError('ERR_DEVMAP_RMAP_FREED', `resource map ${this.name} has been freed (rmfreemap)`);
-    }
+    assertLive(this.store, this.name);
   }
 
-  /** A valid request size; zero as ResourceMap (classic RangeError, illumos a counted panic). */
   #checkSize(size: number): void {
-    integer(size, 'size');
-    if (size === 0) {
-      if (this.policy === 'classic') throw rangeError(`an integer from 1 to ${MAX}`, 'size', size);
-      this.#count(H64.PANICS);
-      throw new ResourceMapPanic('ERR_DEVMAP_RMAP_ZERO_SIZE', 'vmem_xalloc(): size == 0', 'rmalloc', 0, 0);
-    }
+    checkRequestSize(size, this.policy, () => this.#count(H64.PANICS));
   }
 
   #warn(code: ResourceMapWarningCode, message: string, index: number, size: number): void {

@@ -8,6 +8,7 @@ import { ResourceMap, ResourceMapPanic, rmalloc, rmalloc_wait, rmallocmap, rmfre
 import { H32, H64, LISTS, NIL, RmapStore } from '../../lib/rmap/store';
 import { DIRTY } from '../../lib/rmap/tree';
 import { ClassicRef, IllumosRef, RefPanic, WaitingRef, highbit, type RefMap } from './reference';
+import { same } from './same';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 40);
 
@@ -55,25 +56,6 @@ for (const fifo of [false, true]) {
   });
 }
 
-/** Runs `fn` on both sides; both must return the same value or panic with the same code and message. */
-function same<T>(engine: () => T, reference: () => T): { ok: true; value: T } | { ok: false } {
-  let want: { ok: true; value: T } | { ok: false; code: string; message: string };
-  try {
-    want = { ok: true, value: reference() };
-  } catch (err) {
-    if (!(err instanceof RefPanic)) throw err;
-    want = { ok: false, code: err.code, message: err.message };
-  }
-  try {
-    const value = engine();
-    expect(want).toEqual({ ok: true, value });
-    return { ok: true, value };
-  } catch (err) {
-    if (!(err instanceof ResourceMapPanic)) throw err;
-    expect({ ok: false, code: err.code, message: err.message }).toEqual(want);
-    return { ok: false };
-  }
-}
 
 async function run(config: Config, ops: Op[]): Promise<void> {
   const { mp, ref: inner } = config.make();

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { mapAnonymous, pageSize, type Mapping } from '../../lib';
 import { ResourceMapPanic, SharedResourceMap, rmalloc, rmalloc_wait, rmfree, rmfreemap, type ResourceMapWarning } from '../../lib/rmap';
 import { ClassicRef, IllumosRef, RefPanic, type RefMap } from './reference';
+import { same } from './same';
 import { trackLeaks } from '../helpers/leaks';
 
 trackLeaks();
@@ -26,25 +27,6 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { arbitrary: fc.record({ t: fc.constant('far' as const), size: fc.integer({ min: 1, max: 1e6 }), k: fc.integer({ min: 0, max: 50 }) }), weight: 1 },
 );
 
-/** Same return value, or the same panic, on both sides. */
-function same<T>(engine: () => T, reference: () => T): { ok: true; value: T } | { ok: false } {
-  let want: { ok: true; value: T } | { ok: false; code: string; message: string };
-  try {
-    want = { ok: true, value: reference() };
-  } catch (err) {
-    if (!(err instanceof RefPanic)) throw err;
-    want = { ok: false, code: err.code, message: err.message };
-  }
-  try {
-    const value = engine();
-    expect(want).toEqual({ ok: true, value });
-    return { ok: true, value };
-  } catch (err) {
-    if (!(err instanceof ResourceMapPanic)) throw err;
-    expect({ ok: false, code: err.code, message: err.message }).toEqual(want);
-    return { ok: false };
-  }
-}
 
 /** Largest number of store writes one operation made, over every property run (the journal's bound). */
 const peaks = new Map<string, { writes: number; capacity: number; journal: number }>();
