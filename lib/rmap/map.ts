@@ -240,16 +240,7 @@ export class ResourceMap {
         }
       }
       this.#count(H64.WAITS);
-      const limit = this.#engine instanceof ClassicEngine ? extentOf(this.#engine) : this.#engine.limit();
-      if (size > limit) {
-        this.#warn(
-          'DEVMAP_RMAP_WAIT_TOO_LARGE',
-          `rmalloc_wait(${this.name}, ${size}): the request is larger than the whole resource (${limit} units); ` +
-            'it can only succeed after more space is added with rmfree',
-          0,
-          size,
-        );
-      }
+      warnIfTooLarge(this.#engine, this.name, size, (code, message) => this.#warn(code, message, 0, size));
       return new Promise<number>((resolve, reject) => {
         const w: Waiter = { size, resolve, reject, signal, onAbort: undefined };
         if (signal !== undefined) {
@@ -472,6 +463,23 @@ function isCount(v: unknown): v is number {
 function extentOf(engine: ClassicEngine): number {
   const [low, high] = engine.extent();
   return high - low;
+}
+
+/**
+ * @internal A waiter about to sleep for more than the whole resource (C.5: it would sleep for ever in a kernel):
+ * warn. classic: the span from the lowest to the highest unit ever freed in; illumos: the largest span.
+ */
+export function warnIfTooLarge(
+  engine: ClassicEngine | VmemEngine, name: string, size: number, warn: (code: ResourceMapWarningCode, message: string) => void,
+): void {
+  const limit = engine instanceof ClassicEngine ? extentOf(engine) : engine.limit();
+  if (size > limit) {
+    warn(
+      'DEVMAP_RMAP_WAIT_TOO_LARGE',
+      `rmalloc_wait(${name}, ${size}): the request is larger than the whole resource (${limit} units); ` +
+        'it can only succeed after more space is added with rmfree',
+    );
+  }
 }
 
 /** Units of `ranges` (sorted, disjoint) falling in each of `cells` cells of `per` units from `low`. */

@@ -106,7 +106,7 @@ import { Mapping } from '../memory/mapping';
 import { notify, waitAsync } from '../sync/futex';
 import { Mutex } from '../sync/mutex';
 import { ClassicEngine, OVERFLOW_RULES, type OverflowRule } from './classic';
-import { ADOPT_STORE, ResourceMap, assertLive, checkRequestSize, countersOf, type FreeRange, type ResourceMapStats, type WaitOptions } from './map';
+import { ADOPT_STORE, ResourceMap, assertLive, checkRequestSize, countersOf, warnIfTooLarge, type FreeRange, type ResourceMapStats, type WaitOptions } from './map';
 import { ResourceMapPanic, type ResourceMapWarning, type ResourceMapWarningCode } from './panic';
 import { H32, H64, H64_WORDS, type Policy, RmapStore, State, type WriteHook } from './store';
 import { VmemEngine } from './vmem';
@@ -853,16 +853,7 @@ export class SharedResourceMap extends ResourceMap {
           }
           if (!slept) {
             this.#count(H64.WAITS);
-            const limit = this.#engine instanceof ClassicEngine ? this.#engine.extent()[1] - this.#engine.extent()[0] : this.#engine.limit();
-            if (size > limit) {
-              this.#warn(
-                'DEVMAP_RMAP_WAIT_TOO_LARGE',
-                `rmalloc_wait(${this.name}, ${size}): the request is larger than the whole resource (${limit} units); ` +
-                  'it can only succeed after more space is added with rmfree',
-                0,
-                size,
-              );
-            }
+            warnIfTooLarge(this.#engine, this.name, size, (code, message) => this.#warn(code, message, 0, size));
           }
           seen = this.#i32[W.GENERATION]; // read under the lock: a later free changes it
           return 0;
