@@ -4,7 +4,7 @@ import {
   DEVMAP_WRITE, DevInfo, FC_HWERR, FC_MAKE_ERR, Kernel, KernelPanic, MAP_PRIVATE, MAP_SHARED, PROT_ALL, PROT_READ,
   PROT_USER, PROT_WRITE, ddi_umem_alloc, ddi_umem_free, devmap_devmem_remap, devmap_devmem_setup, devmap_do_ctxmgt,
   devmap_load, devmap_set_ctx_timeout, devmap_umem_setup, devmap_unload, handlesAt, errno,
-  type DevmapDriver, type DevmapHandle, type Process, type UmemCookie,
+  type DevmapDriver, type DevmapHandle, type Process, type UmemAllocation, type UmemCookie,
 } from '../../lib';
 import { P, recordingDriver, type Private, type RecOptions } from './driver';
 import { trackLeaks } from '../helpers/leaks';
@@ -38,7 +38,7 @@ async function setup(opts: RecOptions = {}, mmapOff = 0, len = 8 * P, type = MAP
 }
 
 const geometry = (hs: DevmapHandle[]) => hs.map((h) => [h.dh_uoff / P, h.dh_len / P]);
-const unmaps = (calls: { cb: string }[]) => calls.filter((c) => c.cb === 'unmap');
+const unmaps = <T extends { cb: string }>(calls: T[]): T[] => calls.filter((c) => c.cb === 'unmap');
 const deviceByte = (uoff: number) => (uoff * 31) & 0xff;
 
 /** The user sees, at each surviving page, the device bytes of that page's user offset; removed pages fault. */
@@ -367,7 +367,7 @@ describe('kernel memory: ddi_umem_alloc, devmap_umem_setup, TRASH, remap', () =>
 
   it('exports zero-filled, page-rounded kernel memory: the user sees the kernel bytes', async () => {
     const k = boot();
-    const m = ddi_umem_alloc(k, P + 1, DDI_UMEM_NOSLEEP)!;
+    const m = ddi_umem_alloc(k, P + 1, DDI_UMEM_NOSLEEP) as UmemAllocation;
     expect(m.cookie.size).toBe(2 * P);
     expect(k.kbytes(m.kaddr!, 2 * P).every((x) => x === 0)).toBe(true);
     k.kbytes(m.kaddr!, 2 * P)[P + 3] = 77;
@@ -390,7 +390,7 @@ describe('kernel memory: ddi_umem_alloc, devmap_umem_setup, TRASH, remap', () =>
 
   it('DDI_UMEM_TRASH maps every page to one junk page', async () => {
     const k = boot();
-    const t = ddi_umem_alloc(k, 3 * P, DDI_UMEM_NOSLEEP | DDI_UMEM_TRASH)!;
+    const t = ddi_umem_alloc(k, 3 * P, DDI_UMEM_NOSLEEP | DDI_UMEM_TRASH) as UmemAllocation;
     expect(t.kaddr).toBeNull();
     k.install('trash', umemDriver(k, () => t.cookie));
     const p = k.spawn();
@@ -408,7 +408,7 @@ describe('kernel memory: ddi_umem_alloc, devmap_umem_setup, TRASH, remap', () =>
     const dip = new DevInfo('remap', [{ size: 2 * P }]);
     dips.push(dip);
     dip.regs[0].bytes[P] = 99;
-    const m = ddi_umem_alloc(k, P, DDI_UMEM_NOSLEEP)!;
+    const m = ddi_umem_alloc(k, P, DDI_UMEM_NOSLEEP) as UmemAllocation;
     k.kbytes(m.kaddr!, 1)[0] = 11;
     let handle: DevmapHandle | null = null;
     k.install('invalid', umemDriver(k, () => m.cookie, DEVMAP_MAPPING_INVALID));

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { ResourceMap, ResourceMapPanic, rmalloc, rmallocmap, rmallocmap_wait, rmfree, rmfreemap } from '../../lib/rmap';
 import type { ResourceMapWarning } from '../../lib/rmap';
+import { panicOf, playC8 } from './same';
 
 const pairs = (mp: ResourceMap) => mp.freeRanges().map((r) => [r.index, r.size]);
 
@@ -10,36 +11,10 @@ function quiet(opts: Record<string, unknown> = {}) {
   return { warnings, opts: { onWarning: (m: string, w: ResourceMapWarning) => warnings.push([m, w]), ...opts } };
 }
 
-function panicOf(fn: () => unknown): ResourceMapPanic {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ResourceMapPanic);
-    return err as ResourceMapPanic;
-  }
-  throw new Error('expected a ResourceMapPanic');
-}
-
 describe('SPEC C.8 worked example (rmallocmap(3), Solaris rules)', () => {
   it('matches every row: return, free list, free slots', () => {
     const mp = rmallocmap(3);
-    const rows: [() => number | void, number | undefined, number[][], number][] = [
-      [() => rmfree(mp, 100, 1), undefined, [[1, 100]], 2],
-      [() => rmalloc(mp, 10), 1, [[11, 90]], 2],
-      [() => rmalloc(mp, 20), 11, [[31, 70]], 2],
-      [() => rmalloc(mp, 5), 31, [[36, 65]], 2],
-      [() => rmalloc(mp, 65), 36, [], 3],
-      [() => rmalloc(mp, 1), 0, [], 3],
-      [() => rmfree(mp, 10, 1), undefined, [[1, 10]], 2],
-      [() => rmfree(mp, 5, 31), undefined, [[1, 10], [31, 5]], 1],
-      [() => rmalloc(mp, 8), 1, [[9, 2], [31, 5]], 1],
-      [() => rmfree(mp, 20, 11), undefined, [[9, 27]], 2],
-    ];
-    rows.forEach(([call, ret, list, slots], i) => {
-      expect(call(), `row ${i + 1} return`).toBe(ret);
-      expect(pairs(mp), `row ${i + 1} list`).toEqual(list);
-      expect(mp.slotsFree, `row ${i + 1} slots`).toBe(slots);
-    });
+    playC8(mp);
     // Row 11: rmfree(3, 10) overlaps (9,27): panic "bad rmfree", map unchanged.
     const p = panicOf(() => rmfree(mp, 3, 10));
     expect(p.message).toBe('bad rmfree');

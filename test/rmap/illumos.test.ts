@@ -2,21 +2,12 @@
 import { describe, expect, it } from 'vitest';
 import { ResourceMap, ResourceMapPanic, RmapStore, rmalloc, rmallocmap, rmfree, rmfreemap } from '../../lib/rmap';
 import type { ResourceMapWarning } from '../../lib/rmap';
+import { panicOf } from './same';
 
 const pairs = (mp: ResourceMap) => mp.freeRanges().map((r) => [r.index, r.size]);
 
 function illumos(warnings: [string, ResourceMapWarning][] = [], store?: RmapStore) {
   return rmallocmap(0, { policy: 'illumos', onWarning: (m, w) => warnings.push([m, w]), store });
-}
-
-function panicOf(fn: () => unknown): ResourceMapPanic {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ResourceMapPanic);
-    return err as ResourceMapPanic;
-  }
-  throw new Error('expected a ResourceMapPanic');
 }
 
 describe('SPEC C.7 worked difference (one span [1,101))', () => {

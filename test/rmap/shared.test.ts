@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { mapAnonymous, pageSize, type Mapping } from '../../lib';
 import { ResourceMapPanic, SharedResourceMap, rmalloc, rmalloc_wait, rmfree, rmfreemap, type ResourceMapWarning } from '../../lib/rmap';
 import { ClassicRef, IllumosRef, RefPanic, type RefMap } from './reference';
-import { same } from './same';
+import { playC8, same } from './same';
 import { trackLeaks } from '../helpers/leaks';
 
 trackLeaks();
@@ -160,23 +160,7 @@ describe('SPEC C.8 on a shared map', () => {
     const m = region({ mapsize: 3 });
     const mp = SharedResourceMap.create(m, { mapsize: 3 });
     const pairs = () => mp.freeRanges().map((r) => [r.index, r.size]);
-    const rows: [() => number | void, number | undefined, number[][], number][] = [
-      [() => rmfree(mp, 100, 1), undefined, [[1, 100]], 2],
-      [() => rmalloc(mp, 10), 1, [[11, 90]], 2],
-      [() => rmalloc(mp, 20), 11, [[31, 70]], 2],
-      [() => rmalloc(mp, 5), 31, [[36, 65]], 2],
-      [() => rmalloc(mp, 65), 36, [], 3],
-      [() => rmalloc(mp, 1), 0, [], 3],
-      [() => rmfree(mp, 10, 1), undefined, [[1, 10]], 2],
-      [() => rmfree(mp, 5, 31), undefined, [[1, 10], [31, 5]], 1],
-      [() => rmalloc(mp, 8), 1, [[9, 2], [31, 5]], 1],
-      [() => rmfree(mp, 20, 11), undefined, [[9, 27]], 2],
-    ];
-    rows.forEach(([call, ret, list, slots], i) => {
-      expect(call(), `row ${i + 1} return`).toBe(ret);
-      expect(pairs(), `row ${i + 1} list`).toEqual(list);
-      expect(mp.slotsFree, `row ${i + 1} slots`).toBe(slots);
-    });
+    playC8(mp);
     expect(() => rmfree(mp, 3, 10)).toThrow(expect.objectContaining({ code: 'ERR_DEVMAP_RMAP_OVERLAP', message: 'bad rmfree' }));
     expect(pairs()).toEqual([[9, 27]]);
     expect(mp.stats()).toMatchObject({ panics: 1, allocs: 5, failures: 1, frees: 4, recoveries: 0 });

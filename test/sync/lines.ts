@@ -2,7 +2,9 @@
 // child's steps (kill it while it holds a lock, notify once it is waiting).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { SharedMemory, pageSize, type Mapping } from '../../lib';
 import { fixture } from '../helpers/child';
+import { uniqueName } from '../helpers/leaks';
 
 export interface LineChild {
   proc: ChildProcess;
@@ -48,4 +50,21 @@ export function threadCount(): number {
 /** Yields to the event loop until `cond` holds (tests bound the wait with their own timeout). */
 export async function until(cond: () => boolean): Promise<void> {
   while (!cond()) await new Promise((r) => setTimeout(r, 1));
+}
+
+/** A /dev/shm segment that children open by name, mapped here; done() unlinks and unmaps it. */
+export function segment(tag: string, size = pageSize): { name: string; mapping: Mapping; a: Int32Array; done(): void } {
+  const name = uniqueName(tag);
+  const shm = SharedMemory.create(name, size);
+  const mapping = shm.map();
+  shm.close();
+  return {
+    name,
+    mapping,
+    a: new Int32Array(mapping.buffer),
+    done() {
+      SharedMemory.unlink(name);
+      if (mapping.mapped) mapping.unmap();
+    },
+  };
 }

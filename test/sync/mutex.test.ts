@@ -4,25 +4,10 @@ import { Mutex } from '../../lib/sync';
 import { waiterThreads } from '../../lib/sync/futex';
 import { runNode } from '../helpers/child';
 import { trackLeaks, uniqueName } from '../helpers/leaks';
-import { spawnLines, threadCount, until } from './lines';
+import { segment, spawnLines, threadCount, until } from './lines';
 
 trackLeaks();
 
-function segment(): { name: string; mapping: Mapping; a: Int32Array; done(): void } {
-  const name = uniqueName('mutex');
-  const shm = SharedMemory.create(name, pageSize);
-  const mapping = shm.map();
-  shm.close();
-  return {
-    name,
-    mapping,
-    a: new Int32Array(mapping.buffer),
-    done() {
-      SharedMemory.unlink(name);
-      mapping.unmap();
-    },
-  };
-}
 
 /** A child that locks the Mutex at array[index] and holds it until killed. */
 async function holder(name: string, index: number) {
@@ -150,7 +135,7 @@ describe('Mutex in one process', () => {
 
 describe('Mutex across processes', () => {
   it('keeps a counter exact: 4 processes × 2000 increments, lock() and lockAsync() mixed', async () => {
-    const s = segment();
+    const s = segment('mutex');
     try {
       Mutex.init(s.a, 0);
       const runs = await Promise.all([0, 1, 2, 3].map(() => runNode('sync-child.cjs', ['count', s.name, '0', '32', '2000'])));
@@ -165,7 +150,7 @@ describe('Mutex across processes', () => {
   });
 
   it('unlock of a Mutex another process holds is ERR_DEVMAP_MUTEX_NOT_OWNER', async () => {
-    const s = segment();
+    const s = segment('mutex');
     try {
       const mu = Mutex.init(s.a, 0);
       const h = await holder(s.name, 0);
@@ -182,7 +167,7 @@ describe('Mutex across processes', () => {
   });
 
   it('recovers when the holder is SIGKILLed: ownerDied, then consistent() makes it good again', async () => {
-    const s = segment();
+    const s = segment('mutex');
     try {
       const mu = Mutex.init(s.a, 0);
       await killHolder(await holder(s.name, 0));
@@ -203,7 +188,7 @@ describe('Mutex across processes', () => {
   });
 
   it('wakes a pending lockAsync when the holder dies (the kernel wakes it), with ownerDied', async () => {
-    const s = segment();
+    const s = segment('mutex');
     try {
       const mu = Mutex.init(s.a, 0);
       const h = await holder(s.name, 0);
@@ -219,7 +204,7 @@ describe('Mutex across processes', () => {
   });
 
   it('becomes not recoverable when the new owner unlocks without consistent()', async () => {
-    const s = segment();
+    const s = segment('mutex');
     try {
       const mu = Mutex.init(s.a, 0);
       await killHolder(await holder(s.name, 0));
@@ -238,7 +223,7 @@ describe('Mutex across processes', () => {
   });
 
   it('lockAsync gives up at its timeout or on abort, leaving nothing behind', async () => {
-    const s = segment();
+    const s = segment('mutex');
     try {
       const mu = Mutex.init(s.a, 0);
       const h = await holder(s.name, 0);
@@ -263,7 +248,7 @@ describe('Mutex across processes', () => {
   });
 
   it('recovers when the holding thread is a worker that is terminated', async () => {
-    const s = segment();
+    const s = segment('mutex');
     try {
       const r = await runNode('sync-child.cjs', ['worker-dies', s.name, '0']);
       expect(r).toMatchObject({ code: 0, signal: null });

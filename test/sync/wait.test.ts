@@ -6,26 +6,10 @@ import { DEFAULT_SPIN_ITERATIONS, getSpin, notify, setSpin, wait, waitAsync } fr
 import { waiterThreads } from '../../lib/sync/futex';
 import { fixture, runNode } from '../helpers/child';
 import { trackLeaks, uniqueName } from '../helpers/leaks';
-import { spawnLines, threadCount, until } from './lines';
+import { segment, spawnLines, threadCount, until } from './lines';
 
 trackLeaks();
 
-/** A /dev/shm segment that children open by name; unlinked and unmapped after each use. */
-function segment(size = pageSize): { name: string; mapping: Mapping; a: Int32Array; done(): void } {
-  const name = uniqueName('sync');
-  const shm = SharedMemory.create(name, size);
-  const mapping = shm.map();
-  shm.close();
-  return {
-    name,
-    mapping,
-    a: new Int32Array(mapping.buffer),
-    done() {
-      SharedMemory.unlink(name);
-      if (mapping.mapped) mapping.unmap();
-    },
-  };
-}
 
 // At most one waiter thread stays, idle, once waits have settled.
 const settled = () => until(() => waiterThreads() <= 1);
@@ -48,7 +32,7 @@ afterAll(async () => {
 
 describe('wait / notify across processes', () => {
   it('wakes a child asleep in the kernel, and notify counts it', async () => {
-    const s = segment();
+    const s = segment('sync');
     try {
       const child = spawnLines('sync-child.cjs', ['sleep', s.name]);
       let woken = 0;
@@ -62,7 +46,7 @@ describe('wait / notify across processes', () => {
   });
 
   it('ping-pongs 2000 rounds: sync waits in the child, waitAsync in this process', async () => {
-    const s = segment();
+    const s = segment('sync');
     try {
       const rounds = 2000;
       const child = spawnLines('sync-child.cjs', ['pong-sync', s.name, String(rounds)]);
@@ -80,7 +64,7 @@ describe('wait / notify across processes', () => {
   });
 
   it('ping-pongs 2000 rounds: waitAsync in the child, sync waits here', async () => {
-    const s = segment();
+    const s = segment('sync');
     try {
       const rounds = 2000;
       const child = spawnLines('sync-child.cjs', ['pong-async', s.name, String(rounds)]);
@@ -99,7 +83,7 @@ describe('wait / notify across processes', () => {
 
 describe('wait and signals', () => {
   it('resumes after EINTR with the time that remains', async () => {
-    const s = segment();
+    const s = segment('sync');
     try {
       const child = spawnLines('sync-child.cjs', ['eintr', s.name]);
       expect(await child.next()).toEqual({ ready: true });
@@ -120,7 +104,7 @@ describe('wait and signals', () => {
 
 describe('the waiters option: notify skips the system call when nobody sleeps', () => {
   it.each(['pong-sync', 'pong-async'])('ping-pongs 2000 rounds with a sleeper count and no spinning (%s child)', async (mode) => {
-    const s = segment();
+    const s = segment('sync');
     try {
       const rounds = 2000;
       const w = { waiters: 2 };
@@ -170,7 +154,7 @@ describe('the waiters option: notify skips the system call when nobody sleeps', 
 
 describe('wait / notify between worker threads', () => {
   it('resolves a waitAsync of the main thread when a worker stores and notifies', async () => {
-    const s = segment();
+    const s = segment('sync');
     try {
       const p = waitAsync(s.a, 0, 0);
       const w = new Worker(fixture('sync-worker.cjs'), { workerData: { name: s.name, mode: 'notify' } });
@@ -185,7 +169,7 @@ describe('wait / notify between worker threads', () => {
   });
 
   it('wakes a worker asleep in wait()', async () => {
-    const s = segment();
+    const s = segment('sync');
     try {
       const w = new Worker(fixture('sync-worker.cjs'), { workerData: { name: s.name, mode: 'sleep' } });
       const msg = new Promise<{ result: string; value: number }>((resolve) => w.once('message', resolve));
@@ -318,7 +302,7 @@ describe('waitAsync', () => {
   });
 
   it('is safe when the mapping is unmapped while the wait is pending: the wait is on the object', async () => {
-    const s = segment();
+    const s = segment('sync');
     try {
       const shm = SharedMemory.open(s.name);
       const mine = shm.map();
@@ -348,7 +332,7 @@ describe('waitAsync', () => {
 
 describe('waitAsync and the lifetime of the process', () => {
   it('a pending wait keeps the process alive until it is notified', async () => {
-    const s = segment();
+    const s = segment('sync');
     try {
       const child = spawnLines('sync-child.cjs', ['wait-async', s.name]);
       expect(await child.next()).toEqual({ waiting: true });
@@ -362,7 +346,7 @@ describe('waitAsync and the lifetime of the process', () => {
   });
 
   it.each(['exit-pending', 'exit-settled', 'exit-worker'])('%s: the process exits normally', async (mode) => {
-    const s = segment();
+    const s = segment('sync');
     try {
       const r = await runNode('sync-child.cjs', [mode, s.name]);
       expect(r).toMatchObject({ code: 0, signal: null, stderr: '' });
