@@ -7,7 +7,8 @@
         "native/baseline_memory.cc",
         "native/baseline_rmap.cc",
         "native/sync.cc",
-        "native/baseline_sync.cc"
+        "native/baseline_sync.cc",
+        "native/socket.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],

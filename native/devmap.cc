@@ -347,6 +347,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitRmapBaselines(env, exports);
   InitSyncBaselines(env, exports);
   InitSync(env, exports);
+  InitSocket(env, exports);
   return exports;
 }
 

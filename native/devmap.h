@@ -26,5 +26,7 @@ void InitRmapBaselines(Napi::Env env, Napi::Object exports);
 void InitSyncBaselines(Napi::Env env, Napi::Object exports);
 // Asynchronous futex waits (native/sync.cc).
 void InitSync(Napi::Env env, Napi::Object exports);
+// Unix sockets with SCM_RIGHTS and SO_PEERCRED for the kernel host (native/socket.cc).
+void InitSocket(Napi::Env env, Napi::Object exports);
 
 }  // namespace devmap

@@ -23,6 +23,7 @@ import type { AddressSpace, Segment } from './as';
 import { EIO } from './errno';
 import { Process } from './process';
 import { uiomove, type Uio } from './uio';
+import { listen as listenHost, type KernelHost, type ListenOptions } from './remote/host';
 
 export const NBITSMINOR = 18;
 export const MAXMIN = (1 << NBITSMINOR) - 1;
@@ -159,6 +160,21 @@ export class Kernel extends EventEmitter {
     if (!path.startsWith('/dev/') || path.length < 6) throw new RangeError(`Expected a path under /dev/ for path but received ${JSON.stringify(path)}`);
     if (!this.#devices.has(getmajor(dev))) throw new DevmapError('ERR_DEVMAP_NO_DRIVER', `No driver has major ${getmajor(dev)}`);
     this.#nodes.set(path, dev);
+  }
+
+  /** @internal The device paths made by install() and mknod(). */
+  nodePaths(): string[] {
+    return [...this.#nodes.keys()];
+  }
+
+  /**
+   * Serves this kernel to real processes on a new Unix socket at `path` (0600: only this uid may connect, unless
+   * options.allowUids names more). Each connection is a Process with the peer's credentials; see
+   * lib/kernel/remote/host.ts.
+   */
+  listen(path: string, options?: ListenOptions): Promise<KernelHost> {
+    this.#assertUp();
+    return listenHost(this, path, options);
   }
 
   /** @internal The dev_t at `path`, or undefined. */

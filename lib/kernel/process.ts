@@ -16,7 +16,7 @@ import { pageSize } from '../memory/page';
 import { AddressSpace, mapAnonymousSegment, type PmapEntry, type Rw } from './as';
 import { EBADF, EFAULT, EINVAL, ENODEV, ENOENT, ENOMEM, ENOTTY, ENXIO, syscallError } from './errno';
 import { FREAD, FWRITE, OTYP_CHR, internalToken, type CharDriver, type Cred, type Kernel } from './kernel';
-import { Uio, UIO_READ, UIO_WRITE } from './uio';
+import { Uio, UIO_READ, UIO_WRITE, type UserCopy } from './uio';
 
 export const O_RDONLY = 0;
 export const O_WRONLY = 1;
@@ -86,14 +86,17 @@ export class Process {
     await this.#release(file);
   }
 
-  /** read(2) into [addr, addr + len) of this process's memory; returns the bytes read. */
-  async read(fd: number, addr: bigint, len: number): Promise<number> {
-    return this.#transfer(fd, addr, len, 'read');
+  /**
+   * read(2) into [addr, addr + len) of this process's memory; returns the bytes read. (`copy`, internal: a
+   * client process's buffer, lib/kernel/remote.)
+   */
+  async read(fd: number, addr: bigint, len: number, copy?: UserCopy): Promise<number> {
+    return this.#transfer(fd, addr, len, 'read', copy);
   }
 
   /** write(2) from [addr, addr + len) of this process's memory; returns the bytes written. */
-  async write(fd: number, addr: bigint, len: number): Promise<number> {
-    return this.#transfer(fd, addr, len, 'write');
+  async write(fd: number, addr: bigint, len: number, copy?: UserCopy): Promise<number> {
+    return this.#transfer(fd, addr, len, 'write', copy);
   }
 
   /** ioctl(2): the driver's return value (an errno ≠ 0 rejects). */
@@ -297,16 +300,19 @@ export class Process {
     }
   }
 
-  async #transfer(fd: number, addr: bigint, len: number, syscall: 'read' | 'write'): Promise<number> {
+  async #transfer(fd: number, addr: bigint, len: number, syscall: 'read' | 'write', copy?: UserCopy): Promise<number> {
     this.#assertRunning();
     const file = this.#file(fd, syscall);
     if (typeof addr !== 'bigint') throw new TypeError(`Expected a bigint for addr but received ${typeof addr}`);
     len = integer(len, 'len');
+    if (copy !== undefined && (!(copy.bytes instanceof Uint8Array) || copy.bytes.length !== len || !Number.isInteger(copy.valid) || copy.valid < 0 || copy.valid > len)) {
+      throw new TypeError('Expected { bytes: a Uint8Array of len bytes, valid: 0..len } for copy');
+    }
     const want = syscall === 'read' ? FREAD : FWRITE;
     if ((file.flag & want) === 0) throw this.#error(EBADF, syscall);
     const { driver } = this.kernel.device(file.dev)!;
     if (typeof driver[syscall] !== 'function') throw this.#error(ENXIO, syscall);
-    const uio = new Uio(this.as, [{ base: addr, len }], file.offset, syscall === 'read' ? UIO_READ : UIO_WRITE);
+    const uio = new Uio(this.as, [{ base: addr, len }], file.offset, syscall === 'read' ? UIO_READ : UIO_WRITE, copy ?? null);
     const rc = await this.kernel.call(this.pid, driver, syscall, [file.dev, uio, this.cred]);
     const moved = len - uio.resid;
     file.offset += moved;

@@ -18,11 +18,23 @@ export interface Iovec {
   len: number;
 }
 
+/**
+ * A client process's side of a read or write (lib/kernel/remote): its bytes travel in the host's messages, so
+ * they are a buffer here. The first `valid` bytes stand for user memory the client could reach; a copy past
+ * them is EFAULT, as a copy to an unmapped page is.
+ */
+export interface UserCopy {
+  bytes: Uint8Array;
+  valid: number;
+}
+
 export class Uio {
   /** The remaining vectors; the first is advanced as bytes move. */
   readonly iov: Iovec[];
   offset: number;
   resid: number;
+  /** Set for a client process: where its bytes are (the vectors then only count them). */
+  readonly copy: UserCopy | null;
 
   /** @internal Built by the kernel for read(2)/write(2). */
   constructor(
@@ -31,10 +43,12 @@ export class Uio {
     offset: number,
     /** The system call's direction: UIO_READ for read(2), UIO_WRITE for write(2). */
     readonly rw: number,
+    copy: UserCopy | null = null,
   ) {
     this.iov = iov.map((v) => ({ ...v }));
     this.offset = offset;
     this.resid = iov.reduce((n, v) => n + v.len, 0);
+    this.copy = copy;
   }
 }
 
@@ -48,6 +62,7 @@ export interface KernelMemory {
  * vectors — UIO_READ copies kernel → user, UIO_WRITE user → kernel. Returns 0, or EFAULT.
  */
 export function uiomove(kmem: KernelMemory, kaddr: number, n: number, rw: number, uio: Uio): number {
+  if (uio.copy) return uiomoveCopy(kmem, kaddr, n, rw, uio, uio.copy);
   let left = Math.min(n, uio.resid);
   let k = kaddr;
   while (left > 0 && uio.iov.length > 0) {
@@ -83,4 +98,24 @@ export function uiomove(kmem: KernelMemory, kaddr: number, n: number, rw: number
     left -= chunk;
   }
   return 0;
+}
+
+/** uiomove for a client process: the user's bytes are `copy.bytes`, in the order the vectors list them. */
+function uiomoveCopy(kmem: KernelMemory, kaddr: number, n: number, rw: number, uio: Uio, copy: UserCopy): number {
+  const at = copy.bytes.length - uio.resid;
+  const want = Math.min(n, uio.resid);
+  const moved = Math.max(0, Math.min(want, copy.valid - at));
+  if (moved > 0) {
+    const kernel = kmem.bytes(kaddr, moved);
+    if (rw === UIO_READ) copy.bytes.set(kernel, at);
+    else kernel.set(copy.bytes.subarray(at, at + moved));
+    uio.resid -= moved;
+    uio.offset += moved;
+    const v = uio.iov[0];
+    if (v) {
+      v.base += BigInt(moved);
+      v.len -= moved;
+    }
+  }
+  return moved < want ? EFAULT : 0;
 }
