@@ -10,8 +10,9 @@ import type { Command } from './command';
 import { inspect } from './inspect';
 import { ls } from './ls';
 import { rm } from './rm';
+import { run } from './run';
 
-const COMMANDS: Command[] = [bench, ls, rm, inspect];
+const COMMANDS: Command[] = [bench, ls, rm, inspect, run];
 
 const HELP = `Usage: devmap <command> [options]
 
