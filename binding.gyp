@@ -8,10 +8,13 @@
         "native/baseline_rmap.cc",
         "native/sync.cc",
         "native/baseline_sync.cc",
-        "native/socket.cc"
+        "native/socket.cc",
+        "native/uffd.cc",
+        "native/shim/agent.c"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],
+      "cflags_c": ["-std=gnu11", "-O2", "-Wall", "-Wextra"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc!": ["-fno-exceptions"],
       "libraries": ["-lrt"],

@@ -348,6 +348,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSyncBaselines(env, exports);
   InitSync(env, exports);
   InitSocket(env, exports);
+  InitUffd(env, exports);
   return exports;
 }
 

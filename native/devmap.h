@@ -28,5 +28,7 @@ void InitSyncBaselines(Napi::Env env, Napi::Object exports);
 void InitSync(Napi::Env env, Napi::Object exports);
 // Unix sockets with SCM_RIGHTS and SO_PEERCRED for the kernel host (native/socket.cc).
 void InitSocket(Napi::Env env, Napi::Object exports);
+// userfaultfd, fd readiness, the fault agent (native/uffd.cc).
+void InitUffd(Napi::Env env, Napi::Object exports);
 
 }  // namespace devmap
