@@ -131,7 +131,8 @@ export class FaultServer {
   async prefault(off: number, len: number, rw: Rw): Promise<number> {
     const as = this.#client.proc!.as;
     const seg = as.segmentAt(as.base + off);
-    if (!seg || off + len > seg.end - as.base) return EFAULT;
+    if (!seg) return EFAULT;
+    len = Math.min(len, seg.end - as.base - off); // past the segment the copy itself stops with EFAULT
     const rc = await seg.ops.fault(seg, as.base + off, len, rw);
     if (rc === 0) this.#continue(Math.floor(off / pageSize) * pageSize, Math.ceil((off % pageSize + len) / pageSize) * pageSize, 0);
     return rc;
