@@ -1,14 +1,14 @@
 // Unmodified C and Python programs as client processes of a kernel host, through the preload shim: the seeds
 // for real (000's vdk to a C program, 002's xxread to Python), a devmap driver's exact split from a real
 // munmap, fork (devmap_dup), exec, crashes and SIGKILL as exits, and two processes at once with one killed.
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { Kernel, pageSize } from '../../lib';
 import * as vdk from '../../examples/irix-vdk';
 import * as xx from '../../examples/rmalloc-buffers';
 import { recordingDriver } from '../ddi/driver';
 import { fixture } from '../helpers/child';
 import { trackLeaks } from '../helpers/leaks';
-import { Program, compile, serve, type Served } from './helpers';
+import { compile, onCleanup, Program, serve, type Served } from './helpers';
 
 trackLeaks();
 
@@ -17,10 +17,6 @@ beforeAll(async () => {
   mapProgram = await compile('client-map');
 });
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
 
 async function setup() {
   const kernel = new Kernel({ arenaSize: 4 * 2 ** 20, addressSpaceSize: 64 * 2 ** 20 });
@@ -32,7 +28,7 @@ async function setup() {
   const entries: { entry: string; pid: number | null; args: unknown[] }[] = [];
   kernel.on('entry', (e) => entries.push(e));
   const served = await serve(kernel);
-  cleanups.push(async () => {
+  onCleanup(async () => {
     await served.close();
     await kernel.shutdown();
   });
@@ -100,7 +96,7 @@ describe('seed 002: xxread served to a Python program', () => {
     const reads: unknown[] = [];
     kernel.on('entry', (e) => e.entry === 'read' && reads.push(e.result));
     const served = await serve(kernel);
-    cleanups.push(async () => {
+    onCleanup(async () => {
       await served.close();
       driver.xxdetach();
       await kernel.shutdown();
@@ -170,7 +166,7 @@ describe('a devmap driver served to C programs', () => {
     const rec = recordingDriver(kernel, { access: true });
     kernel.install('acc', rec.driver);
     const served = await serve(kernel);
-    cleanups.push(async () => {
+    onCleanup(async () => {
       await served.close();
       await kernel.shutdown();
     });

@@ -64,6 +64,8 @@ const MAX_FORK_WAIT_MS = 10_000;
 const MAX_PATH = 4096;
 /** Buffered, unprocessed request bytes beyond which a client is cut off (it does not wait for replies). */
 const MAX_BUFFERED = 1024 * 1024;
+/** Requests queued behind the one running beyond which a client is cut off: a process waits for its system call. */
+const MAX_QUEUED = 64;
 
 /** Paths served by hosts in this process: a client here would wait for itself (connectKernel refuses it). */
 export const servedHere = new Set<string>();
@@ -98,15 +100,13 @@ export class KernelHost extends EventEmitter {
   /** Stops serving: no new connections; every connected process exits (its drivers see every unmap and close). */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      await new Promise<void>((done) => this.#server.close(() => done()));
+      // The server stops accepting at once; its callback waits for the connections, which end here.
+      const stopped = new Promise<void>((done) => this.#server.close(() => done()));
       servedHere.delete(this.path);
-      try {
-        unlinkSync(this.path);
-      } catch {
-        // removed by someone else: nothing to do
-      }
+      unlinkQuietly(this.path);
       await Promise.all([...this.#connections].map((c) => c.end('host-close')));
       for (const [token, p] of this.pending) await this.dropPending(token, p);
+      await stopped;
     })();
     return this.#closing;
   }
@@ -231,6 +231,7 @@ class Connection implements AddressSpaceMirror {
   proc: Process | null = null;
   #buffered: Uint8Array = new Uint8Array(0);
   #queue: Promise<void> = Promise.resolve();
+  #queued = 0;
   #ended: Promise<void> | null = null;
   /** Changes of the reservation not yet sent, and the descriptors they need (duplicates, closed after). */
   #changes: ReservationChange[] = [];
@@ -305,7 +306,8 @@ class Connection implements AddressSpaceMirror {
         if (size === null || all.length - at < size) break;
         const frame = decode(all, at, size);
         at += size;
-        this.#queue = this.#queue.then(() => this.#serve(frame));
+        if (++this.#queued > MAX_QUEUED) throw new ProtocolError('client does not wait for its replies');
+        this.#queue = this.#queue.then(() => this.#serve(frame)).finally(() => void this.#queued--);
       }
     } catch (err) {
       this.#protocolError(err);
@@ -325,13 +327,16 @@ class Connection implements AddressSpaceMirror {
     try {
       if (this.proc === null) {
         if (f.op === Op.HELLO) return this.#hello(f);
-        if (f.op === Op.ADOPT) return this.#adopt(f);
+        if (f.op === Op.ADOPT) return await this.#adopt(f);
         throw new ProtocolError(`op ${f.op} before hello`);
       }
       if (this.proc.exited) throw new ProtocolError('request after exit');
       switch (f.op) {
         case Op.OPEN: return await this.#open(f);
-        case Op.CLOSE: return await this.#call(f, () => this.proc!.close(word(f, 0, 'fd', 0, 0x7fffffff)));
+        case Op.CLOSE: {
+          const fd = word(f, 0, 'fd', 0, 0x7fffffff);
+          return await this.#call(f, () => this.proc!.close(fd));
+        }
         case Op.READ: return await this.#read(f);
         case Op.WRITE: return await this.#write(f);
         case Op.IOCTL: return await this.#ioctl(f);
@@ -477,8 +482,9 @@ class Connection implements AddressSpaceMirror {
   async #mmap(f: Frame): Promise<void> {
     const proc = this.proc!;
     const size = proc.as.size;
+    // Lengths and offsets only need to be integers here: the system call judges them (EINVAL, ENOMEM).
     const hint = word(f, 0, 'addr', -1, size);
-    const len = word(f, 1, 'len', 0, size);
+    const len = word(f, 1, 'len', 0, Number.MAX_SAFE_INTEGER);
     const prot = word(f, 2, 'prot', 0, 0xffffffff);
     const flags = word(f, 3, 'flags', 0, 0xffffffff);
     const fd = word(f, 4, 'fd', -1, 0x7fffffff);
@@ -506,7 +512,7 @@ class Connection implements AddressSpaceMirror {
   async #munmap(f: Frame): Promise<void> {
     const proc = this.proc!;
     const off = word(f, 0, 'addr', 0, proc.as.size);
-    const len = word(f, 1, 'len', 0, proc.as.size);
+    const len = word(f, 1, 'len', 0, Number.MAX_SAFE_INTEGER);
     try {
       await proc.munmap(BigInt(proc.as.base + off), len);
       this.#reply(f, [0], undefined, true);
@@ -518,7 +524,7 @@ class Connection implements AddressSpaceMirror {
   async #mprotect(f: Frame): Promise<void> {
     const proc = this.proc!;
     const off = word(f, 0, 'addr', 0, proc.as.size);
-    const len = word(f, 1, 'len', 0, proc.as.size);
+    const len = word(f, 1, 'len', 0, Number.MAX_SAFE_INTEGER);
     const prot = word(f, 2, 'prot', 0, 0xffffffff);
     try {
       await proc.mprotect(BigInt(proc.as.base + off), len, prot);
