@@ -38,7 +38,7 @@ describe('IRIX drvmap lifecycle (SPEC B.2a)', () => {
   it('drvmap once; fork, partial munmap and the first exit call nothing; the last reference calls drvunmap once', async () => {
     const k = boot();
     const vdk = createVdkDriver(k);
-    k.install('vdk', vdk);
+    k.install('vdk', vdk.driver);
     const calls = withCalls(k);
     const start = k.arena.stats();
 
@@ -67,7 +67,7 @@ describe('IRIX drvmap lifecycle (SPEC B.2a)', () => {
   it('the user pages and the driver pages are the same memory, in parent and child', async () => {
     const k = boot();
     const vdk = createVdkDriver(k);
-    k.install('vdk', vdk);
+    k.install('vdk', vdk.driver);
     const p = k.spawn();
     const fd = await p.open('/dev/vdk');
     const addr = await p.mmap(0n, 2 * P, RW, MAP_SHARED, fd, 0);
@@ -89,7 +89,7 @@ describe('IRIX drvmap lifecycle (SPEC B.2a)', () => {
   it('unmapping the whole mapping in the last process calls drvunmap; views are detached', async () => {
     const k = boot();
     const vdk = createVdkDriver(k);
-    k.install('vdk', vdk);
+    k.install('vdk', vdk.driver);
     const calls = withCalls(k);
     const p = k.spawn();
     const fd = await p.open('/dev/vdk');
@@ -107,7 +107,7 @@ describe('IRIX drvmap lifecycle (SPEC B.2a)', () => {
   it('two processes mapping the same device get two objects, each unmapped once', async () => {
     const k = boot();
     const vdk = createVdkDriver(k);
-    k.install('vdk', vdk);
+    k.install('vdk', vdk.driver);
     const calls = withCalls(k);
     const [a, b] = [k.spawn(), k.spawn()];
     await a.mmap(0n, P, RW, MAP_SHARED, await a.open('/dev/vdk'), 0);
@@ -124,7 +124,7 @@ describe('IRIX errors', () => {
   it('an errno from drvmap is mmap’s error, and nothing stays mapped', async () => {
     const k = boot();
     const vdk = createVdkDriver(k);
-    k.install('vdk', vdk);
+    k.install('vdk', vdk.driver);
     const p = k.spawn();
     const fd = await p.open('/dev/vdk');
     await expect(p.mmap(0n, P, RW, MAP_SHARED, fd, P)).rejects.toMatchObject({ code: 'ENXIO', syscall: 'mmap' });
@@ -203,7 +203,7 @@ describe('IRIX errors', () => {
 
   it('refuses PROT_WRITE on a shared mapping of a read-only descriptor, and mprotect above it', async () => {
     const k = boot();
-    k.install('vdk', createVdkDriver(k));
+    k.install('vdk', createVdkDriver(k).driver);
     const p = k.spawn();
     const ro = await p.open('/dev/vdk', 0);
     await expect(p.mmap(0n, P, RW, MAP_SHARED, ro, 0)).rejects.toMatchObject({ code: 'EACCES' });
@@ -235,7 +235,7 @@ describe('IRIX property: every drvmap is matched by exactly one drvunmap and the
         const k = new Kernel({ arenaSize: 2 ** 20, addressSpaceSize: 64 * P });
         try {
           const vdk = createVdkDriver(k);
-          k.install('vdk', vdk);
+          k.install('vdk', vdk.driver);
           const maps = new Map<number, number>();
           const unmaps = new Map<number, number>();
           k.on('entry', (t: EntryTrace) => {
