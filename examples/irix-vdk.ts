@@ -137,7 +137,7 @@ export async function main(log: (line: string) => void = console.log): Promise<v
 
   const child = await parent.fork();
   log(`pid ${parent.pid}: fork → pid ${child.pid} (no driver call)`);
-  const childAddr = BigInt(child.as.base) + (addr - BigInt(parent.as.base));
+  const childAddr = child.as.base + (addr - parent.as.base);
   const childView = new Uint8Array(await child.view(childAddr, len));
   childView.set(new TextEncoder().encode('child'), pageSize);
   log(`pid ${child.pid}: sees "${new TextDecoder().decode(childView.subarray(0, 21))}", writes "child" at page 1`);

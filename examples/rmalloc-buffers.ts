@@ -110,7 +110,7 @@ export async function main(log: (line: string) => void = console.log): Promise<v
   log(`map after the read: ${xx.mp!.picture(40)} (${xx.mp!.freeUnits} of ${XX_BUFSIZE} free)`);
 
   try {
-    await proc.read(fd, BigInt(proc.as.end) - 16n, 100);
+    await proc.read(fd, proc.as.end - 16n, 100);
   } catch (err) {
     log(`read into an unmapped address → ${(err as NodeJS.ErrnoException).code}; map: ${xx.mp!.freeUnits} of ${XX_BUFSIZE} free`);
   }

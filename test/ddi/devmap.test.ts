@@ -437,7 +437,7 @@ describe('fork (SPEC A.5)', () => {
     const { rec, proc, addr } = await setup({ access: true, chunks: { 0: P, [P]: P } }, 0, 2 * P);
     const parent = handlesAt(proc.as, addr);
     const child = await proc.fork();
-    const caddr = BigInt(child.as.base) + (addr - BigInt(proc.as.base));
+    const caddr = child.as.base + (addr - proc.as.base);
     const copies = handlesAt(child.as, caddr);
     expect(rec.calls.filter((c) => c.cb === 'dup').map((c) => [c.h, c.n1, c.pid])).toEqual([
       [parent[0].id, copies[0].id, child.pid],
@@ -469,7 +469,7 @@ describe('fork (SPEC A.5)', () => {
     new Uint8Array(await proc.view(shared, 1))[0] = 201;
     expect(rec.device[0]).toBe(201); // private writes stay private
     const child = await proc.fork();
-    const at = (x: bigint) => BigInt(child.as.base) + (x - BigInt(proc.as.base));
+    const at = (x: bigint) => child.as.base + (x - proc.as.base);
     expect(new Uint8Array(await child.view(at(addr), 1))[0]).toBe(200);
     const cs = new Uint8Array(await child.view(at(shared), 1));
     cs[0] = 202;
