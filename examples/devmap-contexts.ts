@@ -13,7 +13,7 @@
  * Run: npm run example:devmap-contexts
  */
 import {
-  DEVMAP_DEFAULTS, DevInfo, Kernel, MAP_PRIVATE, MAP_SHARED, PROT_ALL, PROT_READ, PROT_WRITE, devmap_devmem_setup,
+  DEVMAP_DEFAULTS, DevInfo, Kernel, MAP_PRIVATE, PROT_ALL, PROT_READ, PROT_WRITE, devmap_devmem_setup,
   devmap_do_ctxmgt, devmap_load, devmap_set_ctx_timeout, devmap_unload, pageSize,
   type DevmapCallbackCtl, type DevmapDriver, type DevmapHandle, type EntryTrace, type Out,
 } from 'devmap';

@@ -82,22 +82,28 @@ export class Segment {
 export class PmapEntry {
   /** The start address in hex, for reading. */
   readonly start: string;
+  readonly length: number;
+  readonly kind: string;
+  readonly device: string | null;
+  readonly offset: number;
+  readonly prot: string;
+  readonly flags: string;
+  readonly handle: string;
   readonly #address: bigint;
 
-  constructor(
-    address: number,
-    readonly length: number,
-    readonly kind: string,
-    readonly device: string | null,
-    readonly offset: number,
-    readonly prot: string,
-    readonly flags: string,
-    readonly handle: string,
-  ) {
-    this.start = `0x${address.toString(16)}`;
-    this.#address = BigInt(address);
+  constructor(seg: Segment, device: string | null) {
+    this.start = `0x${seg.base.toString(16)}`;
+    this.length = seg.len;
+    this.kind = seg.ops.kind;
+    this.device = device;
+    this.offset = seg.off;
+    this.prot = protString(seg.prot);
+    this.flags = seg.type === MAP_SHARED ? 'shared' : 'private';
+    this.handle = seg.ops.label(seg, seg.base);
+    this.#address = BigInt(seg.base);
   }
 
+  /** The start address. */
   get address(): bigint {
     return this.#address;
   }
@@ -257,13 +263,7 @@ export class AddressSpace {
   }
 
   pmap(deviceName: (dev: number) => string): PmapEntry[] {
-    const out: PmapEntry[] = [];
-    for (const s of this.segments) {
-      const device = s.dev === null ? null : deviceName(s.dev);
-      const flags = s.type === MAP_SHARED ? 'shared' : 'private';
-      out.push(new PmapEntry(s.base, s.len, s.ops.kind, device, s.off, protString(s.prot), flags, s.ops.label(s, s.base)));
-    }
-    return out;
+    return this.segments.map((s) => new PmapEntry(s, s.dev === null ? null : deviceName(s.dev)));
   }
 
   /** Releases the reservation (after every segment was unmapped by exit). */

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   DDI_UMEM_NOSLEEP, DDI_UMEM_TRASH, DEVMAP_ACCESS, DEVMAP_ALLOW_REMAP, DEVMAP_MAPPING_INVALID, DEVMAP_READ,
   DEVMAP_WRITE, DevInfo, FC_HWERR, FC_MAKE_ERR, Kernel, KernelPanic, MAP_PRIVATE, MAP_SHARED, PROT_ALL, PROT_READ,
@@ -8,21 +8,13 @@ import {
 } from '../../lib';
 import { P, recordingDriver, type Private, type RecOptions } from './driver';
 import { trackLeaks } from '../helpers/leaks';
+import { kernelsForTests } from '../kernel/boot';
 
 trackLeaks();
 
 const RW = PROT_READ | PROT_WRITE;
-const kernels: Kernel[] = [];
-const dips: DevInfo[] = [];
-function boot(): Kernel {
-  const k = new Kernel({ arenaSize: 2 ** 20, addressSpaceSize: 128 * P });
-  kernels.push(k);
-  return k;
-}
-afterEach(async () => {
-  for (const k of kernels.splice(0)) await k.shutdown();
-  for (const d of dips.splice(0)) d.detach();
-});
+const { boot, keep } = kernelsForTests({ addressSpacePages: 128 });
+const dips = { push: keep };
 
 async function setup(opts: RecOptions = {}, mmapOff = 0, len = 8 * P, type = MAP_SHARED) {
   const k = boot();

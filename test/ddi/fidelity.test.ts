@@ -3,29 +3,24 @@
 // runs), and the two orders devmap fixes after illumos: close(9E) before the unmap callbacks at exit (proc_exit:
 // closeall() before relvm()), and the partial copy freed first when devmap_dup refuses (as_dup: seg_free() of the
 // new segment, then as_free()).
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
-  DevInfo, Kernel, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_USER, PROT_WRITE, handlesAt,
+  MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_USER, PROT_WRITE, handlesAt,
   type DevmapHandle, type Process,
 } from '../../lib';
 import { P, recordingDriver, type Call, type RecOptions } from './driver';
 import { trackLeaks } from '../helpers/leaks';
+import { kernelsForTests } from '../kernel/boot';
 
 trackLeaks();
 
 const RW = PROT_READ | PROT_WRITE;
-const kernels: Kernel[] = [];
-const dips: DevInfo[] = [];
-afterEach(async () => {
-  for (const k of kernels.splice(0)) await k.shutdown();
-  for (const d of dips.splice(0)) d.detach();
-});
+const { boot, keep } = kernelsForTests({ addressSpacePages: 128 });
 
 function device(opts: RecOptions = {}) {
-  const k = new Kernel({ arenaSize: 2 ** 20, addressSpaceSize: 128 * P });
-  kernels.push(k);
+  const k = boot();
   const rec = recordingDriver(k, opts);
-  dips.push(rec.dip);
+  keep(rec.dip);
   rec.device.forEach((_, i) => (rec.device[i] = (i * 31) & 0xff));
   k.install('rec', rec.driver);
   return { k, rec };

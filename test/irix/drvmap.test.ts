@@ -1,25 +1,18 @@
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   KM_NOSLEEP, Kernel, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, btoc, ctob, errno, pageSize, v_getaddr,
   v_gethandle, v_getlen, v_getprot, v_mapphys, type EntryTrace, type IrixDriver, type Process, type VHandle,
 } from '../../lib';
 import { createVdkDriver } from '../../examples/irix-vdk';
 import { trackLeaks } from '../helpers/leaks';
+import { kernelsForTests } from '../kernel/boot';
 
 trackLeaks();
 
 const RW = PROT_READ | PROT_WRITE;
 const P = pageSize;
-const kernels: Kernel[] = [];
-function boot(): Kernel {
-  const k = new Kernel({ arenaSize: 2 ** 20, addressSpaceSize: 64 * P });
-  kernels.push(k);
-  return k;
-}
-afterEach(async () => {
-  for (const k of kernels.splice(0)) await k.shutdown();
-});
+const { boot } = kernelsForTests();
 
 /** The same user address in a forked child: same offset inside its reservation. */
 const inChild = (parent: Process, child: Process, addr: bigint) => child.as.base + (addr - parent.as.base);

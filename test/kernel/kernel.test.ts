@@ -1,23 +1,16 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   KM_CACHEALIGN, KM_NOSLEEP, KM_PHYSCONTIG, Kernel, KernelPanic, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED,
   PROT_READ, PROT_WRITE, UIO_READ, UIO_WRITE, btoc, btoct, btop, btopr, ctob, getmajor, getminor, makedev, pageSize,
   ptob, type CharDriver, type EntryTrace, type Uio,
 } from '../../lib';
 import { trackLeaks } from '../helpers/leaks';
+import { kernelsForTests } from './boot';
 
 trackLeaks();
 
 const RW = PROT_READ | PROT_WRITE;
-const kernels: Kernel[] = [];
-function boot(arenaSize = 2 ** 20): Kernel {
-  const k = new Kernel({ arenaSize, addressSpaceSize: 64 * pageSize });
-  kernels.push(k);
-  return k;
-}
-afterEach(async () => {
-  for (const k of kernels.splice(0)) await k.shutdown();
-});
+const { boot } = kernelsForTests();
 
 describe('page units (SPEC B.4)', () => {
   it('rounds as the manuals say', () => {
