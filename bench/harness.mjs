@@ -29,13 +29,31 @@ export function median(xs) {
 }
 
 /**
+ * @typedef {(n: number) => number | Promise<number>} Variant  runs n operations, returns ns per operation
+ * @typedef {object} Case
+ * @property {string} name
+ * @property {Record<string, Variant>} variants  the JS path(s) and the baseline(s), by label
+ * @property {string} baseline  the label the ratios are against
+ * @property {number} n  operations per batch
+ * @property {number} [reps]  repetitions (default 15)
+ * @property {number} [warmup]  repetitions run first and dropped (default 2)
+ * @property {string} [goal]  the ratio the case should reach, "≤ 1.3×"
+ * @property {string} [baselineSyscalls]  the system calls the baseline makes, for the report
+ * @property {(name: string, done: number, total: number) => void} [onProgress]
+ * @typedef {{ variant: string, medianNs: number, minNs: number, maxNs: number, ratio: number }} Row
+ * @typedef {{ name: string, baseline: string, n: number, reps: number, goal?: string, rows: Row[], samples: Record<string, number[]> }} Result
+ */
+
+/**
  * Runs one case. `variants` maps a label to a function (n) => nsPerOp, or a Promise of it (a C baseline returns
  * its own timing; a JS variant is usually perOp(fn, n) or perOpAsync(fn, n)). `baseline` names the variant the
  * ratios are against.
+ * @param {Case} c
+ * @returns {Promise<Result>}
  */
 export async function runCase({ name, variants, baseline, n, reps = 15, warmup = 2, goal, onProgress }) {
   const labels = Object.keys(variants);
-  const samples = Object.fromEntries(labels.map((l) => [l, []]));
+  const samples = /** @type {Record<string, number[]>} */ (Object.fromEntries(labels.map((l) => [l, []])));
   for (let r = -warmup; r < reps; r++) {
     for (const l of labels) {
       const ns = await variants[l](n);

@@ -27,7 +27,10 @@ export const LATENCY_SUITES = [{ name: 'latency', module: './latency.mjs', expor
 
 const rmapCaseName = (ranges) => `rmalloc(3)+rmfree(3) with ${ranges} free ranges`;
 
-/** Runs the suite; returns the results document. `filter(name)` picks cases by "suite: case name". */
+/**
+ * Runs the suite; returns the results document. `filter(name)` picks cases by "suite: case name".
+ * @param {{ quick?: boolean, filter?: (name: string) => boolean, progress?: (p: object) => void }} [options]
+ */
 export async function runSuite({ quick = false, filter = () => true, progress = () => {} } = {}) {
   const started = Date.now();
   const plan = await planCases({ quick, filter });
@@ -120,7 +123,10 @@ export function stderrProgress(stream = process.stderr) {
   };
 }
 
-/** What `devmap bench` does with its validated options; resolves to the exit status. */
+/**
+ * What `devmap bench` does with its validated options; resolves to the exit status.
+ * @param {{ quick?: boolean, filter?: (name: string) => boolean, json?: boolean, report?: string, svgDir?: string, list?: boolean }} [options]
+ */
 export async function runBench({ quick = false, filter, json = false, report, svgDir, list = false } = {}) {
   if (list) {
     const plan = await planCases({ quick: true, filter: filter ?? (() => true) });

@@ -35,6 +35,7 @@ function resolvable(id) {
  */
 function npmEnvironment() {
   const keep = /^npm_config_(cache|registry|userconfig|globalconfig|offline|prefer_offline|prefer_online|proxy|https_proxy|noproxy|strict_ssl|cafile|ca|fetch_.*)$/i;
+  /** @type {NodeJS.ProcessEnv} */
   const env = {};
   for (const [key, value] of Object.entries(process.env)) {
     if (!/^npm_config_/i.test(key) || keep.test(key)) env[key] = value;

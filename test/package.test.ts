@@ -108,6 +108,12 @@ describe('the published package', () => {
     expect(listing).toEqual(expect.arrayContaining(['prebuilds/linux-x64/devmap.node', 'dist/index.mjs', 'dist/index.d.ts']));
   });
 
+  it('declares only what users may call: no @internal member survives in the shipped .d.ts (stripInternal)', () => {
+    const declarations = listing.filter((f) => f.startsWith('dist/') && f.endsWith('.d.ts'));
+    expect(declarations.length).toBeGreaterThan(10);
+    expect(declarations.filter((f) => readFileSync(join(root, f), 'utf8').includes('@internal'))).toEqual([]);
+  });
+
   it('is complete: LICENSE (the license package.json names), and every document README, the docs and --help point to', () => {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
     expect(pkg.license).toBe('MIT');

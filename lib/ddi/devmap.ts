@@ -762,7 +762,7 @@ async function devmapMmap(req: MapRequest): Promise<Segment | number> {
 
 registerMapper({ name: 'devmap', handles: (driver) => typeof driver.devmap === 'function', mmap: devmapMmap });
 
-/** @internal For tests and pmap-like tools: the handle chain of the mapping at `addr`. */
+/** For tests and pmap-like tools: the handle chain of the mapping at `addr` (exported from the package root, so public). */
 export function handlesAt(as: AddressSpace, addr: bigint): DevmapHandle[] {
   const seg = as.segmentAt(Number(addr));
   if (!seg || seg.ops !== ops) throw new DevmapError('ERR_DEVMAP_NOT_DEVMAP', 'No devmap mapping at that address');
