@@ -14,6 +14,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { machine, markdown, runCase } from './harness.mjs';
 import { sampleCase } from './latency.mjs';
+import { checkOutputs } from './outputs.mjs';
 import { htmlReport, svgCharts } from './report.mjs';
 
 /** Suites in the harness's case format, run in this order. */
@@ -128,6 +129,7 @@ export function stderrProgress(stream = process.stderr) {
  * @param {{ quick?: boolean, filter?: (name: string) => boolean, json?: boolean, report?: string, svgDir?: string, list?: boolean }} [options]
  */
 export async function runBench({ quick = false, filter, json = false, report, svgDir, list = false } = {}) {
+  checkOutputs({ report, svgDir }); // before the run, not after a minute of it
   if (list) {
     const plan = await planCases({ quick: true, filter: filter ?? (() => true) });
     for (const cleanup of plan.cleanups) await cleanup();
