@@ -3,38 +3,12 @@
  * reclaim() can return what a dead process held. Every function here runs inside Region.run(), and every
  * write is journaled.
  */
-import { readFileSync } from 'node:fs';
+import { isAlive, selfIdentityOf } from '../../identity';
 import { ResourceMapPanic } from '../panic';
 import type { ClassicEngine } from '../classic';
 import type { VmemEngine } from '../vmem';
 import { F, W } from './layout';
 import type { Region } from './locked';
-
-// ---- process identity ----
-
-/** Field 22 (start time, clock ticks after boot) of /proc/<pid>/stat; null when the process is gone or a zombie. */
-function startTime(pid: number): number | null {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-  } catch {
-    return null;
-  }
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
-  if (fields[0] === 'Z' || fields[0] === 'X') return null;
-  const t = Number(fields[19]);
-  return Number.isFinite(t) ? t : null;
-}
-/** This process: its pid and start time (Node processes never fork, so both are read once). */
-let selfPid = 0;
-let selfStart = 0;
-function self(): number {
-  if (selfPid === 0) {
-    selfPid = process.pid;
-    selfStart = startTime(selfPid) ?? 0;
-  }
-  return selfStart;
-}
 
 /**
  * The engine's allocation plus its owner record; 0 when nothing fits, or when the table is full (then
@@ -54,8 +28,9 @@ export function take(r: Region, engine: ClassicEngine | VmemEngine, size: number
     const at = r.ownersAt + 4 * n;
     r.w64(at, index);
     r.w64(at + 1, size);
-    r.w64(at + 3, self());
-    r.w64(at + 2, selfPid);
+    const me = selfIdentityOf();
+    r.w64(at + 2, me.pid);
+    r.w64(at + 3, me.startTime);
     r.w32(W.OWNERS_USED, n + 1);
   }
   return index;
@@ -116,19 +91,23 @@ export function release(r: Region, index: number, size: number): void {
 
 /**
  * Frees (through `free`, the engine's rmfree) every recorded range whose owner no longer runs; returns the
- * units reclaimed. Each record is its own transaction.
+ * units reclaimed. Each record is its own transaction. "No longer runs" is the kernel's word only
+ * (identity.ts): a process this one may not signal or whose /proc entry it cannot read is alive, so its
+ * units stay where they are.
  */
 export function reclaimDead(r: Region, free: (size: number, index: number) => void): number {
   const i32 = r.i32;
   const f = r.f64;
-  const alive = new Map<number, number | null>();
+  const alive = new Map<string, boolean>(); // "pid:start" → the answer, asked once per owner and call
   let units = 0;
   for (let rec = 0; rec < i32[W.OWNERS_USED]; ) {
     const at = r.ownersAt + 4 * rec;
     const pid = f[at + 2];
-    let start = alive.get(pid);
-    if (start === undefined) alive.set(pid, (start = pid === process.pid ? self() : startTime(pid)));
-    if (start === f[at + 3]) {
+    const start = f[at + 3];
+    const key = `${pid}:${start}`;
+    let live = alive.get(key);
+    if (live === undefined) alive.set(key, (live = isAlive(pid, start)));
+    if (live) {
       rec++;
       continue;
     }
