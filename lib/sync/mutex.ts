@@ -43,6 +43,7 @@ import { DevmapError, options, systemError, typeError } from '../errors';
 import { native } from '../native';
 import { ownerOf, pin, unpin, type Mapping } from '../memory/mapping';
 import { waitAsync } from './futex';
+import { CLAIM_WORD, MARKER, MARKER_WORD, claimOrAttach } from './open-or-create';
 import { address, timeoutMs } from './word';
 
 export interface LockResult {
@@ -67,8 +68,6 @@ const EOWNERDEAD = -130;
 const ENOTRECOVERABLE = -131;
 const EPERM = -1;
 const TID_MASK = 0x3fffffff;
-/** Written in the last word by init(): 'MUTX'. */
-const MARKER = 0x4d555458;
 const WORDS = 16;
 
 interface Layout {
@@ -81,8 +80,8 @@ let layout: Layout | undefined;
 function getLayout(): Layout {
   if (layout === undefined) {
     const [size, align, offset] = native().mutex_layout();
-    if (size > 4 * (WORDS - 1) || align > 8) {
-      throw new DevmapError('ERR_DEVMAP_UNSUPPORTED_PLATFORM', `pthread_mutex_t needs ${size} bytes here; Mutex reserves ${4 * (WORDS - 1)}`);
+    if (size > 4 * CLAIM_WORD || align > 8) {
+      throw new DevmapError('ERR_DEVMAP_UNSUPPORTED_PLATFORM', `pthread_mutex_t needs ${size} bytes here; Mutex reserves ${4 * CLAIM_WORD}`);
     }
     layout = { size, align, lockWord: offset / 4 };
   }
@@ -113,6 +112,12 @@ function mutexError(rc: number, what: string): Error {
   }
 }
 
+/** pthread_mutex_init of a robust, process-shared, error-checking mutex at `addr` (native/sync.cc). */
+function initAt(addr: number): void {
+  const rc = native().mutex_init(addr);
+  if (rc < 0) throw systemError(rc, 'pthread_mutex_init');
+}
+
 export class Mutex {
   /** 32-bit words a Mutex occupies; its index must be even (the words 8-byte aligned in memory). */
   static readonly WORDS = WORDS;
@@ -130,18 +135,33 @@ export class Mutex {
    */
   static init(array: Int32Array, index: number): Mutex {
     const addr = address(array, index, 8, WORDS);
-    Atomics.store(array, index + WORDS - 1, 0);
-    const rc = native().mutex_init(addr);
-    if (rc < 0) throw systemError(rc, 'pthread_mutex_init');
-    Atomics.store(array, index + WORDS - 1, MARKER);
+    Atomics.store(array, index + MARKER_WORD, 0);
+    initAt(addr);
+    Atomics.store(array, index + MARKER_WORD, MARKER);
     return new Mutex(array, index);
+  }
+
+  /**
+   * The way for peers started in any order: attaches to the Mutex at array[index] if there is one, otherwise
+   * initializes it there, exactly once however many threads and processes call this at the same moment.
+   * `created` is true for the one caller that initialized it. The words must be zero (fresh shared memory) or
+   * hold a Mutex; an initializer that died midway is detected and replaced (lib/sync/open-or-create.ts).
+   * `timeout` (ms, default none) bounds the wait for a live initializer that does not finish.
+   */
+  static openOrCreate(array: Int32Array, index: number, opts?: { timeout?: number }): { mutex: Mutex; created: boolean } {
+    const o = options<{ timeout: number }>(opts, 'options', ['timeout']);
+    const ms = timeoutMs(o.timeout, 'options.timeout');
+    const addr = address(array, index, 8, WORDS);
+    const claim = new BigInt64Array(array.buffer, array.byteOffset + 4 * (index + CLAIM_WORD), 1);
+    const created = claimOrAttach(array, index, claim, selfId(), ms, () => initAt(addr));
+    return { mutex: new Mutex(array, index), created };
   }
 
   /** Attaches to the Mutex that Mutex.init() wrote at array[index] (in this or another process). */
   constructor(array: Int32Array, index: number) {
     const addr = address(array, index, 8, WORDS);
     const l = getLayout();
-    if (Atomics.load(array, index + WORDS - 1) !== MARKER) {
+    if (Atomics.load(array, index + MARKER_WORD) !== MARKER) {
       throw new DevmapError('ERR_DEVMAP_MUTEX_UNINITIALIZED', `array[${index}] does not hold a Mutex: create one with Mutex.init()`);
     }
     this.#array = array;
