@@ -41,7 +41,9 @@
  */
 import { DevmapError, options, systemError, typeError } from '../errors';
 import { native } from '../native';
-import { ownerOf, pin, unpin, type Mapping } from '../memory/mapping';
+import { PROT_READ, PROT_WRITE } from '../memory/constants';
+import { adoptMapping, ownerOf, pin, unpin, type Mapping } from '../memory/mapping';
+import { pageSize } from '../memory/page';
 import { waitAsync } from './futex';
 import { CLAIM_WORD, MARKER, MARKER_WORD, claimOrAttach } from './open-or-create';
 import { address, timeoutMs } from './word';
@@ -110,6 +112,18 @@ function mutexError(rc: number, what: string): Error {
     default:
       return systemError(rc, `pthread_mutex_${what}`);
   }
+}
+
+/**
+ * A one-page Mapping of the same pages as the word at `addr`, and the word's address in it; [undefined, 0]
+ * where the kernel cannot make one (a hugetlb mapping), and then a wake can only be passed on while the
+ * caller's own mapping lasts.
+ */
+function aliasOf(addr: number): [Mapping | undefined, number] {
+  const word = native().futex_alias(addr);
+  if (word < 0) return [undefined, 0];
+  const base = word - (word % pageSize);
+  return [adoptMapping({ addr: base, length: pageSize, prot: PROT_READ | PROT_WRITE, shared: true }), word];
 }
 
 /** pthread_mutex_init of a robust, process-shared, error-checking mutex at `addr` (native/sync.cc). */
@@ -200,6 +214,10 @@ export class Mutex {
     const deadline = ms < 0 ? Infinity : performance.now() + ms;
     const n = native();
     let slept = false;
+    // While this task sleeps, a second mapping of the lock word's page: an unlock's single wake may end our
+    // sleep after the caller unmapped its mapping, and then this is the only address left to pass it on.
+    let forwarder: Mapping | undefined;
+    let forwardWord = 0;
     try {
       for (;;) {
         signal?.throwIfAborted();
@@ -216,14 +234,18 @@ export class Mutex {
         if (remaining <= 0) {
           throw new DevmapError('ERR_DEVMAP_MUTEX_TIMEOUT', `lockAsync: the Mutex was not acquired within ${ms} ms`);
         }
+        if (forwarder === undefined) [forwarder, forwardWord] = aliasOf(this.#addr + 4 * (this.#lockIndex - this.#index));
         await waitAsync(this.#array, this.#lockIndex, value | 0, { timeout: remaining === Infinity ? undefined : remaining, signal });
         slept = true;
       }
     } catch (err) {
-      // Giving up after a sleep: the unlock's single wake may have been ours, and then nobody else would get
-      // one. Pass it on (a spare wake is harmless: the waker re-checks).
-      if (slept && this.#array.length > 0) n.futex_wake_addr(this.#addr + 4 * (this.#lockIndex - this.#index), 1);
+      // Giving up after a sleep (timeout, abort, unmap, an error): the unlock's single wake may have been
+      // ours, and then nobody else would get one. Pass it on (a spare wake is harmless: the waker re-checks).
+      if (slept && forwardWord !== 0) n.futex_wake_addr(forwardWord, 1);
+      else if (slept && this.#array.length > 0) n.futex_wake_addr(this.#addr + 4 * (this.#lockIndex - this.#index), 1);
       throw err;
+    } finally {
+      forwarder?.unmap();
     }
   }
 
