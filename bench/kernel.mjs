@@ -7,10 +7,10 @@ import { machine, markdown, perOp, perOpAsync, runCase } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const d = require('../dist/index.js');
-const { native } = require('../dist/native.js');
+const baselines = require('./baselines.cjs');
 
 export async function kernelCases({ quick = false } = {}) {
-  const c = native();
+  const c = baselines;
   const P = d.pageSize;
   const kernel = new d.Kernel({ arenaSize: 16 * 2 ** 20 });
   installKmemDriver(d, kernel, 'bench');

@@ -11,7 +11,7 @@ import { now } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const { mapAnonymous, SharedMemory, pageSize } = require('../dist/index.js');
-const { native } = require('../dist/native.js');
+const baselines = require('./baselines.cjs');
 /** lib/sync, once it is built (the ping-pong case needs it). */
 const sync = (() => {
   try {
@@ -92,7 +92,7 @@ function pingPonger(spin, rounds) {
 }
 
 export function latencyCases({ quick = false } = {}) {
-  const c = native();
+  const c = baselines;
   const n = quick ? 300 : 3000;
   const shmName = `devmap-bench-latency-${process.pid}`;
   // First writes to pages of one large shared mapping, one page per sample; a new region when it runs out.

@@ -10,7 +10,7 @@
 // would (one rmfree of the whole resource, rmallocs of every block, rmfree of every other block); the two
 // array walks get the same array written directly.
 //
-// Variants: C array walk (native/baseline_rmap.cc, timed in C), JS array walk (the same algorithm over a
+// Variants: C array walk (native/bench/baseline_rmap.cc, timed in C), JS array walk (the same algorithm over a
 // Float64Array), devmap classic (AVL, exact same answers as the walk), devmap illumos (vmem instant fit).
 // Repetitions are interleaved variant by variant; each repetition times a batch sized to take ~5 ms of the
 // main thread's CPU time (the same clock on both sides, see now()).
@@ -20,7 +20,7 @@ import { machine, median } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const rmap = require('../dist/rmap/index.js');
-const addon = require('node-gyp-build')(new URL('..', import.meta.url).pathname);
+const addon = require('./baselines.cjs');
 
 /** CPU time of this thread in ns (CLOCK_THREAD_CPUTIME_ID, the clock the C loop uses): time spent descheduled
  * on a busy machine and V8's background threads (compiler, GC helpers) are not counted on either side. */

@@ -29,7 +29,7 @@
  *    on up to 127 words at once. More pending words start more threads; a thread exits when it has nothing
  *    left to wait for, except the last, which stays idle for the next wait (at most one idle thread).
  *    libuv's thread pool is never used, so any number of pending waits leave fs, dns and crypto work
- *    running. Completions come back through one thread-safe function. Details: native/sync.cc.
+ *    running. Completions come back through one thread-safe function. Details: native/waitv.cc.
  *    - Async waits of one thread on one word share a kernel wait: a notify that reaches them ends all of
  *      them (and counts as one in notify's result). Extra wakeups are allowed by (2).
  *    - The kernel check happens on the waiter thread, a moment after the JS-side check, as if the thread

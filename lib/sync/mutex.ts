@@ -3,7 +3,7 @@
  *
  * 1. What it is. The words hold a POSIX mutex made process-shared, robust and error-checking
  *    (pthread_mutexattr_setpshared / setrobust / settype ERRORCHECK), followed by a marker that Mutex.init
- *    writes last. The C library does the locking; devmap calls it, one function per call (native/sync.cc).
+ *    writes last. The C library does the locking; devmap calls it, one function per call (native/robust_mutex.cc).
  *    A C program, or Python through ctypes, can share the same mutex.
  *
  * 2. Why the C library's robust mutex. The owner of a mutex must be detectable as dead, exactly, even after
