@@ -18,7 +18,7 @@ async function setup() {
   const kernel = new Kernel({ arenaSize: 8 * 2 ** 20, addressSpaceSize: 16 * 2 ** 20 });
   const free = kernel.arena.stats().freeBytes;
   const driver = vdk.createVdkDriver(kernel);
-  kernel.install('vdk', driver);
+  kernel.install('vdk', driver.driver);
   const served = await serve(kernel);
   const protocolErrors: unknown[] = [];
   served.host.on('protocol-error', (e) => protocolErrors.push(e.error));

@@ -19,7 +19,7 @@ async function setup(opts?: Parameters<typeof serve>[1]) {
   const kernel = new Kernel({ arenaSize: 8 * 2 ** 20, addressSpaceSize: 64 * 2 ** 20 });
   const free = kernel.arena.stats().freeBytes;
   const driver = vdk.createVdkDriver(kernel);
-  kernel.install('vdk', driver);
+  kernel.install('vdk', driver.driver);
   const entries: { entry: string; pid: number | null }[] = [];
   kernel.on('entry', (e) => entries.push(e));
   const served = await serve(kernel, opts);
@@ -176,7 +176,7 @@ describe('lifecycle and scale', () => {
     const spaces: [number, number][] = [];
     served.host.on('connect', (c) => {
       const as = kernel.processes.find((p) => p.pid === c.pid)!.as;
-      spaces.push([as.base, as.end]);
+      spaces.push([as.rawBase, as.rawEnd]);
     });
     const r = await runNode('client-node.cjs', [served.path, 'cycles', '1000']);
     expect(r.stderr).toBe('');

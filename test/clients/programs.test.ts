@@ -22,7 +22,7 @@ async function setup() {
   const kernel = new Kernel({ arenaSize: 4 * 2 ** 20, addressSpaceSize: 64 * 2 ** 20 });
   const free = kernel.arena.stats().freeBytes;
   const driver = vdk.createVdkDriver(kernel);
-  kernel.install('vdk', driver);
+  kernel.install('vdk', driver.driver);
   const rec = recordingDriver(kernel);
   kernel.install('rec', rec.driver);
   const entries: { entry: string; pid: number | null; args: unknown[] }[] = [];
@@ -91,7 +91,7 @@ describe('seed 002: xxread served to a Python program', () => {
   it('os.read fills the buffer through uiomove; a bad address is EFAULT in Python and the rmalloc buffer is returned', async () => {
     const kernel = new Kernel({ arenaSize: 2 ** 20 });
     const driver = xx.createXxDriver(kernel);
-    kernel.install('xx', driver);
+    kernel.install('xx', driver.driver);
     driver.xxstart();
     const reads: unknown[] = [];
     kernel.on('entry', (e) => e.entry === 'read' && reads.push(e.result));
@@ -110,7 +110,7 @@ describe('seed 002: xxread served to a Python program', () => {
     expect(prog.stdout).toContain('dup read 10');
     expect(reads).toContain(14); // the driver's uiomove saw EFAULT and returned it
     await served.untilExits(1);
-    expect(driver.map!.freeUnits).toBe(xx.XX_BUFSIZE);
+    expect(driver.mp!.freeUnits).toBe(xx.XX_BUFSIZE);
   });
 
   it("Python's mmap.mmap of a device (fstat, F_DUPFD_CLOEXEC, close of the duplicate) maps the driver's pages", async () => {

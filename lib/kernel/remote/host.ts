@@ -491,7 +491,7 @@ class Connection implements AddressSpaceMirror {
     const off = word(f, 5, 'off', 0, Number.MAX_SAFE_INTEGER);
     let at: bigint;
     try {
-      at = await proc.mmap(BigInt(hint < 0 ? 0 : proc.as.base + hint), len, prot, flags, fd, off);
+      at = await proc.mmap(BigInt(hint < 0 ? 0 : proc.as.rawBase + hint), len, prot, flags, fd, off);
     } catch (err) {
       return this.#reply(f, [-errnoOf(err), 0], undefined, true);
     }
@@ -506,7 +506,7 @@ class Connection implements AddressSpaceMirror {
       return this.#reply(f, [-ENOTSUP, 0], new TextEncoder().encode(why), true);
     }
     this.#settle(addr, length);
-    this.#reply(f, [0, addr - proc.as.base], undefined, true);
+    this.#reply(f, [0, addr - proc.as.rawBase], undefined, true);
   }
 
   async #munmap(f: Frame): Promise<void> {
@@ -514,7 +514,7 @@ class Connection implements AddressSpaceMirror {
     const off = word(f, 0, 'addr', 0, proc.as.size);
     const len = word(f, 1, 'len', 0, Number.MAX_SAFE_INTEGER);
     try {
-      await proc.munmap(BigInt(proc.as.base + off), len);
+      await proc.munmap(BigInt(proc.as.rawBase + off), len);
       this.#reply(f, [0], undefined, true);
     } catch (err) {
       this.#reply(f, [-errnoOf(err)], undefined, true);
@@ -527,8 +527,8 @@ class Connection implements AddressSpaceMirror {
     const len = word(f, 1, 'len', 0, Number.MAX_SAFE_INTEGER);
     const prot = word(f, 2, 'prot', 0, 0xffffffff);
     try {
-      await proc.mprotect(BigInt(proc.as.base + off), len, prot);
-      this.#settle(proc.as.base + off, Math.min(Math.ceil(len / pageSize) * pageSize, proc.as.size - off));
+      await proc.mprotect(BigInt(proc.as.rawBase + off), len, prot);
+      this.#settle(proc.as.rawBase + off, Math.min(Math.ceil(len / pageSize) * pageSize, proc.as.size - off));
       this.#reply(f, [0], undefined, true);
     } catch (err) {
       this.#reply(f, [-errnoOf(err)], undefined, true);
@@ -541,7 +541,7 @@ class Connection implements AddressSpaceMirror {
    */
   #settle(addr: number, len: number): void {
     const as = this.proc!.as;
-    const base = as.base;
+    const base = as.rawBase;
     const listed = (page: number, prot: number) => {
       for (let i = this.#changes.length - 1; i >= 0; i--) {
         const c = this.#changes[i];
