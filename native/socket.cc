@@ -10,14 +10,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "devmap.h"
+#include "addon.h"
+#include "common.h"
 
 namespace devmap {
 
 // The most descriptors one message may carry (the kernel's SCM_MAX_FD is 253).
 static constexpr int kMaxFds = 64;
-
-static Napi::Value Errno(Napi::Env env, long rc) { return Napi::Number::New(env, rc < 0 ? -errno : static_cast<double>(rc)); }
 
 // Fills a sockaddr_un from a JS string; false (and -ENAMETOOLONG) when it does not fit.
 static bool UnixAddress(const Napi::Value& v, sockaddr_un* sa) {
@@ -32,7 +31,7 @@ static bool UnixAddress(const Napi::Value& v, sockaddr_un* sa) {
 // socket_unix(nonblocking) -> fd | -errno: a SOCK_STREAM Unix socket, close-on-exec.
 static Napi::Value SocketUnix(const Napi::CallbackInfo& info) {
   int flags = SOCK_STREAM | SOCK_CLOEXEC | (info[0].ToBoolean().Value() ? SOCK_NONBLOCK : 0);
-  return Errno(info.Env(), socket(AF_UNIX, flags, 0));
+  return Result(info.Env(), socket(AF_UNIX, flags, 0));
 }
 
 // socket_bind(fd, path) -> 0 | -errno
@@ -40,13 +39,13 @@ static Napi::Value SocketBind(const Napi::CallbackInfo& info) {
   if (!CheckArgs(info, 1) || !info[1].IsString()) return info.Env().Undefined();
   sockaddr_un sa;
   if (!UnixAddress(info[1], &sa)) return Napi::Number::New(info.Env(), -ENAMETOOLONG);
-  return Errno(info.Env(), bind(info[0].As<Napi::Number>().Int32Value(), reinterpret_cast<sockaddr*>(&sa), sizeof sa));
+  return Result(info.Env(), bind(info[0].As<Napi::Number>().Int32Value(), reinterpret_cast<sockaddr*>(&sa), sizeof sa));
 }
 
 // socket_listen(fd, backlog) -> 0 | -errno
 static Napi::Value SocketListen(const Napi::CallbackInfo& info) {
   if (!CheckArgs(info, 2)) return info.Env().Undefined();
-  return Errno(info.Env(), listen(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value()));
+  return Result(info.Env(), listen(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value()));
 }
 
 // socket_connect(fd, path) -> 0 | -errno
@@ -57,7 +56,7 @@ static Napi::Value SocketConnect(const Napi::CallbackInfo& info) {
   int rc;
   do rc = connect(info[0].As<Napi::Number>().Int32Value(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
   while (rc < 0 && errno == EINTR);
-  return Errno(info.Env(), rc);
+  return Result(info.Env(), rc);
 }
 
 // socket_peercred(fd, out Float64Array[3]) -> 0 | -errno; out = [pid, uid, gid] of the peer at connect time.
@@ -109,7 +108,7 @@ static Napi::Value SocketSend(const Napi::CallbackInfo& info) {
   ssize_t rc;
   do rc = sendmsg(info[0].As<Napi::Number>().Int32Value(), &msg, flags);
   while (rc < 0 && errno == EINTR);
-  return Errno(env, rc);
+  return Result(env, rc);
 }
 
 // socket_recv(fd, bytes Uint8Array, out Int32Array, dontwait) -> bytes received (0 at end of stream) | -errno.

@@ -16,7 +16,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "devmap.h"
+#include "addon.h"
+#include "common.h"
 
 extern "C" {
 #include "shim/agent.h"

@@ -27,7 +27,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define MAX_AGENTS 64
+// One agent per connection: a Node process may hold many connections at once.
+#define MAX_AGENTS 1024
+// The thread only waits on a socket and calls madvise: a small stack is plenty.
+#define AGENT_STACK (64 * 1024)
 
 struct agent {
   int used;
@@ -138,7 +141,11 @@ int dm_agent_start(int sock, int uffd, uint64_t base, uint64_t size, int report)
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  int rc = pthread_create(&ag->thread, NULL, run, ag);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, AGENT_STACK);
+  int rc = pthread_create(&ag->thread, &attr, run, ag);
+  pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (rc != 0) ag->used = 0;
   pthread_mutex_unlock(&agents_lock);

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach } from 'vitest';
 import type { ClientInfo, ExitReason, Kernel, KernelHost, ListenOptions } from '../../lib';
 import { clientEnv } from '../../lib/cli/run';
 import { run } from '../helpers/child';
@@ -17,6 +18,16 @@ export interface Served {
   /** Resolves when `n` client processes in all have exited (hang guard: 20 s). */
   untilExits(n: number): Promise<void>;
   close(): Promise<void>;
+}
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** Runs `fn` after the current test (in reverse order of registration). */
+export function onCleanup(fn: () => Promise<void>): void {
+  cleanups.push(fn);
 }
 
 export async function serve(kernel: Kernel, opts?: ListenOptions): Promise<Served> {

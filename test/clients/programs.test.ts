@@ -1,14 +1,14 @@
 // Unmodified C and Python programs as client processes of a kernel host, through the preload shim: the seeds
 // for real (000's vdk to a C program, 002's xxread to Python), a devmap driver's exact split from a real
 // munmap, fork (devmap_dup), exec, crashes and SIGKILL as exits, and two processes at once with one killed.
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { Kernel, pageSize } from '../../lib';
 import * as vdk from '../../examples/irix-vdk';
 import * as xx from '../../examples/rmalloc-buffers';
 import { recordingDriver } from '../ddi/driver';
 import { fixture } from '../helpers/child';
 import { trackLeaks } from '../helpers/leaks';
-import { Program, compile, serve, type Served } from './helpers';
+import { compile, onCleanup, Program, serve, type Served } from './helpers';
 
 trackLeaks();
 
@@ -17,22 +17,18 @@ beforeAll(async () => {
   mapProgram = await compile('client-map');
 });
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
 
 async function setup() {
   const kernel = new Kernel({ arenaSize: 4 * 2 ** 20, addressSpaceSize: 64 * 2 ** 20 });
   const free = kernel.arena.stats().freeBytes;
   const driver = vdk.createVdkDriver(kernel);
-  kernel.install('vdk', driver);
+  kernel.install('vdk', driver.driver);
   const rec = recordingDriver(kernel);
   kernel.install('rec', rec.driver);
   const entries: { entry: string; pid: number | null; args: unknown[] }[] = [];
   kernel.on('entry', (e) => entries.push(e));
   const served = await serve(kernel);
-  cleanups.push(async () => {
+  onCleanup(async () => {
     await served.close();
     await kernel.shutdown();
   });
@@ -95,12 +91,12 @@ describe('seed 002: xxread served to a Python program', () => {
   it('os.read fills the buffer through uiomove; a bad address is EFAULT in Python and the rmalloc buffer is returned', async () => {
     const kernel = new Kernel({ arenaSize: 2 ** 20 });
     const driver = xx.createXxDriver(kernel);
-    kernel.install('xx', driver);
+    kernel.install('xx', driver.driver);
     driver.xxstart();
     const reads: unknown[] = [];
     kernel.on('entry', (e) => e.entry === 'read' && reads.push(e.result));
     const served = await serve(kernel);
-    cleanups.push(async () => {
+    onCleanup(async () => {
       await served.close();
       driver.xxdetach();
       await kernel.shutdown();
@@ -114,7 +110,7 @@ describe('seed 002: xxread served to a Python program', () => {
     expect(prog.stdout).toContain('dup read 10');
     expect(reads).toContain(14); // the driver's uiomove saw EFAULT and returned it
     await served.untilExits(1);
-    expect(driver.map!.freeUnits).toBe(xx.XX_BUFSIZE);
+    expect(driver.mp!.freeUnits).toBe(xx.XX_BUFSIZE);
   });
 
   it("Python's mmap.mmap of a device (fstat, F_DUPFD_CLOEXEC, close of the duplicate) maps the driver's pages", async () => {
@@ -170,7 +166,7 @@ describe('a devmap driver served to C programs', () => {
     const rec = recordingDriver(kernel, { access: true });
     kernel.install('acc', rec.driver);
     const served = await serve(kernel);
-    cleanups.push(async () => {
+    onCleanup(async () => {
       await served.close();
       await kernel.shutdown();
     });

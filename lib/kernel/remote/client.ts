@@ -63,7 +63,7 @@ export class RemoteProcess {
 
   /** The reservation's first address in this process: a mapping's address minus it is its offset at the host. */
   get base(): bigint {
-    return BigInt(this.#as.base);
+    return this.#as.base;
   }
 
   get exited(): boolean {
@@ -112,12 +112,12 @@ export class RemoteProcess {
         throw new DevmapError('ERR_DEVMAP_PROTOCOL', 'The host sent no agent socket');
       }
       this.#agentSock = fds[0];
-      const hello = encodeAgentMsg({ op: DM_AGENT_HELLO, seq: 0, a: this.#as.base, b: this.#as.size });
+      const hello = encodeAgentMsg({ op: DM_AGENT_HELLO, seq: 0, a: this.#as.rawBase, b: this.#as.size });
       const sent = n.socket_send(this.#agentSock, hello, Int32Array.of(u.fd), false);
       if (sent !== AGENT_MSG) throw this.#hostGone(sent < 0 ? sent : 0);
       this.#uffd = u.fd;
       this.#call(Op.FAULTS, [0], undefined, 'userfaultfd', 1);
-      const id = n.agent_start(this.#agentSock, this.#uffd, this.#as.base, this.#as.size);
+      const id = n.agent_start(this.#agentSock, this.#uffd, this.#as.rawBase, this.#as.size);
       if (id < 0) throw systemError(id, 'pthread_create');
       this.#agent = id;
     } catch (err) {
@@ -210,7 +210,7 @@ export class RemoteProcess {
       if (hint < 0) throw systemError(-22, 'mmap');
     }
     const r = this.#call(Op.MMAP, [hint, len, prot, flags, fd, off], undefined, 'mmap', 2);
-    return BigInt(this.#as.base + Number(r.words[1]));
+    return BigInt(this.#as.rawBase + Number(r.words[1]));
   }
 
   /** munmap(2) of [addr, addr + len) inside the reservation. */
@@ -270,7 +270,7 @@ export class RemoteProcess {
   #offsetOf(addr: bigint, len: number): number {
     const a = Number(addr);
     if (addr < 0n || !this.#as.contains(a, len)) return -1;
-    return a - this.#as.base;
+    return a - this.#as.rawBase;
   }
 
   /** The bytes of a typed array, or a copy of the mapped bytes at a bigint address, and how many are reachable. */
@@ -344,10 +344,10 @@ export class RemoteProcess {
     }
     const as = this.#as;
     for (const c of decodeChanges(reply.words, at + 1, count)) {
-      if (c.off < 0 || c.len <= 0 || c.off % pageSize !== 0 || !as.contains(as.base + c.off, c.len)) {
+      if (c.off < 0 || c.len <= 0 || c.off % pageSize !== 0 || !as.contains(as.rawBase + c.off, c.len)) {
         throw new DevmapError('ERR_DEVMAP_PROTOCOL', 'The host asked for a change outside the reservation');
       }
-      const addr = as.base + c.off;
+      const addr = as.rawBase + c.off;
       if (c.kind === Change.MAP) {
         const fd = c.fdIndex < 0 ? -1 : fds[c.fdIndex];
         if (fd === undefined) throw new DevmapError('ERR_DEVMAP_PROTOCOL', 'The host named a descriptor it did not send');

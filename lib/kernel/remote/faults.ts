@@ -130,10 +130,10 @@ export class FaultServer {
   /** Faults [off, off + len) in as a touch would (for a buffer a system call is about to be given). errno or 0. */
   async prefault(off: number, len: number, rw: Rw): Promise<number> {
     const as = this.#client.proc!.as;
-    const seg = as.segmentAt(as.base + off);
+    const seg = as.segmentAt(as.rawBase + off);
     if (!seg) return EFAULT;
-    len = Math.min(len, seg.end - as.base - off); // past the segment the copy itself stops with EFAULT
-    const rc = await seg.ops.fault(seg, as.base + off, len, rw);
+    len = Math.min(len, seg.end - as.rawBase - off); // past the segment the copy itself stops with EFAULT
+    const rc = await seg.ops.fault(seg, as.rawBase + off, len, rw);
     if (rc === 0) this.#continue(Math.floor(off / pageSize) * pageSize, Math.ceil((off % pageSize + len) / pageSize) * pageSize, 0);
     return rc;
   }
@@ -174,12 +174,12 @@ export class FaultServer {
     const rw: Rw = flags & (UFFD_PAGEFAULT_FLAG_WRITE | UFFD_PAGEFAULT_FLAG_WP) ? 'write' : 'read';
     const proc = this.#client.proc!;
     const as = proc.as;
-    const seg = as.segmentAt(as.base + off);
+    const seg = as.segmentAt(as.rawBase + off);
     this.#serving = off;
     this.#served = false;
     let rc: number;
     try {
-      rc = seg ? await seg.ops.fault(seg, as.base + off, pageSize, rw) : EFAULT;
+      rc = seg ? await seg.ops.fault(seg, as.rawBase + off, pageSize, rw) : EFAULT;
     } finally {
       this.#serving = -1;
     }

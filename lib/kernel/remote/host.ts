@@ -65,6 +65,8 @@ const MAX_FORK_WAIT_MS = 10_000;
 const MAX_PATH = 4096;
 /** Buffered, unprocessed request bytes beyond which a client is cut off (it does not wait for replies). */
 const MAX_BUFFERED = 1024 * 1024;
+/** Requests queued behind the one running beyond which a client is cut off: a process waits for its system call. */
+const MAX_QUEUED = 64;
 
 /** Paths served by hosts in this process: a client here would wait for itself (connectKernel refuses it). */
 export const servedHere = new Set<string>();
@@ -99,15 +101,13 @@ export class KernelHost extends EventEmitter {
   /** Stops serving: no new connections; every connected process exits (its drivers see every unmap and close). */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      await new Promise<void>((done) => this.#server.close(() => done()));
+      // The server stops accepting at once; its callback waits for the connections, which end here.
+      const stopped = new Promise<void>((done) => this.#server.close(() => done()));
       servedHere.delete(this.path);
-      try {
-        unlinkSync(this.path);
-      } catch {
-        // removed by someone else: nothing to do
-      }
+      unlinkQuietly(this.path);
       await Promise.all([...this.#connections].map((c) => c.end('host-close')));
       for (const [token, p] of this.pending) await this.dropPending(token, p);
+      await stopped;
     })();
     return this.#closing;
   }
@@ -232,6 +232,7 @@ class Connection implements AddressSpaceMirror, FaultClient {
   proc: Process | null = null;
   #buffered: Uint8Array = new Uint8Array(0);
   #queue: Promise<void> = Promise.resolve();
+  #queued = 0;
   #ended: Promise<void> | null = null;
   /** Changes of the reservation not yet sent, and the descriptors they need (duplicates, closed after). */
   #changes: ReservationChange[] = [];
@@ -342,7 +343,8 @@ class Connection implements AddressSpaceMirror, FaultClient {
         if (size === null || all.length - at < size) break;
         const frame = decode(all, at, size);
         at += size;
-        this.#queue = this.#queue.then(() => this.#serve(frame));
+        if (++this.#queued > MAX_QUEUED) throw new ProtocolError('client does not wait for its replies');
+        this.#queue = this.#queue.then(() => this.#serve(frame)).finally(() => void this.#queued--);
       }
     } catch (err) {
       this.#protocolError(err);
@@ -362,13 +364,16 @@ class Connection implements AddressSpaceMirror, FaultClient {
     try {
       if (this.proc === null) {
         if (f.op === Op.HELLO) return this.#hello(f);
-        if (f.op === Op.ADOPT) return this.#adopt(f);
+        if (f.op === Op.ADOPT) return await this.#adopt(f);
         throw new ProtocolError(`op ${f.op} before hello`);
       }
       if (this.proc.exited) throw new ProtocolError('request after exit');
       switch (f.op) {
         case Op.OPEN: return await this.#open(f);
-        case Op.CLOSE: return await this.#call(f, () => this.proc!.close(word(f, 0, 'fd', 0, 0x7fffffff)));
+        case Op.CLOSE: {
+          const fd = word(f, 0, 'fd', 0, 0x7fffffff);
+          return await this.#call(f, () => this.proc!.close(fd));
+        }
         case Op.READ: return await this.#read(f);
         case Op.WRITE: return await this.#write(f);
         case Op.IOCTL: return await this.#ioctl(f);
@@ -517,15 +522,16 @@ class Connection implements AddressSpaceMirror, FaultClient {
   async #mmap(f: Frame): Promise<void> {
     const proc = this.proc!;
     const size = proc.as.size;
+    // Lengths and offsets only need to be integers here: the system call judges them (EINVAL, ENOMEM).
     const hint = word(f, 0, 'addr', -1, size);
-    const len = word(f, 1, 'len', 0, size);
+    const len = word(f, 1, 'len', 0, Number.MAX_SAFE_INTEGER);
     const prot = word(f, 2, 'prot', 0, 0xffffffff);
     const flags = word(f, 3, 'flags', 0, 0xffffffff);
     const fd = word(f, 4, 'fd', -1, 0x7fffffff);
     const off = word(f, 5, 'off', 0, Number.MAX_SAFE_INTEGER);
     let at: bigint;
     try {
-      at = await proc.mmap(BigInt(hint < 0 ? 0 : proc.as.base + hint), len, prot, flags, fd, off);
+      at = await proc.mmap(BigInt(hint < 0 ? 0 : proc.as.rawBase + hint), len, prot, flags, fd, off);
     } catch (err) {
       return this.#reply(f, [-errnoOf(err), 0], undefined, true);
     }
@@ -544,15 +550,15 @@ class Connection implements AddressSpaceMirror, FaultClient {
     } else {
       this.#settle(addr, length);
     }
-    this.#reply(f, [0, addr - proc.as.base], undefined, true);
+    this.#reply(f, [0, addr - proc.as.rawBase], undefined, true);
   }
 
   async #munmap(f: Frame): Promise<void> {
     const proc = this.proc!;
     const off = word(f, 0, 'addr', 0, proc.as.size);
-    const len = word(f, 1, 'len', 0, proc.as.size);
+    const len = word(f, 1, 'len', 0, Number.MAX_SAFE_INTEGER);
     try {
-      await proc.munmap(BigInt(proc.as.base + off), len);
+      await proc.munmap(BigInt(proc.as.rawBase + off), len);
       this.#reply(f, [0], undefined, true);
     } catch (err) {
       this.#reply(f, [-errnoOf(err)], undefined, true);
@@ -562,11 +568,11 @@ class Connection implements AddressSpaceMirror, FaultClient {
   async #mprotect(f: Frame): Promise<void> {
     const proc = this.proc!;
     const off = word(f, 0, 'addr', 0, proc.as.size);
-    const len = word(f, 1, 'len', 0, proc.as.size);
+    const len = word(f, 1, 'len', 0, Number.MAX_SAFE_INTEGER);
     const prot = word(f, 2, 'prot', 0, 0xffffffff);
     try {
-      await proc.mprotect(BigInt(proc.as.base + off), len, prot);
-      this.#settle(proc.as.base + off, Math.min(Math.ceil(len / pageSize) * pageSize, proc.as.size - off));
+      await proc.mprotect(BigInt(proc.as.rawBase + off), len, prot);
+      this.#settle(proc.as.rawBase + off, Math.min(Math.ceil(len / pageSize) * pageSize, proc.as.size - off));
       this.#reply(f, [0], undefined, true);
     } catch (err) {
       this.#reply(f, [-errnoOf(err)], undefined, true);
@@ -580,9 +586,9 @@ class Connection implements AddressSpaceMirror, FaultClient {
   #faultServed(addr: number, len: number): void {
     const as = this.proc!.as;
     const seg = as.segmentAt(addr)!;
-    const off = addr - as.base;
+    const off = addr - as.rawBase;
     for (const c of this.#changes) {
-      if (c.kind === Change.MAP && c.off >= off && c.off + c.len <= off + len) c.prot = seg.ops.clientProt!(seg, as.base + c.off);
+      if (c.kind === Change.MAP && c.off >= off && c.off + c.len <= off + len) c.prot = seg.ops.clientProt!(seg, as.rawBase + c.off);
     }
     this.#changes.push({ kind: Change.REGISTER, off, len, prot: 0, type: UFFDIO_REGISTER_MODE_MINOR, fdIndex: -1, fileOff: 0 });
   }
@@ -635,7 +641,7 @@ class Connection implements AddressSpaceMirror, FaultClient {
    */
   #settle(addr: number, len: number): void {
     const as = this.proc!.as;
-    const base = as.base;
+    const base = as.rawBase;
     const listed = (page: number, prot: number) => {
       for (let i = this.#changes.length - 1; i >= 0; i--) {
         const c = this.#changes[i];
