@@ -61,6 +61,7 @@ export interface ClientInfo {
 /** The reason an exit event gives. */
 export type ExitReason = 'exit' | 'disconnect' | 'protocol' | 'host-close';
 
+const FALLOC_FL_KEEP_SIZE = 1;
 const MAX_FORK_WAIT_MS = 10_000;
 const MAX_PATH = 4096;
 /** Buffered, unprocessed request bytes beyond which a client is cut off (it does not wait for replies). */
@@ -588,7 +589,10 @@ class Connection implements AddressSpaceMirror, FaultClient {
     const seg = as.segmentAt(addr)!;
     const off = addr - as.rawBase;
     for (const c of this.#changes) {
-      if (c.kind === Change.MAP && c.off >= off && c.off + c.len <= off + len) c.prot = seg.ops.clientProt!(seg, as.rawBase + c.off);
+      if (c.kind !== Change.MAP || c.off < off || c.off + c.len > off + len) continue;
+      c.prot = seg.ops.clientProt!(seg, as.rawBase + c.off);
+      // A minor fault needs the page in the page cache: a sparse object's holes would load silently instead.
+      if (c.fdIndex >= 0) native().fallocate(this.#fds[c.fdIndex], FALLOC_FL_KEEP_SIZE, c.fileOff, c.len);
     }
     this.#changes.push({ kind: Change.REGISTER, off, len, prot: 0, type: UFFDIO_REGISTER_MODE_MINOR, fdIndex: -1, fileOff: 0 });
   }
