@@ -4,8 +4,13 @@
  * process must survive and every error must be a TypeError, a RangeError, or carry a string `code`.
  * An exported class must have a factory below, so that its instances are probed too.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as devmap from '../lib';
+import { fixture } from './helpers/child';
 import { trackLeaks } from './helpers/leaks';
 
 trackLeaks();
@@ -65,7 +70,31 @@ async function driverObjects(): Promise<{ vt: devmap.VHandle; uio: devmap.Uio }>
 }
 
 /** Factories for instances of every exported class, some live and some closed, unmapped or exited. */
+// Kernel hosts: sockets in a directory of this run; RemoteProcess instances connect to a host in a child process.
+const hostDir = mkdtempSync(join(tmpdir(), 'devmap-hostile-'));
+let hosts = 0;
+let remoteHost: Promise<ChildProcess> | undefined;
+const remotePath = join(hostDir, 'remote.sock');
+const remote = async () => {
+  remoteHost ??= new Promise((resolve) => {
+    const c = spawn(process.execPath, [fixture('client-host.cjs'), remotePath], { stdio: ['pipe', 'pipe', 'inherit'] });
+    c.stdout!.once('data', () => resolve(c));
+  });
+  await remoteHost;
+  return devmap.connectKernel(remotePath);
+};
+
 const INSTANCES: Record<string, (() => object | Promise<object>)[]> = {
+  KernelHost: [() => kernel().listen(join(hostDir, `h${hosts++}.sock`)), async () => {
+    const h = await kernel().listen(join(hostDir, `h${hosts++}.sock`));
+    await h.close();
+    return h;
+  }],
+  RemoteProcess: [remote, async () => {
+    const p = await remote();
+    await p.exit();
+    return p;
+  }],
   Mapping: [() => devmap.mapAnonymous(2 * devmap.pageSize), () => {
     const m = devmap.mapAnonymous(devmap.pageSize);
     m.unmap();
@@ -186,6 +215,12 @@ async function release(result: unknown): Promise<void> {
 
 afterAll(async () => {
   for (const k of kernels.splice(0)) await k.shutdown();
+  if (remoteHost) {
+    const c = await remoteHost;
+    c.stdin!.end();
+    await new Promise((r) => c.on('close', r));
+  }
+  rmSync(hostDir, { recursive: true, force: true });
   for (const d of devInfos.splice(0)) d.detach();
   for (const m of sharedMaps.splice(0)) if (m.mapped) m.unmap();
   for (const [m, mutex] of mappingsToRelease.splice(0)) {
