@@ -35,7 +35,6 @@ const MAX_MEMFD_NAME = 249;
 export function validateShmName(name: unknown, argName = 'name'): string {
   const s = string(name, argName);
   if (s.length === 0 || Buffer.byteLength(s) > MAX_NAME) throw rangeError(`a name of 1 to ${MAX_NAME} bytes`, argName, s);
-  // eslint-disable-next-line no-control-regex
   if (s.includes('/') || s === '.' || s === '..' || /[\x00-\x1f\x7f]/.test(s)) {
     throw rangeError('a name without "/", control characters, and other than "." or ".."', argName, s);
   }
