@@ -14,7 +14,7 @@
  * checks every kmem_free: the address and size must match one allocation exactly, or the call is a
  * KernelPanic and the arena is left as it was.
  */
-import { DevmapError, integer } from '../errors';
+import { DevmapError, integer, string } from '../errors';
 import { SharedMemory } from '../memory/shared-memory';
 import type { Mapping } from '../memory/mapping';
 import { pageSize } from '../memory/page';
@@ -33,7 +33,7 @@ export const CACHE_LINE = 64;
 /** A kernel panic: the simulated kernel refused an impossible request; nothing was changed. */
 export class KernelPanic extends DevmapError {
   constructor(message: string) {
-    super('ERR_DEVMAP_KERNEL_PANIC', `panic: ${message}`);
+    super('ERR_DEVMAP_KERNEL_PANIC', `panic: ${string(message, 'message')}`);
     this.name = 'KernelPanic';
   }
 }
