@@ -397,7 +397,7 @@ export class Process {
 const RW: readonly unknown[] = ['read', 'write', 'exec', 'other'];
 
 /** The error an access gets where a real process would get a signal. */
-export function faultError(signal: 'SIGSEGV' | 'SIGBUS', addr: number, pid: number, errno?: number): DevmapError {
+function faultError(signal: 'SIGSEGV' | 'SIGBUS', addr: number, pid: number, errno?: number): DevmapError {
   const cause = causeOfSyscall();
   const err = new DevmapError(signal, `${signal} at 0x${addr.toString(16)} in process ${pid}` + (errno ? ` (driver returned ${errno})` : ''), cause === undefined ? undefined : { cause });
   Object.assign(err, { address: BigInt(addr), pid, signal });
