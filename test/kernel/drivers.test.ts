@@ -117,6 +117,8 @@ describe('install() refuses what a driver cannot mean', () => {
     expect(() => k.mknod('/tmp/x', 0)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
     expect(() => k.mknod('/dev/y', 99 * 2 ** 18)).toThrow(expect.objectContaining({ code: 'ERR_DEVMAP_NO_DRIVER' }));
     expect(() => new Kernel({ mappers: 'irix' as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => new Kernel(5 as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => new Kernel({ arenaSiz: 2 ** 20 } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining('did you mean "arenaSize"?') }));
   });
 });
 
