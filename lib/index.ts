@@ -23,3 +23,8 @@ export * from './irix';
 export * from './ddi';
 export { DevmapError } from './errors';
 export type { SystemError } from './errors';
+export { Channel, Subscriber } from './channel';
+export type {
+  ChannelOptions, HandleOptions as ChannelHandleOptions, WaitOptions as ChannelWaitOptions, Loan, Message, ChannelStats,
+  ChannelReaderInfo, ChannelWriterInfo, ChannelMode, ChannelOverflow,
+} from './channel';

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <linux/futex.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -102,6 +103,24 @@ static Napi::Value WordAddressJs(const Napi::CallbackInfo& info) {
   return NumberOf(info.Env(), static_cast<double>(base) + info[1].As<Napi::Number>().DoubleValue());
 }
 
+// futex_alias(address) -> the address of the same word through a new one-page mapping of the same pages
+// (mremap with old_size 0 duplicates a shared mapping) | -errno. The futex key of a shared mapping is
+// (object, offset), so a wake through the alias reaches the word's waiters even after the caller's mapping
+// is gone; lib/sync/mutex.ts keeps one while a lockAsync sleeps, to pass on a wake it may have consumed.
+// The caller unmaps the page (address rounded down to the page) when done.
+static Napi::Value FutexAlias(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* p = nullptr;
+  long rc;
+  if (!Addr(info, 0, 4, &p, &rc)) return env.Undefined();
+  if (rc < 0) return NumberOf(env, static_cast<double>(rc));
+  uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  uintptr_t base = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  void* alias = mremap(reinterpret_cast<void*>(base), 0, page, MREMAP_MAYMOVE);
+  if (alias == MAP_FAILED) return NumberOf(env, -errno);
+  return NumberOf(env, static_cast<double>(reinterpret_cast<uintptr_t>(alias) + (reinterpret_cast<uintptr_t>(p) - base)));
+}
+
 // gettid() -> the calling thread's kernel id (the owner id a held mutex records)
 static Napi::Value GetTid(const Napi::CallbackInfo& info) {
   return NumberOf(info.Env(), static_cast<double>(syscall(SYS_gettid)));
@@ -110,6 +129,7 @@ static Napi::Value GetTid(const Napi::CallbackInfo& info) {
 void InitFutex(Napi::Env env, Napi::Object exports) {
   exports["futex_wait_spin"] = Napi::Function::New(env, FutexWaitSpin, "futex_wait_spin");
   exports["futex_wake_addr"] = Napi::Function::New(env, FutexWakeAddr, "futex_wake_addr");
+  exports["futex_alias"] = Napi::Function::New(env, FutexAlias, "futex_alias");
   exports["word_address"] = Napi::Function::New(env, WordAddressJs, "word_address");
   exports["gettid"] = Napi::Function::New(env, GetTid, "gettid");
 }

@@ -16,6 +16,17 @@
 //    whose word no longer holds the expected value, completes its entries with 0 ('ok'); an entry whose
 //    deadline has passed completes with 1 ('timed-out'). The re-read matters because futex_waitv reports
 //    only one woken index per return, and a change made before the thread went to sleep wakes nobody.
+//  - The thread never loads a word itself. The object under an alias can shrink (a resize in this process,
+//    an ftruncate by a peer), and a load from a page past the end of a shared object is a SIGBUS, which on
+//    this thread (every signal blocked, no JS to tell) would kill the process. The re-read goes through the
+//    kernel instead (ReadWords): process_vm_readv(2) on our own pid walks the page tables and answers a
+//    missing page with a short count, one call for every Slot of the Group. Where a seccomp profile forbids
+//    it, each word is probed with FUTEX_WAIT_BITSET and an expired deadline (the kernel reads the word and
+//    answers EAGAIN, ETIMEDOUT or EFAULT). futex_waitv reads the words in the kernel too, and says EFAULT.
+//    A Slot whose page is gone completes with -EFAULT (ERR_DEVMAP_TRUNCATED in JS); the others wait on.
+//  - No wake is lost. A FUTEX_WAKE that ends our futex_waitv was meant for one waiter of that word; if every
+//    entry of the woken Slot was cancelled meanwhile, the thread passes the wake on (FUTEX_WAKE 1 through
+//    its alias) before it drops the Slot, so another waiter, in any process, gets it.
 //  - Completions go to a queue; one napi thread-safe-function call drains it on the JS thread, which also
 //    joins exited threads. Cancellation (AbortSignal) removes the entry under the lock, or, if the thread
 //    completed it first, takes the completion out of the queue: either way exactly one outcome is reported.
@@ -33,6 +44,7 @@
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #include <unordered_map>
@@ -115,6 +127,53 @@ static void Complete(State* s, Slot* sl, int result) {
   sl->entries.clear();
 }
 
+// --- reading words without faulting (see the essay above) ------------------------------------------------
+
+static pid_t g_pid = 0;              // set by InitWaitv; a Node process does not fork
+static bool g_no_vm_readv = false;   // process_vm_readv refused once (seccomp): probe from then on
+
+// 0: the word holds `expected`; 1: it does not (or a wake arrived: 'ok' means "look again"); -1: unreadable.
+static int Probe(uint32_t* word, uint32_t expected) {
+  struct timespec past = {0, 0};  // an absolute CLOCK_MONOTONIC deadline long gone
+  long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, &past, nullptr, FUTEX_BITSET_MATCH_ANY);
+  if (r < 0 && errno == ETIMEDOUT) return 0;
+  if (r < 0 && errno == EFAULT) return -1;
+  return 1;
+}
+
+// values[i] = the word of slots[i] now, or gone[i] = 1 when its page cannot be read. With the probe fallback
+// a changed word reads as (expected ^ 1): some value other than what the first entry expects.
+static void ReadWords(const std::vector<Slot*>& slots, std::vector<uint32_t>* values, std::vector<char>* gone) {
+  size_t n = slots.size();
+  values->assign(n, 0);
+  gone->assign(n, 0);
+  size_t i = 0;
+  if (!__atomic_load_n(&g_no_vm_readv, __ATOMIC_RELAXED)) {
+    std::vector<struct iovec> local(n), remote(n);
+    for (size_t k = 0; k < n; k++) {
+      local[k] = {&(*values)[k], sizeof(uint32_t)};
+      remote[k] = {slots[k]->word, sizeof(uint32_t)};
+    }
+    while (i < n) {
+      ssize_t got = process_vm_readv(g_pid, &local[i], n - i, &remote[i], n - i, 0);
+      if (got < 0 && errno != EFAULT) {
+        __atomic_store_n(&g_no_vm_readv, true, __ATOMIC_RELAXED);
+        break;
+      }
+      // A copy stops at the first element it cannot read (never inside one): that element's page is gone.
+      i += got < 0 ? 0 : static_cast<size_t>(got) / sizeof(uint32_t);
+      if (i < n) (*gone)[i++] = 1;
+    }
+  }
+  for (; i < n; i++) {
+    if (slots[i]->entries.empty()) continue;
+    uint32_t expected = slots[i]->entries[0].expected;
+    int p = Probe(slots[i]->word, expected);
+    if (p < 0) (*gone)[i] = 1;
+    else (*values)[i] = p == 0 ? expected : expected ^ 1;
+  }
+}
+
 struct ThreadArg {
   State* s;
   Group* g;
@@ -130,15 +189,26 @@ static void* WaiterThread(void* arg) {
 
   std::vector<struct futex_waitv> vec;
   std::vector<Slot*> snapshot;
+  std::vector<uint32_t> values;
+  std::vector<char> gone;
+  bool fault_unexplained = false;  // futex_waitv said EFAULT: the re-read must find the page that is gone
   std::unique_lock<std::mutex> lk(s->mu);
   for (;;) {
     if (s->stopping) return nullptr;  // teardown joins us and frees the slots
-    // Settle what can be settled: changed words complete 'ok', passed deadlines 'timed-out'.
+    // Settle what can be settled: changed words complete 'ok', passed deadlines 'timed-out', words whose
+    // page is gone -EFAULT.
     int64_t now = MonoNs();
     int64_t next_deadline = kNever;
-    for (size_t i = 0; i < g->slots.size();) {
+    ReadWords(g->slots, &values, &gone);
+    bool found_gone = false;
+    for (size_t i = 0; i < g->slots.size(); i++) {
       Slot* sl = g->slots[i];
-      uint32_t v = LoadAcquire(sl->word);
+      if (gone[i]) {
+        found_gone = true;
+        Complete(s, sl, -EFAULT);
+        continue;
+      }
+      uint32_t v = values[i];
       std::vector<Entry> keep;
       for (const Entry& e : sl->entries) {
         int result = e.expected != v ? 0 : e.deadline <= now ? 1 : -1;
@@ -151,6 +221,13 @@ static void* WaiterThread(void* arg) {
         }
       }
       sl->entries.swap(keep);
+    }
+    if (fault_unexplained && !found_gone) {
+      for (Slot* sl : g->slots) Complete(s, sl, -EFAULT);  // nothing to single out: fail rather than spin
+    }
+    fault_unexplained = false;
+    for (size_t i = 0; i < g->slots.size();) {
+      Slot* sl = g->slots[i];
       if (sl->entries.empty()) {
         FreeSlot(s, sl);
         g->slots[i] = g->slots.back();
@@ -193,7 +270,15 @@ static void* WaiterThread(void* arg) {
     // Slots are freed only by this thread (or by teardown after joining it), so snapshot[] is still valid;
     // but the Slot may have lost its entries to cancellation meanwhile, which Complete() handles.
     if (r >= 1) {
-      Complete(s, snapshot[static_cast<size_t>(r) - 1], 0);
+      Slot* woken = snapshot[static_cast<size_t>(r) - 1];
+      if (woken->entries.empty()) {
+        // Every wait this wake could end was cancelled meanwhile: it belongs to another waiter. Pass it on.
+        syscall(SYS_futex, woken->word, FUTEX_WAKE, 1, nullptr, nullptr, 0);
+      } else {
+        Complete(s, woken, 0);
+      }
+    } else if (r < 0 && err == EFAULT) {
+      fault_unexplained = true;
     } else if (r < 0 && err != EAGAIN && err != ETIMEDOUT && err != EINTR) {
       for (Slot* sl : g->slots) Complete(s, sl, -err);  // e.g. ENOMEM: fail the waits rather than spin
     }
@@ -370,6 +455,7 @@ static Napi::Value WaitvThreads(const Napi::CallbackInfo& info) {
 }
 
 void InitWaitv(Napi::Env env, Napi::Object exports) {
+  g_pid = getpid();
   State* s = new State();
   s->env = env;
   // futex_waitv with no futexes: EINVAL where the call exists, ENOSYS before Linux 5.16.

@@ -807,7 +807,7 @@ export const devmapInterface: DeviceMapper = {
   mmap: devmapMmap,
 };
 
-/** For tests and pmap-like tools: the handle chain of the devmap mapping at `addr` in `as` (a process's `as`). */
+/** For tests and pmap-like tools: the handle chain of the devmap mapping at `addr` in `as` (a process's `as`; public, exported from the package root). */
 export function handlesAt(as: AddressSpace, addr: bigint): DevmapHandle[] {
   if (!(as instanceof AddressSpace)) throw typeError('an AddressSpace (proc.as)', 'as', as);
   if (typeof addr !== 'bigint') throw typeError('a bigint address', 'addr', addr);
