@@ -147,7 +147,22 @@ const INSTANCES: Record<string, (() => object | Promise<object>)[]> = {
     return devmap.handlesAt(p.as, a)[0];
   }],
   Uio: [async () => (await driverObjects()).uio],
+  // Closed channels only: on a live one receive() or send() without a timeout would block this thread for ever.
+  Channel: [() => closedChannel('spsc')],
+  Subscriber: [() => {
+    const ch = closedChannel('broadcast');
+    return ch.subscribe();
+  }],
 };
+
+function closedChannel(mode: devmap.ChannelMode): devmap.Channel {
+  const opts = { capacity: 4096, mode };
+  const m = devmap.mapAnonymous(devmap.Channel.bytesFor(opts));
+  sharedMaps.push(m);
+  const ch = devmap.Channel.create(m, opts);
+  ch.close();
+  return ch;
+}
 
 const ENDINGS: (string | symbol)[] = ['unmap', 'close', 'exit', 'shutdown', 'destroy', 'detach', Symbol.dispose, Symbol.asyncDispose];
 
@@ -174,6 +189,8 @@ const KNOWN_UNCODED: [label: string, owner: string][] = [
   ['new SharedResourceMap', 'rmap'], // "Use SharedResourceMap.create() or …": no code
   ['SharedResourceMap.inspect', 'rmap'], // inspect(detached buffer): "Cannot perform Construct on a detached ArrayBuffer"
   ['new ResourceMapPanic', 'rmap'], // a symbol message: "Cannot convert a Symbol value to a string"
+  ['new Channel', 'channel'], // the constructor reads its arguments unchecked: "Cannot read properties of undefined"
+  ['new Subscriber', 'channel'], // the same
 ];
 const knownUncodedSeen = new Set<string>();
 
