@@ -286,6 +286,13 @@ describe('hostile input', () => {
       for (const make of factories) {
         for (const [shown, args] of argLists()) {
           const obj = (await make()) as Record<string | symbol, unknown>;
+          // Own function-valued properties too: the kernel's kmem_alloc, kbytes, ... are arrow properties.
+          for (const key of Reflect.ownKeys(obj)) {
+            const desc = Object.getOwnPropertyDescriptor(obj, key)!;
+            if (typeof desc.value === 'function' && !ENDINGS.includes(key)) {
+              await probe(`${cls}#${String(key)}${shown}`, () => desc.value.apply(obj, args), failures);
+            }
+          }
           let proto = Object.getPrototypeOf(obj);
           // Node's own prototypes are not devmap's to probe (EventEmitter#setMaxListeners(1) would only make
           // warnings for the rest of the run).
