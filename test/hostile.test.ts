@@ -147,21 +147,21 @@ const INSTANCES: Record<string, (() => object | Promise<object>)[]> = {
     return devmap.handlesAt(p.as, a)[0];
   }],
   Uio: [async () => (await driverObjects()).uio],
-  // Closed channels only: on a live one receive() or send() without a timeout would block this thread for ever.
-  Channel: [() => closedChannel('spsc')],
-  Subscriber: [() => {
-    const ch = closedChannel('broadcast');
-    return ch.subscribe();
-  }],
+  // Closed channels only: a blocking receive() without a timeout on a live, empty channel waits by design.
+  Channel: [() => closedChannel('spsc').channel, () => closedChannel('mpmc').channel],
+  Subscriber: [() => closedChannel('broadcast').subscriber!],
 };
 
-function closedChannel(mode: devmap.ChannelMode): devmap.Channel {
+/** A channel in a mapping released at the end, closed (and with one subscriber when it is a broadcast). */
+function closedChannel(mode: devmap.ChannelOptions['mode']): { channel: devmap.Channel; subscriber?: devmap.Subscriber } {
   const opts = { capacity: 4096, mode };
   const m = devmap.mapAnonymous(devmap.Channel.bytesFor(opts));
   sharedMaps.push(m);
-  const ch = devmap.Channel.create(m, opts);
-  ch.close();
-  return ch;
+  const channel = devmap.Channel.create(m, opts);
+  const subscriber = mode === 'broadcast' ? channel.subscribe() : undefined;
+  channel.trySend('x');
+  channel.close();
+  return { channel, subscriber };
 }
 
 const ENDINGS: (string | symbol)[] = ['unmap', 'close', 'exit', 'shutdown', 'destroy', 'detach', Symbol.dispose, Symbol.asyncDispose];
