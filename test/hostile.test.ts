@@ -184,7 +184,6 @@ const ACCEPTED_CODE = /^(ERR_INVALID_ARG_TYPE|ERR_INVALID_ARG_VALUE|ERR_OUT_OF_R
  */
 const KNOWN_UNCODED: [label: string, owner: string][] = [
   ['new Mapping', 'memory'], // "Mapping is not constructible": a TypeError without a code
-  ['Mapping#protection', 'memory'], // protection(symbol) / protection(10n): V8 TypeErrors; protection(-1) returns undefined
   ['new SharedMemory', 'memory'], // "SharedMemory is not constructible": no code
   ['new SharedResourceMap', 'rmap'], // "Use SharedResourceMap.create() or …": no code
   ['SharedResourceMap.inspect', 'rmap'], // inspect(detached buffer): "Cannot perform Construct on a detached ArrayBuffer"
