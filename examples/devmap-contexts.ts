@@ -227,19 +227,18 @@ async function client(path: string, mark: number, rounds: number): Promise<void>
   const fd = await p.open('/dev/xx');
   const addr = await p.mmap(0n, XX_REGS_PAGES * pageSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   const reg = new Uint8Array(p.view(addr, pageSize));
-  process.stdout.write(`ready\n`);
-  await new Promise((r) => process.stdin.once('data', r));
-  process.stdin.destroy();
-  // Staggered turns: a turn every 60 ms, the second process 30 ms after the first, so that each write finds
-  // the other process on the context (held 50 ms after its last switch).
-  await new Promise((r) => setTimeout(r, (mark & 0xf) * 30));
+  process.stdout.write('ready\n');
+  // One turn per byte on stdin: the host hands the turns round, so each write finds another process on the
+  // context and faults.
+  const turns = process.stdin[Symbol.asyncIterator]();
   for (let i = 0; i < rounds; i++) {
+    if ((await turns.next()).done) break;
     const t0 = process.hrtime.bigint();
-    reg[0] = mark; // a real fault whenever the other process holds the context
+    reg[0] = mark; // a real fault: the other process holds the context
     const us = Number(process.hrtime.bigint() - t0) / 1000;
-    process.stdout.write(`  client ${p.pid}: round ${i + 1} wrote 0x${mark.toString(16)} (${us.toFixed(0)} µs)\n`);
-    await new Promise((r) => setTimeout(r, 60));
+    process.stdout.write(`client ${p.pid}: round ${i + 1} wrote 0x${mark.toString(16)} (${us.toFixed(0)} µs)\n`);
   }
+  process.stdin.destroy();
   await p.exit();
 }
 
@@ -262,16 +261,21 @@ export async function mainProcesses(processes: number, log: (line: string) => vo
   // The clients run this very file, compiled (under a test runner this module is the TypeScript source).
   const clientScript = __filename.endsWith('.ts') ? join(__dirname, '..', 'dist', 'examples', 'devmap-contexts.js') : __filename;
   let ready = 0;
+  let turn = 0;
+  const next = () => {
+    if (turn < processes * rounds) spawned[turn++ % processes].child.stdin!.write('t');
+    else for (const s of spawned) s.child.stdin!.end();
+  };
   const spawned = Array.from({ length: processes }, (_, i) => {
     const child = spawn(process.execPath, [clientScript, '--client', host.path, String(0xa0 + i), String(rounds)], { stdio: ['pipe', 'pipe', 'inherit'] });
     child.stdout!.on('data', (d: Buffer) => {
       for (const line of d.toString().trim().split('\n')) {
-        if (line === 'ready') ready++;
-        else log(`${ms()} ms ${line.trim()}`);
-      }
-      if (ready === processes) {
-        ready = -1;
-        for (const s of spawned) s.child.stdin!.end('g');
+        if (line === 'ready') {
+          if (++ready === processes) next();
+          continue;
+        }
+        log(`${ms()} ms ${line.trim()}`);
+        next(); // this process's turn is done: the next process's turn
       }
     });
     return { child, closed: new Promise<number | null>((done) => child.on('close', (code) => done(code))) };

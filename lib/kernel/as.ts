@@ -223,7 +223,7 @@ export class AddressSpace {
     return { addr, len, mapping };
   }
 
-  /** Re-reserves [addr, addr + len) without a Mapping (pages a driver never backed). */
+  /** Re-reserves [addr, addr + len) that no piece covers (a client applying its host's changes, lib/kernel/remote). */
   rereserve(addr: number, len: number): void {
     this.#rereserve(addr, len);
   }

@@ -98,3 +98,18 @@ export class Program {
     this.child.stdin!.write('g');
   }
 }
+
+/** Runs a command with `input` on its stdin (then closed); resolves with its status and output. */
+export function runWithInput(cmd: string, args: string[], input: string): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d) => (stdout += d));
+    child.stderr!.on('data', (d) => (stderr += d));
+    child.stdin!.on('error', () => undefined);
+    child.stdin!.end(input);
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}

@@ -6,9 +6,10 @@ import { Kernel, pageSize } from '../../lib';
 import * as vdk from '../../examples/irix-vdk';
 import * as xx from '../../examples/rmalloc-buffers';
 import { recordingDriver } from '../ddi/driver';
-import { fixture } from '../helpers/child';
+import { join } from 'node:path';
+import { fixture, run } from '../helpers/child';
 import { trackLeaks } from '../helpers/leaks';
-import { compile, onCleanup, Program, serve, type Served } from './helpers';
+import { compile, onCleanup, Program, runWithInput, serve, type Served } from './helpers';
 
 trackLeaks();
 
@@ -229,5 +230,30 @@ describe('the shim leaves everything else to libc', () => {
     expect(prog.stdout.trim()).toBe('True');
     await new Promise((r) => setTimeout(r, 50));
     expect(served.exits).toHaveLength(0);
+  });
+});
+
+describe('devmap run', () => {
+  it('runs a program as a client of the kernel at --kernel and exits with its status (128 + signal)', async () => {
+    const { kernel, free, driver, served } = await setup();
+    const cli = join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
+    const ok = await runWithInput(process.execPath, [cli, 'run', '--kernel', served.path, '--', 'python3', fixture('client-python.py'), 'vdk'], 'g');
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain('closed');
+    const crashed = await runWithInput(process.execPath, [cli, 'run', '--kernel', served.path, '--', mapProgram, '/dev/vdk', '1', 'crash'], 'g');
+    expect(crashed.code).toBe(128 + 11);
+    await served.untilExits(4); // two hellos of `devmap run` itself, two programs
+    expect(driver.records()).toHaveLength(0);
+    expect(kernel.arena.stats().freeBytes).toBe(free);
+  });
+
+  it('usage errors are status 2; a missing kernel is status 1', async () => {
+    const cli = join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
+    expect((await run(process.execPath, [cli, 'run', '--', 'true'])).code).toBe(2);
+    expect((await run(process.execPath, [cli, 'run', '--kernel', '/nonexistent.sock'])).code).toBe(2);
+    const missing = await run(process.execPath, [cli, 'run', '--kernel', '/nonexistent.sock', '--', 'true']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/no kernel host at/);
   });
 });

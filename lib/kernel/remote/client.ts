@@ -18,7 +18,7 @@
  */
 import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { DevmapError, integer, string, systemError } from '../../errors';
+import { DevmapError, integer, string, systemError, typeError } from '../../errors';
 import { MAP_FIXED, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../memory/constants';
 import { pageSize } from '../../memory/page';
 import { native } from '../../native';
@@ -31,6 +31,7 @@ import {
 } from './protocol';
 
 const O_ACCMODE = 3;
+const connecting = Symbol('devmap.connectKernel');
 
 /** A process of a remote kernel: this Node process, connected to a host's socket. */
 export class RemoteProcess {
@@ -49,9 +50,11 @@ export class RemoteProcess {
   #agentSock = -1;
   #agent = -1;
   #noFaults = '';
+  #faultsStarted = false;
 
   /** @internal Use connectKernel(). */
-  constructor(fd: number, hello: Frame) {
+  constructor(fd: number, hello: Frame, token?: symbol) {
+    if (token !== connecting) throw new DevmapError('ERR_DEVMAP_NOT_CONSTRUCTIBLE', 'RemoteProcess is not constructible; use connectKernel(path)');
     this.#fd = fd;
     this.pid = Number(hello.words[1]);
     const size = Number(hello.words[2]);
@@ -86,9 +89,9 @@ export class RemoteProcess {
    */
   async prefault(addr: bigint, len: number, rw: 'read' | 'write' = 'read'): Promise<void> {
     this.#assertRunning();
-    if (typeof addr !== 'bigint') throw new TypeError(`Expected a bigint for addr but received ${typeof addr}`);
+    if (typeof addr !== 'bigint') throw typeError('a bigint', 'addr', addr);
     len = integer(len, 'len', 1);
-    if (rw !== 'read' && rw !== 'write') throw new TypeError(`Expected 'read' or 'write' for rw but received ${String(rw)}`);
+    if (rw !== 'read' && rw !== 'write') throw typeError("'read' or 'write'", 'rw', rw);
     const off = this.#offsetOf(addr, len);
     if (off < 0) throw systemError(-14, 'prefault');
     const r = this.#call(Op.PREFAULT, [off, len, rw === 'write' ? 1 : 0], undefined, 'prefault');
@@ -97,6 +100,8 @@ export class RemoteProcess {
 
   /** @internal Sets up real faults: the uffd, the agent socket, the hello, the agent thread. */
   startFaults(): void {
+    if (this.#faultsStarted) return;
+    this.#faultsStarted = true;
     const n = native();
     const u = openUserfaultfd();
     if ('errno' in u) {
@@ -185,12 +190,12 @@ export class RemoteProcess {
     const dir = iocDir(cmd);
     const size = dir === 0 ? 0 : iocSize(cmd);
     if (size > 0) {
-      if (!(arg instanceof Uint8Array) || arg.length < size) throw new TypeError(`Expected a Uint8Array of ${size} bytes for arg (the size ioctl command 0x${cmd.toString(16)} encodes)`);
+      if (!(arg instanceof Uint8Array) || arg.length < size) throw typeError(`a Uint8Array of ${size} bytes (the size ioctl command 0x${cmd.toString(16)} encodes)`, 'arg', arg);
       const r = this.#call(Op.IOCTL, [fd, cmd, 0], dir & IOC_WRITE ? arg.slice(0, size) : undefined, 'ioctl');
       if (dir & IOC_READ) arg.set(r.bytes.subarray(0, size));
       return;
     }
-    if (typeof arg !== 'number' && typeof arg !== 'bigint') throw new TypeError(`Expected an integer for arg but received ${typeof arg}`);
+    if (typeof arg !== 'number' && typeof arg !== 'bigint') throw typeError('an integer', 'arg', arg);
     if (typeof arg === 'number') integer(arg, 'arg', Number.MIN_SAFE_INTEGER);
     this.#call(Op.IOCTL, [fd, cmd, BigInt(arg)], undefined, 'ioctl');
   }
@@ -198,7 +203,7 @@ export class RemoteProcess {
   /** mmap(2): real pages in this process at the returned address (inside this process's reservation). */
   async mmap(addr: bigint, len: number, prot: number, flags: number, fd: number, off: number): Promise<bigint> {
     this.#assertRunning();
-    if (typeof addr !== 'bigint') throw new TypeError(`Expected a bigint for addr but received ${typeof addr}`);
+    if (typeof addr !== 'bigint') throw typeError('a bigint', 'addr', addr);
     len = integer(len, 'len');
     prot = integer(prot, 'prot', 0, 0xffffffff);
     flags = integer(flags, 'flags', 0, 0xffffffff);
@@ -216,7 +221,7 @@ export class RemoteProcess {
   /** munmap(2) of [addr, addr + len) inside the reservation. */
   async munmap(addr: bigint, len: number): Promise<void> {
     this.#assertRunning();
-    if (typeof addr !== 'bigint') throw new TypeError(`Expected a bigint for addr but received ${typeof addr}`);
+    if (typeof addr !== 'bigint') throw typeError('a bigint', 'addr', addr);
     len = integer(len, 'len');
     const off = this.#offsetOf(addr, len);
     if (off < 0) throw systemError(-22, 'munmap');
@@ -225,7 +230,7 @@ export class RemoteProcess {
 
   async mprotect(addr: bigint, len: number, prot: number): Promise<void> {
     this.#assertRunning();
-    if (typeof addr !== 'bigint') throw new TypeError(`Expected a bigint for addr but received ${typeof addr}`);
+    if (typeof addr !== 'bigint') throw typeError('a bigint', 'addr', addr);
     len = integer(len, 'len');
     prot = integer(prot, 'prot', 0, 0xffffffff);
     const off = this.#offsetOf(addr, len);
@@ -252,7 +257,7 @@ export class RemoteProcess {
   /** The Mapping holding [addr, addr + len) (one mapping piece: a partial munmap splits them). */
   view(addr: bigint, len: number): ArrayBuffer {
     this.#assertRunning();
-    if (typeof addr !== 'bigint') throw new TypeError(`Expected a bigint for addr but received ${typeof addr}`);
+    if (typeof addr !== 'bigint') throw typeError('a bigint', 'addr', addr);
     len = integer(len, 'len', 1);
     const a = Number(addr);
     const p = this.#pieces.find((q) => q.addr <= a && a + len <= q.addr + q.len);
@@ -276,7 +281,7 @@ export class RemoteProcess {
   /** The bytes of a typed array, or a copy of the mapped bytes at a bigint address, and how many are reachable. */
   #userBytes(target: ArrayBufferView | bigint, len: number | undefined, need: number): [Uint8Array, number] {
     if (ArrayBuffer.isView(target)) return [new Uint8Array(target.buffer, target.byteOffset, target.byteLength), target.byteLength];
-    if (typeof target !== 'bigint') throw new TypeError(`Expected a typed array or a bigint address for the buffer but received ${typeof target}`);
+    if (typeof target !== 'bigint') throw typeError('a typed array or a bigint address', 'buffer', target);
     len = integer(len, 'len');
     const a = Number(target);
     const p = this.#pieces.find((q) => q.addr <= a && a < q.addr + q.len);
@@ -454,7 +459,7 @@ export function connectKernel(path: string): RemoteProcess {
     }
     const reply = decode(buf, 0, size);
     if (reply.op !== (Op.HELLO | REPLY) || reply.words[0] !== 0n) throw new DevmapError('ERR_DEVMAP_PROTOCOL', 'The kernel host refused the hello (protocol version?)');
-    const proc = new RemoteProcess(fd, reply);
+    const proc = new RemoteProcess(fd, reply, connecting);
     proc.startFaults();
     return proc;
   } catch (err) {

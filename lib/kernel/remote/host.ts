@@ -27,7 +27,7 @@ import { EventEmitter } from 'node:events';
 import { chmodSync, linkSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
-import { options as readOptions, string, systemError } from '../../errors';
+import { DevmapError, options as readOptions, rangeError, string, systemError, typeError } from '../../errors';
 import { F_DUPFD_CLOEXEC, PROT_READ, PROT_WRITE } from '../../memory/constants';
 import { pageSize } from '../../memory/page';
 import { native } from '../../native';
@@ -63,6 +63,7 @@ export type ExitReason = 'exit' | 'disconnect' | 'protocol' | 'host-close';
 
 const FALLOC_FL_KEEP_SIZE = 1;
 const MAX_FORK_WAIT_MS = 10_000;
+const listening = Symbol('devmap.listen');
 const MAX_PATH = 4096;
 /** Buffered, unprocessed request bytes beyond which a client is cut off (it does not wait for replies). */
 const MAX_BUFFERED = 1024 * 1024;
@@ -83,8 +84,9 @@ export class KernelHost extends EventEmitter {
   #closing: Promise<void> | null = null;
 
   /** @internal Use kernel.listen(). */
-  constructor(kernel: Kernel, path: string, server: Server, allow: Set<number>) {
+  constructor(kernel: Kernel, path: string, server: Server, allow: Set<number>, token?: symbol) {
     super();
+    if (token !== listening) throw new DevmapError('ERR_DEVMAP_NOT_CONSTRUCTIBLE', 'KernelHost is not constructible; use kernel.listen(path)');
     this.kernel = kernel;
     this.path = path;
     this.#server = server;
@@ -156,14 +158,14 @@ export async function listen(kernel: Kernel, path: string, opts?: ListenOptions)
   const o = readOptions<ListenOptions>(opts, 'options', ['allowUids', 'backlog']);
   const allow = new Set<number>([process.getuid?.() ?? 0]);
   if (o.allowUids !== undefined) {
-    if (!Array.isArray(o.allowUids)) throw new TypeError('Expected an array of uids for options.allowUids');
+    if (!Array.isArray(o.allowUids)) throw typeError('an array of uids', 'options.allowUids', o.allowUids);
     for (const u of [...o.allowUids]) {
-      if (!Number.isInteger(u) || u < 0 || u > 0xfffffffe) throw new RangeError(`Expected a uid for options.allowUids but received ${String(u)}`);
+      if (!Number.isInteger(u) || u < 0 || u > 0xfffffffe) throw rangeError('a uid', 'options.allowUids[]', u);
       allow.add(u);
     }
   }
   const backlog = o.backlog === undefined ? 128 : o.backlog;
-  if (!Number.isInteger(backlog) || backlog < 1 || backlog > 65535) throw new RangeError(`Expected 1..65535 for options.backlog but received ${String(backlog)}`);
+  if (!Number.isInteger(backlog) || backlog < 1 || backlog > 65535) throw rangeError('an integer in 1..65535', 'options.backlog', backlog);
   const mode = allow.size > 1 ? 0o666 : 0o600;
   const fd = bindSocket(path, mode, backlog);
   const server = createServer({ allowHalfOpen: false, pauseOnConnect: false });
@@ -181,7 +183,7 @@ export async function listen(kernel: Kernel, path: string, opts?: ListenOptions)
     throw err;
   }
   servedHere.add(path);
-  return new KernelHost(kernel, path, server, allow);
+  return new KernelHost(kernel, path, server, allow, listening);
 }
 
 /** socket → bind (a temporary name) → chmod → listen → link to `path` (exclusive) → unlink the temporary. */
