@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEVMAP_ACCESS, DEVMAP_READ, DEVMAP_WRITE, Kernel } from '../../lib';
-import { fixture, runNode } from '../helpers/child';
+import { fixture, run, runNode } from '../helpers/child';
 import { trackLeaks } from '../helpers/leaks';
-import { serve, until } from '../clients/helpers';
+import { compile, serve, until } from '../clients/helpers';
 import { P, faultDriver, type FaultDriverOptions } from './driver';
 
 trackLeaks();
@@ -145,5 +145,32 @@ describe('hazards', () => {
     expect(lines(r.stdout)).toEqual([{ first: 7, second: 0x5a, faults: true }]);
     expect(flt.accesses.map((a) => a.pid)).toHaveLength(2);
     expect(flt.regs[P]).toBe(0x5a);
+  });
+
+  describe('where userfaultfd is unavailable, mapping such a segment fails with a coded error naming the reason and the fix', () => {
+    it('a kernel without userfaultfd (ENOSYS)', async () => {
+      const { flt, served } = await setup();
+      const noUffd = await compile('no-uffd');
+      const res = await run(noUffd, ['ENOSYS', process.execPath, fixture('fault-client.cjs'), served.path, 'nofaults']);
+      const [o] = lines(res.stdout);
+      expect(o.code).toBe('ERR_DEVMAP_NO_USERFAULTFD');
+      expect(o.message).toMatch(/devmap_access entry point.*no userfaultfd.*CONFIG_USERFAULTFD.*To fix/);
+      expect(o.why).toMatch(/CONFIG_USERFAULTFD/);
+      expect(flt.accesses).toEqual([]);
+      await served.untilExits(1);
+      expect(served.errors).toEqual([]);
+    });
+
+    it.runIf(process.getuid?.() === 0)('an unprivileged user where the sysctl and /dev/userfaultfd both refuse (EPERM, EACCES)', async () => {
+      const { served } = await setup({}, [65534]);
+      chmodSync(join(served.path, '..'), 0o711);
+      const noUffd = await compile('no-uffd');
+      chmodSync(join(noUffd, '..'), 0o755);
+      const res = await run(noUffd, ['EPERM', process.execPath, fixture('fault-client.cjs'), served.path, 'nofaults'], { uid: 65534, gid: 65534 });
+      const [o] = lines(res.stdout);
+      expect(o.code).toBe('ERR_DEVMAP_NO_USERFAULTFD');
+      expect(o.message).toMatch(/vm\.unprivileged_userfaultfd.*\/dev\/userfaultfd.*To fix/);
+      await served.untilExits(1);
+    });
   });
 });
