@@ -25,6 +25,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 // One agent per connection: a Node process may hold many connections at once.
@@ -202,14 +203,24 @@ int dm_agent_hello(int sock, int uffd, uint64_t base, uint64_t size) {
   return n == (ssize_t)sizeof m ? 0 : (n < 0 ? -errno : -EPIPE);
 }
 
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int dm_agent_call(int sock, uint32_t op, int64_t a, int64_t b, int timeout_ms) {
   static uint32_t next_seq;
   uint32_t seq = ++next_seq;
   struct dm_agent_msg m = {op, seq, a, b};
   if (send_msg(sock, &m) < 0) return -EPIPE;
+  // One deadline for the whole wait: a client that keeps sending other messages cannot hold the host longer.
+  int64_t deadline = now_ms() + timeout_ms;
   for (;;) {
+    int64_t left = deadline - now_ms();
+    if (left <= 0) return -ETIMEDOUT;
     struct pollfd p = {sock, POLLIN, 0};
-    int rc = poll(&p, 1, timeout_ms);
+    int rc = poll(&p, 1, (int)left);
     if (rc < 0 && errno == EINTR) continue;
     if (rc < 0) return -errno;
     if (rc == 0) return -ETIMEDOUT;

@@ -30,13 +30,16 @@
  * changing under a non-cooperative event, and the call is made again on a later turn of the event loop; any
  * other error means the range or the process is gone.
  */
+import { readlinkSync } from 'node:fs';
 import { EFAULT } from '../errno';
+import { F_GETFL } from '../../memory/constants';
 import { pageSize } from '../../memory/page';
 import { native } from '../../native';
 import type { Rw } from '../as';
 import type { Process } from '../process';
 import { DM_AGENT_HELLO, DM_AGENT_REFUSE, DM_AGENT_UNLOAD, decodeAgentMsg, AGENT_MSG } from './agent';
 
+const O_NONBLOCK = 0o4000;
 const UFFD_EVENT_PAGEFAULT = 0x12;
 const UFFD_PAGEFAULT_FLAG_WRITE = 1;
 const UFFD_PAGEFAULT_FLAG_WP = 2;
@@ -45,6 +48,17 @@ const EAGAIN = 11;
 /** How long the host waits for an agent's acknowledgement before it gives the client up. */
 const AGENT_TIMEOUT_MS = 5000;
 const MAX_EAGAIN_RETRIES = 1000;
+
+/** True for a userfaultfd that does not block (what a client's hello must carry). */
+function isUserfaultfd(fd: number): boolean {
+  let target = '';
+  try {
+    target = readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return false;
+  }
+  return target === 'anon_inode:[userfaultfd]' && (native().fcntl(fd, F_GETFL, 0) & O_NONBLOCK) !== 0;
+}
 
 /** What the fault server needs of its connection. */
 export interface FaultClient {
@@ -93,7 +107,8 @@ export class FaultServer {
     const fds = Array.from(out.subarray(2, 2 + out[0]));
     const msg = got === AGENT_MSG ? decodeAgentMsg(buf) : null;
     const size = client.proc!.as.size;
-    if (!msg || msg.op !== DM_AGENT_HELLO || fds.length !== 1 || msg.b !== size || msg.a <= 0 || msg.a % pageSize !== 0) {
+    // The client is untrusted: the descriptor must be a userfaultfd (a blocking pipe would stall this event loop).
+    if (!msg || msg.op !== DM_AGENT_HELLO || fds.length !== 1 || msg.b !== size || msg.a <= 0 || msg.a % pageSize !== 0 || !isUserfaultfd(fds[0])) {
       for (const fd of fds) n.close(fd);
       return 'the client sent no valid agent hello with its userfaultfd';
     }
