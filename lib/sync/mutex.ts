@@ -36,7 +36,9 @@
  * 5. Rules. The memory of a held Mutex must stay mapped until it is unlocked: the C library links a held
  *    mutex into the owner thread's robust list, whose pointers live in those words, and the kernel reads them
  *    when the thread dies. A Mutex keeps its array, hence its Mapping, from being garbage-collected, and a
- *    held Mutex pins its Mapping: unmap() throws ERR_DEVMAP_BUSY until the Mutex is unlocked. Mutex.init must run
+ *    held Mutex pins its pages against every call that could take them away: unmap(), protect() below
+ *    read+write and a SharedMemory#resize() that would cut them off all throw ERR_DEVMAP_BUSY until the Mutex
+ *    is unlocked (lib/sync/held.ts). Mutex.init must run
  *    exactly once per location, before any process uses it, and never while it may be in use.
  */
 import { DevmapError, options, systemError, typeError } from '../errors';
@@ -45,6 +47,7 @@ import { PROT_READ, PROT_WRITE } from '../memory/constants';
 import { adoptMapping, ownerOf, pin, unpin, type Mapping } from '../memory/mapping';
 import { pageSize } from '../memory/page';
 import { waitAsync } from './futex';
+import { hold, release, type HeldEntry } from './held';
 import { CLAIM_WORD, MARKER, MARKER_WORD, claimOrAttach } from './open-or-create';
 import { address, timeoutMs } from './word';
 
@@ -69,6 +72,8 @@ const EINVAL = -22;
 const EOWNERDEAD = -130;
 const ENOTRECOVERABLE = -131;
 const EPERM = -1;
+const EUCLEAN = -117;
+const EBADMSG = -74;
 const TID_MASK = 0x3fffffff;
 const WORDS = 16;
 
@@ -109,6 +114,16 @@ function mutexError(rc: number, what: string): Error {
       return new DevmapError('ERR_DEVMAP_MUTEX_NOT_OWNER', `${what}: this thread does not hold the Mutex`);
     case EINVAL:
       return new DevmapError('ERR_DEVMAP_MUTEX_UNINITIALIZED', `${what}: these words do not hold a Mutex made by Mutex.init()`);
+    case EUCLEAN:
+      return new DevmapError(
+        'ERR_DEVMAP_MUTEX_CORRUPT',
+        `${what}: the Mutex's bytes were overwritten (not by the C library); it was left unlocked and not recoverable: re-create it with Mutex.init() once nobody uses it`,
+      );
+    case EBADMSG:
+      return new DevmapError(
+        'ERR_DEVMAP_MUTEX_CORRUPT',
+        `${what}: this thread's robust-mutex list is overwritten beyond repair; the Mutex stays held and its mapping pinned`,
+      );
     default:
       return systemError(rc, `pthread_mutex_${what}`);
   }
@@ -142,6 +157,8 @@ export class Mutex {
   readonly #addr: number;
   readonly #lockIndex: number;
   #mapping: Mapping;
+  /** Its place among the Mutexes this thread holds (lib/sync/held.ts), while held. */
+  readonly #entry: HeldEntry;
 
   /**
    * Writes a new, unlocked Mutex into array[index .. index + Mutex.WORDS) and returns it. Do this once per
@@ -182,6 +199,7 @@ export class Mutex {
     this.#index = index;
     this.#addr = addr;
     this.#lockIndex = index + l.lockWord;
+    this.#entry = { addr, slot: -1 };
     this.#mapping = ownerOf(array.buffer as ArrayBuffer)!; // address() accepted it: a devmap view
   }
 
@@ -253,13 +271,17 @@ export class Mutex {
   unlock(): void {
     this.#check();
     const rc = native().mutex_unlock(this.#addr);
-    if (rc < 0) throw mutexError(rc, 'unlock');
+    if (rc < 0 && rc !== EUCLEAN) throw mutexError(rc, 'unlock');
+    // Unlocked, or (EUCLEAN) unlinked from the robust list and left not recoverable: no longer held either way.
     unpin(this.#mappingNow());
+    release(this.#entry);
+    if (rc === EUCLEAN) throw mutexError(rc, 'unlock');
   }
 
   /** While held, the mapping under the words cannot be unmapped (see rule 5 above). */
   #held(result: LockResult): LockResult {
     pin(this.#mappingNow());
+    hold(this.#entry);
     return result;
   }
 

@@ -1,0 +1,78 @@
+/*
+ * The Mutexes this thread holds, and the one rule they impose on the object under them: it must not shrink
+ * past them.
+ *
+ * A held Mutex's words are on the thread's robust list: the C library follows the list's pointers on every
+ * lock and unlock of any robust mutex, and the kernel follows them when the thread dies. A page of the list
+ * that vanishes faults the C library (SIGBUS inside glibc) or silently cuts the kernel's walk. unmap() and
+ * protect() of the mapping are refused through its pin count (lib/memory/mapping.ts); a shrinking
+ * SharedMemory#resize() is checked here, through the guard hook lib/memory/shared-memory.ts runs first: a
+ * held Mutex whose words lie in that object at or past the new size refuses the resize (ERR_DEVMAP_BUSY).
+ *
+ * Which object and offset an address belongs to is the kernel's record, /proc/self/maps (inode, device,
+ * file offset of each mapping). It is read only when a resize meets a held Mutex, so lock and unlock pay
+ * only for keeping the list: a push, and a swap-remove by the slot index each entry records.
+ */
+import * as fs from 'node:fs';
+import { DevmapError } from '../errors';
+import { addShrinkGuard } from '../memory/shared-memory';
+
+export interface HeldEntry {
+  /** Address of the Mutex's first byte. */
+  readonly addr: number;
+  /** Its place in `held`, kept by hold/release. */
+  slot: number;
+}
+
+const held: HeldEntry[] = [];
+
+export function hold(e: HeldEntry): void {
+  e.slot = held.length;
+  held.push(e);
+}
+
+export function release(e: HeldEntry): void {
+  const last = held.pop()!;
+  if (last !== e) {
+    held[e.slot] = last;
+    last.slot = e.slot;
+  }
+  e.slot = -1;
+}
+
+/** st_dev as Linux encodes it (new_encode_dev / glibc's makedev) from the major:minor /proc/self/maps prints. */
+function encodeDev(major: number, minor: number): number {
+  return (minor & 0xff) + (major & 0xfff) * 2 ** 8 + Math.floor(minor / 256) * 2 ** 20 + Math.floor(major / 4096) * 2 ** 32;
+}
+
+/** The (device, inode, file offset) behind each address, from /proc/self/maps; null for anonymous private memory. */
+function backingOf(addrs: number[]): ({ dev: number; ino: number; offset: number } | null)[] {
+  const out: ({ dev: number; ino: number; offset: number } | null)[] = addrs.map(() => null);
+  for (const line of fs.readFileSync('/proc/self/maps', 'latin1').split('\n')) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ ([0-9a-f]+) ([0-9a-f]+):([0-9a-f]+) (\d+)/.exec(line);
+    if (m === null) continue;
+    const start = parseInt(m[1], 16);
+    const end = parseInt(m[2], 16);
+    for (let i = 0; i < addrs.length; i++) {
+      if (addrs[i] >= start && addrs[i] < end) {
+        out[i] = { dev: encodeDev(parseInt(m[4], 16), parseInt(m[5], 16)), ino: Number(m[6]), offset: parseInt(m[3], 16) + (addrs[i] - start) };
+      }
+    }
+  }
+  return out;
+}
+
+addShrinkGuard((fd, size) => {
+  if (held.length === 0) return;
+  const st = fs.fstatSync(fd);
+  const addrs = held.map((e) => e.addr);
+  for (const b of backingOf(addrs)) {
+    if (b !== null && b.ino === st.ino && b.dev === st.dev && b.offset + 64 > size) {
+      throw new DevmapError(
+        'ERR_DEVMAP_BUSY',
+        `resize: a Mutex this thread holds lives at byte ${b.offset} of this object, past the new size ${size}; ` +
+          'unlock it first (its words are on the thread\'s robust list, which the C library and the kernel read)',
+      );
+    }
+  }
+});
