@@ -304,13 +304,23 @@ static void CallJs(napi_env env, napi_value, void* context, void*) {
   if (done.empty()) return;
   s->js_pending -= static_cast<int64_t>(done.size());
   if (s->js_pending == 0) napi_unref_threadsafe_function(env, s->tsfn);
-  Napi::Env e(env);
-  Napi::Array out = Napi::Array::New(e, done.size() * 2);
+  // The C API, each status checked: a Worker being terminated can still drain the queue here (its loop runs
+  // once more during cleanup), when JS can no longer run; node-addon-api would turn the failing call into a
+  // fatal error ("napi_throw"). Then the completions are simply dropped, as the promises die with the Worker.
+  if (s->on_complete.IsEmpty()) return;
+  napi_value out, fn, recv, num;
+  if (napi_create_array_with_length(env, done.size() * 2, &out) != napi_ok) return;
   for (size_t i = 0; i < done.size(); i++) {
-    out.Set(static_cast<uint32_t>(2 * i), NumberOf(e, done[i].first));
-    out.Set(static_cast<uint32_t>(2 * i + 1), NumberOf(e, done[i].second));
+    if (napi_create_double(env, done[i].first, &num) != napi_ok || napi_set_element(env, out, static_cast<uint32_t>(2 * i), num) != napi_ok ||
+        napi_create_double(env, done[i].second, &num) != napi_ok || napi_set_element(env, out, static_cast<uint32_t>(2 * i + 1), num) != napi_ok) {
+      return;
+    }
   }
-  if (!s->on_complete.IsEmpty()) s->on_complete.Call({out});
+  if (napi_get_reference_value(env, static_cast<napi_ref>(s->on_complete), &fn) != napi_ok || fn == nullptr ||
+      napi_get_undefined(env, &recv) != napi_ok) {
+    return;
+  }
+  napi_call_function(env, recv, fn, 1, &out, nullptr);  // an exception stays pending: Node reports it
 }
 
 // Environment teardown: stop and join every waiter thread, free the aliases, release the thread-safe

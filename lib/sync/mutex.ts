@@ -43,9 +43,7 @@
  */
 import { DevmapError, options, systemError, typeError } from '../errors';
 import { native } from '../native';
-import { PROT_READ, PROT_WRITE } from '../memory/constants';
-import { adoptMapping, ownerOf, pin, unpin, type Mapping } from '../memory/mapping';
-import { pageSize } from '../memory/page';
+import { ownerOf, pin, unpin, type Mapping } from '../memory/mapping';
 import { waitAsync } from './futex';
 import { hold, release, type HeldEntry } from './held';
 import { CLAIM_WORD, MARKER, MARKER_WORD, claimOrAttach } from './open-or-create';
@@ -127,18 +125,6 @@ function mutexError(rc: number, what: string): Error {
     default:
       return systemError(rc, `pthread_mutex_${what}`);
   }
-}
-
-/**
- * A one-page Mapping of the same pages as the word at `addr`, and the word's address in it; [undefined, 0]
- * where the kernel cannot make one (a hugetlb mapping), and then a wake can only be passed on while the
- * caller's own mapping lasts.
- */
-function aliasOf(addr: number): [Mapping | undefined, number] {
-  const word = native().futex_alias(addr);
-  if (word < 0) return [undefined, 0];
-  const base = word - (word % pageSize);
-  return [adoptMapping({ addr: base, length: pageSize, prot: PROT_READ | PROT_WRITE, shared: true }), word];
 }
 
 /** pthread_mutex_init of a robust, process-shared, error-checking mutex at `addr` (native/sync.cc). */
@@ -232,9 +218,9 @@ export class Mutex {
     const deadline = ms < 0 ? Infinity : performance.now() + ms;
     const n = native();
     let slept = false;
-    // While this task sleeps, a second mapping of the lock word's page: an unlock's single wake may end our
-    // sleep after the caller unmapped its mapping, and then this is the only address left to pass it on.
-    let forwarder: Mapping | undefined;
+    // While this task sleeps, a second mapping of the lock word's page (native/futex.cc, futex_alias): an
+    // unlock's single wake may end our sleep after the caller unmapped its mapping, and then this is the only
+    // address left to pass it on through. 0 where the kernel cannot make one (a hugetlb mapping).
     let forwardWord = 0;
     try {
       for (;;) {
@@ -252,7 +238,7 @@ export class Mutex {
         if (remaining <= 0) {
           throw new DevmapError('ERR_DEVMAP_MUTEX_TIMEOUT', `lockAsync: the Mutex was not acquired within ${ms} ms`);
         }
-        if (forwarder === undefined) [forwarder, forwardWord] = aliasOf(this.#addr + 4 * (this.#lockIndex - this.#index));
+        if (forwardWord === 0) forwardWord = Math.max(0, n.futex_alias(this.#addr + 4 * (this.#lockIndex - this.#index)));
         await waitAsync(this.#array, this.#lockIndex, value | 0, { timeout: remaining === Infinity ? undefined : remaining, signal });
         slept = true;
       }
@@ -263,7 +249,7 @@ export class Mutex {
       else if (slept && this.#array.length > 0) n.futex_wake_addr(this.#addr + 4 * (this.#lockIndex - this.#index), 1);
       throw err;
     } finally {
-      forwarder?.unmap();
+      if (forwardWord !== 0) n.futex_alias_release(forwardWord);
     }
   }
 

@@ -50,3 +50,10 @@ describe('a held Mutex whose bytes a stray fill() overwrote', () => {
     });
   }
 });
+
+describe('Workers terminated with waits pending', () => {
+  it('at random moments: no crash, and their waiter threads and aliases are gone afterwards', async () => {
+    const { before, after } = await outcome('sync-worker-storm.cjs', uniqueName('storm'), '25');
+    expect(after).toEqual(before);
+  }, 60_000);
+});
