@@ -51,6 +51,7 @@ if (sync && process.argv[1] === self && process.argv[2] === 'pong') {
  * if fewer were asked for.
  */
 function pingPonger(spin, rounds) {
+  /** @type {Int32Array | null} */
   let a = null;
   let m = null;
   let child = null;
@@ -110,6 +111,7 @@ export function latencyCases({ quick = false } = {}) {
     u8[0] = 1;
     return now() - t0;
   };
+  /** @type {import('./harness.mjs').Case[]} */
   const cases = [
     {
       name: 'map+unmap 64 KiB anonymous shared, one call',

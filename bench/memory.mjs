@@ -22,6 +22,7 @@ export function memoryCases({ quick = false } = {}) {
   writeFileSync(file, Buffer.alloc(MiB, 1));
   const shmName = `devmap-bench-${process.pid}`;
   const page = devmap.pageSize;
+  /** @type {import('./harness.mjs').Case[]} */
   const cases = [
     {
       name: 'map+unmap 64 KiB anonymous shared',

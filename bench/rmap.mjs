@@ -131,6 +131,7 @@ function variants(n) {
  * Runs the scaling benchmark: for each map size, every variant interleaved repetition by repetition.
  * Returns { reps, results: [{ ranges, rows: [{ variant, medianNs, minNs, maxNs, vsC }], memory }] }.
  * `sizes` picks map sizes; onProgress(ranges, done, total) reports each finished size.
+ * @param {{ quick?: boolean, sizes?: number[], onProgress?: (ranges: number, done: number, total: number) => void }} [options]
  */
 export function runRmap({ quick = false, sizes = SIZES, onProgress } = {}) {
   const REPS = quick ? 5 : 15;
