@@ -43,11 +43,12 @@
  */
 import { DevmapError, options, systemError, typeError } from '../errors';
 import { native } from '../native';
-import { ownerOf, pin, unpin, type Mapping } from '../memory/mapping';
+import { pin, unpin, type Mapping } from '../memory/mapping';
 import { waitAsync } from './futex';
 import { hold, release, type HeldEntry } from './held';
 import { CLAIM_WORD, MARKER, MARKER_WORD, claimOrAttach } from './open-or-create';
-import { address, timeoutMs } from './word';
+import { address, mappingOf, timeoutMs, wordsOf } from './word';
+import { typedArrayBuffer, typedArrayByteOffset } from '../intrinsics';
 
 export interface LockResult {
   /** The previous owner died holding the lock: repair the protected state, then call consistent(). */
@@ -169,7 +170,7 @@ export class Mutex {
     const o = options<{ timeout: number }>(opts, 'options', ['timeout']);
     const ms = timeoutMs(o.timeout, 'options.timeout');
     const addr = address(array, index, 8, WORDS);
-    const claim = new BigInt64Array(array.buffer, array.byteOffset + 4 * (index + CLAIM_WORD), 1);
+    const claim = new BigInt64Array(typedArrayBuffer(array), typedArrayByteOffset(array) + 4 * (index + CLAIM_WORD), 1);
     const created = claimOrAttach(array, index, claim, selfId(), ms, () => initAt(addr));
     return { mutex: new Mutex(array, index), created };
   }
@@ -186,7 +187,7 @@ export class Mutex {
     this.#addr = addr;
     this.#lockIndex = index + l.lockWord;
     this.#entry = { addr, slot: -1 };
-    this.#mapping = ownerOf(array.buffer as ArrayBuffer)!; // address() accepted it: a devmap view
+    this.#mapping = mappingOf(array)!; // address() accepted it: a devmap view
   }
 
   /** Blocks the calling thread until it holds the Mutex. */
@@ -246,7 +247,7 @@ export class Mutex {
       // Giving up after a sleep (timeout, abort, unmap, an error): the unlock's single wake may have been
       // ours, and then nobody else would get one. Pass it on (a spare wake is harmless: the waker re-checks).
       if (slept && forwardWord !== 0) n.futex_wake_addr(forwardWord, 1);
-      else if (slept && this.#array.length > 0) n.futex_wake_addr(this.#addr + 4 * (this.#lockIndex - this.#index), 1);
+      else if (slept && wordsOf(this.#array) > 0) n.futex_wake_addr(this.#addr + 4 * (this.#lockIndex - this.#index), 1);
       throw err;
     } finally {
       if (forwardWord !== 0) n.futex_alias_release(forwardWord);
@@ -273,7 +274,7 @@ export class Mutex {
 
   /** The Mapping the words are in now (a partial unmap, never while held, hands them to a surviving piece). */
   #mappingNow(): Mapping {
-    if (!this.#mapping.mapped) this.#mapping = ownerOf(this.#array.buffer as ArrayBuffer)!;
+    if (!this.#mapping.mapped) this.#mapping = mappingOf(this.#array)!;
     return this.#mapping;
   }
 
@@ -303,9 +304,9 @@ export class Mutex {
   }
 
   #check(): void {
-    // A detached array reads as length 0; an attached one holds at least the Mutex's words (checked when made).
-    // (length is a field load; .buffer.byteLength would materialise the buffer object on every call.)
-    if (this.#array.length === 0) {
+    // A detached array's [[ArrayLength]] is 0; an attached one holds at least the Mutex's words (checked when
+    // made). Read through the captured getter: an own `length` property must not make a dead address live.
+    if (wordsOf(this.#array) === 0) {
       throw new DevmapError('ERR_DEVMAP_UNMAPPED', `The Mutex at index ${this.#index} is gone: the pages under it have been unmapped`);
     }
   }
