@@ -48,6 +48,8 @@ export interface Native {
   waitv_add(address: number, expected: number, timeoutMs: number, tag: number): number;
   waitv_cancel(id: number): number;
   waitv_threads(): number;
+  /** [added, asleep, woke, queued, delivered] of the latest async wait, CLOCK_MONOTONIC ns (bench/sync.mjs). */
+  waitv_times(): number[];
   mutex_layout(): [size: number, align: number, lockWordOffset: number];
   mutex_init(address: number): number;
   mutex_lock(address: number): number;
