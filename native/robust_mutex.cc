@@ -117,6 +117,19 @@ static bool ReadOwn(uintptr_t addr, uintptr_t* out) {
   return addr % sizeof(uintptr_t) == 0 && process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == sizeof(*out);
 }
 
+// Rewrites a mutex that is on no thread's list of ours as unlocked and not recoverable, and wakes every waiter.
+static int Poison(pthread_mutex_t* m) {
+  m->__data.__list.__prev = nullptr;
+  m->__data.__list.__next = nullptr;
+  m->__data.__count = 0;
+  m->__data.__nusers = 0;
+  m->__data.__owner = kMutexNotRecoverable;
+  m->__data.__kind = ExpectedKind();
+  __atomic_store_n(LockWord(m), 0, __ATOMIC_RELEASE);
+  syscall(SYS_futex, LockWord(m), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+  return EUCLEAN;
+}
+
 static int CheckedUnlock(pthread_mutex_t* m) {
   if (t_head == nullptr) {
     size_t len;
@@ -139,7 +152,9 @@ static int CheckedUnlock(pthread_mutex_t* m) {
     pred = cur;
     cur = next & ~uintptr_t(1);
   }
-  if (cur == head) return ours ? EUCLEAN : EPERM;  // not held by this thread (glibc would trust the lock word)
+  // Not on this thread's list: not held here. glibc would trust a lock word that names us and unlink the
+  // mutex through its (garbage) pointers, so such words are corrupt; otherwise glibc's answer is EPERM.
+  if (cur == head) return ours ? Poison(m) : EPERM;
 
   uintptr_t next = reinterpret_cast<uintptr_t>(m->__data.__list.__next) & ~uintptr_t(1);
   uintptr_t prev = reinterpret_cast<uintptr_t>(m->__data.__list.__prev) & ~uintptr_t(1);
@@ -170,6 +185,12 @@ static int CheckedUnlock(pthread_mutex_t* m) {
   if (succ == head) *head_prev = pred;
   else *(reinterpret_cast<uintptr_t*>(succ) - 1) = pred;
   // What is left: an unlocked mutex that is not recoverable, and every waiter woken to find that out.
+  return Poison(m);
+}
+#else
+static bool KindOk(pthread_mutex_t*) { return true; }
+// Rewrites a mutex that is on no thread's list of ours as unlocked and not recoverable, and wakes every waiter.
+static int Poison(pthread_mutex_t* m) {
   m->__data.__list.__prev = nullptr;
   m->__data.__list.__next = nullptr;
   m->__data.__count = 0;
@@ -180,8 +201,7 @@ static int CheckedUnlock(pthread_mutex_t* m) {
   syscall(SYS_futex, LockWord(m), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
   return EUCLEAN;
 }
-#else
-static bool KindOk(pthread_mutex_t*) { return true; }
+
 static int CheckedUnlock(pthread_mutex_t* m) { return pthread_mutex_unlock(m); }  // another C library: trusted
 #endif
 MUTEX_CALL(MutexLock, KindOk(m) ? pthread_mutex_lock(m) : EUCLEAN)  // 0 | -EOWNERDEAD | -ENOTRECOVERABLE | -EDEADLK | -EUCLEAN

@@ -11,33 +11,42 @@
  *
  * Which object and offset an address belongs to is the kernel's record, /proc/self/maps (inode, device,
  * file offset of each mapping). It is read only when a resize meets a held Mutex, so lock and unlock pay
- * only for keeping the list: a push, and a swap-remove by the slot index each entry records.
+ * only for keeping the list: a push, and a short scan by address (a thread holds few Mutexes at once).
  */
 import * as fs from 'node:fs';
 import { DevmapError } from '../errors';
+import { pin, unpin, type Mapping } from '../memory/mapping';
 import { addShrinkGuard } from '../memory/shared-memory';
 
-export interface HeldEntry {
+interface HeldEntry {
   /** Address of the Mutex's first byte. */
-  readonly addr: number;
-  /** Its place in `held`, kept by hold/release. */
-  slot: number;
+  addr: number;
+  /** The Mapping pinned for it (the one the locking Mutex object was in). */
+  mapping: Mapping;
 }
 
+/** In locking order; a thread holds few Mutexes at once, so a scan is the cheapest lookup. */
 const held: HeldEntry[] = [];
 
-export function hold(e: HeldEntry): void {
-  e.slot = held.length;
-  held.push(e);
+/** Records that this thread now holds the Mutex at `addr`, and pins `mapping` for it. */
+export function hold(addr: number, mapping: Mapping): void {
+  pin(mapping);
+  held.push({ addr, mapping });
 }
 
-export function release(e: HeldEntry): void {
-  const last = held.pop()!;
-  if (last !== e) {
-    held[e.slot] = last;
-    last.slot = e.slot;
+/**
+ * Records that this thread no longer holds the Mutex at `addr` and unpins the Mapping that was pinned for it,
+ * whichever Mutex object (of however many over those words) locked it. Nothing, if it was not held here.
+ */
+export function release(addr: number): void {
+  for (let i = held.length - 1; i >= 0; i--) {
+    if (held[i].addr === addr) {
+      unpin(held[i].mapping);
+      held[i] = held[held.length - 1];
+      held.pop();
+      return;
+    }
   }
-  e.slot = -1;
 }
 
 /** st_dev as Linux encodes it (new_encode_dev / glibc's makedev) from the major:minor /proc/self/maps prints. */

@@ -43,9 +43,9 @@
  */
 import { DevmapError, options, systemError, typeError } from '../errors';
 import { native } from '../native';
-import { pin, unpin, type Mapping } from '../memory/mapping';
+import type { Mapping } from '../memory/mapping';
 import { waitAsync } from './futex';
-import { hold, release, type HeldEntry } from './held';
+import { hold, release } from './held';
 import { CLAIM_WORD, MARKER, MARKER_WORD, claimOrAttach } from './open-or-create';
 import { address, mappingOf, timeoutMs, wordsOf } from './word';
 import { typedArrayBuffer, typedArrayByteOffset } from '../intrinsics';
@@ -144,8 +144,6 @@ export class Mutex {
   readonly #addr: number;
   readonly #lockIndex: number;
   #mapping: Mapping;
-  /** Its place among the Mutexes this thread holds (lib/sync/held.ts), while held. */
-  readonly #entry: HeldEntry;
 
   /**
    * Writes a new, unlocked Mutex into array[index .. index + Mutex.WORDS) and returns it. Do this once per
@@ -186,7 +184,6 @@ export class Mutex {
     this.#index = index;
     this.#addr = addr;
     this.#lockIndex = index + l.lockWord;
-    this.#entry = { addr, slot: -1 };
     this.#mapping = mappingOf(array)!; // address() accepted it: a devmap view
   }
 
@@ -259,16 +256,14 @@ export class Mutex {
     this.#check();
     const rc = native().mutex_unlock(this.#addr);
     if (rc < 0 && rc !== EUCLEAN) throw mutexError(rc, 'unlock');
-    // Unlocked, or (EUCLEAN) unlinked from the robust list and left not recoverable: no longer held either way.
-    unpin(this.#mappingNow());
-    release(this.#entry);
+    // Unlocked, or (EUCLEAN) left unlocked and not recoverable: not held by this thread either way.
+    release(this.#addr);
     if (rc === EUCLEAN) throw mutexError(rc, 'unlock');
   }
 
   /** While held, the mapping under the words cannot be unmapped (see rule 5 above). */
   #held(result: LockResult): LockResult {
-    pin(this.#mappingNow());
-    hold(this.#entry);
+    hold(this.#addr, this.#mappingNow());
     return result;
   }
 

@@ -51,6 +51,12 @@ describe('a held Mutex whose bytes a stray fill() overwrote', () => {
   }
 });
 
+it('a free Mutex whose lock word was forged to name this thread is ERR_DEVMAP_MUTEX_CORRUPT on unlock', async () => {
+  expect(await outcome('sync-held-pages.cjs', uniqueName('forged'), 'forged')).toEqual({
+    unlockForged: 'ERR_DEVMAP_MUTEX_CORRUPT', lockForged: 'ERR_DEVMAP_MUTEX_NOT_RECOVERABLE', unmap: 'ok',
+  });
+});
+
 describe('Workers terminated with waits pending', () => {
   it('at random moments: no crash, and their waiter threads and aliases are gone afterwards', async () => {
     const { before, after } = await outcome('sync-worker-storm.cjs', uniqueName('storm'), '25');
