@@ -189,19 +189,6 @@ static int CheckedUnlock(pthread_mutex_t* m) {
 }
 #else
 static bool KindOk(pthread_mutex_t*) { return true; }
-// Rewrites a mutex that is on no thread's list of ours as unlocked and not recoverable, and wakes every waiter.
-static int Poison(pthread_mutex_t* m) {
-  m->__data.__list.__prev = nullptr;
-  m->__data.__list.__next = nullptr;
-  m->__data.__count = 0;
-  m->__data.__nusers = 0;
-  m->__data.__owner = kMutexNotRecoverable;
-  m->__data.__kind = ExpectedKind();
-  __atomic_store_n(LockWord(m), 0, __ATOMIC_RELEASE);
-  syscall(SYS_futex, LockWord(m), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
-  return EUCLEAN;
-}
-
 static int CheckedUnlock(pthread_mutex_t* m) { return pthread_mutex_unlock(m); }  // another C library: trusted
 #endif
 MUTEX_CALL(MutexLock, KindOk(m) ? pthread_mutex_lock(m) : EUCLEAN)  // 0 | -EOWNERDEAD | -ENOTRECOVERABLE | -EDEADLK | -EUCLEAN
