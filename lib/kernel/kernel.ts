@@ -184,10 +184,15 @@ export class Kernel extends EventEmitter {
    * options.allowUids names more). Each connection is a Process with the peer's credentials; see
    * lib/kernel/remote/host.ts.
    */
-  listen(path: string, options?: ListenOptions): Promise<KernelHost> {
+  async listen(path: string, options?: ListenOptions): Promise<KernelHost> {
     this.#assertUp();
-    return listenHost(this, path, options);
+    const host = await listenHost(this, path, options);
+    this.#hosts.add(host);
+    return host;
   }
+
+  /** Hosts serving this kernel: shutdown() closes them first (their clients exit like the others). */
+  readonly #hosts = new Set<KernelHost>();
 
   /** A new process with an empty address space. */
   spawn(): Process {
@@ -219,6 +224,8 @@ export class Kernel extends EventEmitter {
   /** Exits every process, then releases physical memory. */
   async shutdown(): Promise<void> {
     if (this.#down) return;
+    for (const h of this.#hosts) await h.close();
+    this.#hosts.clear();
     for (const p of this.processes) await p.exit();
     this.#down = true;
     this.arena.destroy();

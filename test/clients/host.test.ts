@@ -2,7 +2,7 @@
 // really unmaps there, read/write/ioctl through the host, the socket's permissions and peer check, close(), and
 // the scale the issue asks for (100 clients with mappings at once; 1,000 connect → mmap → exit cycles that leave
 // nothing behind in the host).
-import { chmodSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { KM_NOSLEEP, Kernel, UIO_READ, UIO_WRITE, connectKernel, pageSize, type Uio } from '../../lib';
@@ -81,6 +81,7 @@ describe('the Node client', () => {
     await served.untilExits(1);
     expect(rec.calls.filter((c) => c.cb === 'access')).toHaveLength(1);
     expect(rec.privates.every((p) => p.freed)).toBe(true);
+    rec.dip.detach(); // its memfd closes now, not whenever a collection finalizes it (a later test counts fds)
   });
 
   it('connecting to a host in this very process is refused (it would wait for itself)', async () => {
@@ -198,4 +199,25 @@ describe('lifecycle and scale', () => {
     });
     expect(lines.filter(({ lo, hi, object }) => object && spaces.some(([b, e]) => lo < e && hi > b)).map((l) => l.line)).toEqual([]);
   }, 60_000);
+});
+
+describe('kernel.shutdown()', () => {
+  it('closes the kernel\'s hosts first: the socket file goes, clients exit through their drivers', async () => {
+    const kernel = new Kernel({ arenaSize: 2 ** 20, addressSpaceSize: 16 * 2 ** 20 });
+    const driver = vdk.createVdkDriver(kernel);
+    kernel.install('vdk', driver.driver);
+    const served = await serve(kernel);
+    onCleanup(() => served.close());
+    const { spawn } = await import('node:child_process');
+    const c = spawn(process.execPath, [`${__dirname}/../fixtures/client-node.cjs`, served.path, 'hold', '2'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    c.stdout.on('data', (d) => (out += d));
+    await until(() => out.includes('"held":2'), '2 clients holding mappings');
+    await kernel.shutdown();
+    expect(served.exits.map((e) => e.reason)).toEqual(['host-close', 'host-close']);
+    expect(driver.records()).toHaveLength(0);
+    expect(existsSync(served.path)).toBe(false);
+    c.stdin.end('g');
+    await new Promise((r) => c.on('close', r));
+  });
 });

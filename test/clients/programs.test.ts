@@ -2,7 +2,7 @@
 // for real (000's vdk to a C program, 002's xxread to Python), a devmap driver's exact split from a real
 // munmap, fork (devmap_dup), exec, crashes and SIGKILL as exits, and two processes at once with one killed.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Kernel, pageSize } from '../../lib';
+import { KM_NOSLEEP, Kernel, UIO_READ, UIO_WRITE, pageSize, type Uio } from '../../lib';
 import * as vdk from '../../examples/irix-vdk';
 import * as xx from '../../examples/rmalloc-buffers';
 import { recordingDriver } from '../ddi/driver';
@@ -125,6 +125,42 @@ describe('seed 002: xxread served to a Python program', () => {
     await served.untilExits(1);
     expect(count(entries, 'unmap')).toBe(1);
     expect(kernel.arena.stats().freeBytes).toBe(free);
+  });
+});
+
+describe('write(2) and ioctl(2) from Python', () => {
+  it('os.write moves the bytes by uiomove; fcntl.ioctl copies _IOWR bytes in and out by _IOC_SIZE; a refusal is its errno', async () => {
+    const kernel = new Kernel({ arenaSize: 2 ** 20 });
+    const kbuf = kernel.kmem_zalloc(64, KM_NOSLEEP) as number;
+    let held = 0;
+    const args: unknown[] = [];
+    kernel.install('echo', {
+      write: (_dev: number, uio: Uio) => {
+        held = uio.resid;
+        return kernel.uiomove(kbuf, held, UIO_WRITE, uio);
+      },
+      read: (_dev: number, uio: Uio) => kernel.uiomove(kbuf, held, UIO_READ, uio),
+      ioctl: (_dev: number, cmd: number, arg: unknown) => {
+        args.push(arg);
+        if (!(arg instanceof Uint8Array)) return 25;
+        arg.forEach((b, i) => (arg[i] = b * 10));
+        return 0;
+      },
+    });
+    const served = await serve(kernel);
+    onCleanup(async () => {
+      await served.close();
+      kernel.kmem_free(kbuf, 64);
+      await kernel.shutdown();
+    });
+    const prog = new Program('python3', [fixture('client-python.py'), 'echo'], served, ['/dev/echo']);
+    expect(await prog.exited).toEqual({ code: 0, signal: null });
+    expect(prog.stderr).toBe('');
+    expect(prog.stdout).toContain('wrote 16');
+    expect(prog.stdout).toContain('read ping from python');
+    expect(prog.stdout).toContain('ioctl [10, 20, 30, 40, 50, 60, 70, 80]');
+    expect(prog.stdout).toContain('ioctl2 ENOTTY');
+    expect(args[1]).toBe(5); // _IO: no size, the integer itself
   });
 });
 
