@@ -387,6 +387,10 @@ export class ResourceMap {
     const low = known[0].index;
     const last = known[known.length - 1];
     const extent = last.index + last.size - low;
+    // Only a store written by something else (a corrupt shared segment) has no positive, safe extent.
+    if (!(extent >= 1 && Number.isSafeInteger(extent) && Number.isSafeInteger(low))) {
+      throw new DevmapError('ERR_DEVMAP_CORRUPT', `resource map ${this.name}: its extent [${low}, +${extent}) is not a range of units`);
+    }
     const per = Math.ceil(extent / width);
     const cells = Math.ceil(extent / per);
     const inside = coverage(known, low, per, cells);
@@ -485,9 +489,10 @@ export function warnIfTooLarge(
 /** Units of `ranges` (sorted, disjoint) falling in each of `cells` cells of `per` units from `low`. */
 function coverage(ranges: FreeRange[], low: number, per: number, cells: number): Float64Array {
   const out = new Float64Array(cells);
+  const limit = cells * per; // ranges reaching outside the extent (only in a corrupt store) are cut to it
   for (const { index, size } of ranges) {
-    let a = index - low;
-    const b = a + size;
+    let a = Math.max(0, index - low);
+    const b = Math.min(index - low + size, limit);
     while (a < b) {
       const c = Math.floor(a / per);
       const cellEnd = Math.min((c + 1) * per, b);

@@ -14,6 +14,8 @@ import { JOURNAL_AT, MUTEX_AT, NAME_AT, READY, W, readHeader, statsOf, type Shar
 export interface SharedResourceMapInfo {
   version: number;
   ready: boolean;
+  /** A process found the map's structure broken and marked it: every operation refuses (ERR_DEVMAP_CORRUPT). */
+  corrupt: boolean;
   policy: Policy;
   overflow: OverflowRule | undefined;
   name: string;
@@ -58,6 +60,7 @@ export function inspectRegion(target: Mapping | ArrayBuffer | ArrayBufferView, o
   return {
     version: i32[W.VERSION],
     ready: i32[W.READY] === READY,
+    corrupt: i32[W.CORRUPT] !== 0,
     policy: h.policy,
     overflow: h.policy === 'classic' ? OVERFLOW_RULES[i32[W.OVERFLOW]] : undefined,
     name: Buffer.from(region, NAME_AT, i32[W.NAME_LEN]).toString('utf8'),

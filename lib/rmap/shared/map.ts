@@ -28,7 +28,7 @@
  *                    10 owners in use   11 store capacity (nodes)   12 mutex offset   13 journal offset
  *                    14 owner-table offset   15 store offset   16 region bytes   17 recoveries
  *                    18 allocations refused because the owner table was full   19 reclaim calls that freed
- *                    something   20 name length (bytes)
+ *                    something   20 name length (bytes)   21 corrupt (non-zero: marked corrupt, see 8)
  *   128   Float64[8] 0 units reclaimed   1 units freed without an owner record (a split that found the owner
  *                    table full)
  *   192   UTF-8[64]  the map's name
@@ -77,8 +77,10 @@
  * Each allocation records (index, size, pid, start time): the start time is field 22 of /proc/<pid>/stat, so
  * a pid reused by a later process is not mistaken for the owner. rmfree(size, index) trims, splits or removes
  * every record it covers, whoever made them (a process may free what another allocated). reclaim() frees every
- * recorded range whose owner no longer runs (no /proc entry, a zombie, or another start time) and returns the
- * units reclaimed. Decisions:
+ * recorded range whose owner the kernel says is gone (lib/identity.ts: kill(pid, 0) answers ESRCH, or /proc
+ * shows a zombie or another start time) and returns the units reclaimed. A process this one may not signal
+ * (EPERM) or cannot see in /proc (hidepid=2) is alive: units reclaimed from a live process would be handed
+ * out twice, units kept for a dead one only wait for the next reclaim that can see it. Decisions:
  *   - a full owner table fails the rmalloc like a lack of space: it returns 0 (rmalloc_wait waits), counts a
  *     failure and `ownersFull`, and warns once per process (DEVMAP_RMAP_OWNERS_FULL). Size it with `owners`.
  *   - a free that splits a record when the table is full keeps the low piece recorded and leaves the high one
@@ -101,9 +103,24 @@
  * never writes until the first operation. Every process must use the same C library (the Mutex is glibc's).
  *
  * 7. Files. This one holds the class; beside it, one job each: layout.ts (the header words, the sections'
- * offsets, the header check), journal.ts (the undo journal), locked.ts (Region: the locked operation and
- * recovery), owners.ts (the owner table and reclaim), wait.ts (rmalloc_wait across processes), inspect.ts
- * (the lock-free read for `devmap inspect`), options.ts (the arguments of create, attach and bytesFor).
+ * offsets, the header check), journal.ts (the undo journal), locked.ts (Region: the locked operation,
+ * recovery and the corruption verdict), ../check.ts (the whole-store check), owners.ts (the owner table and
+ * reclaim), wait.ts (rmalloc_wait across processes), inspect.ts (the lock-free read for `devmap inspect`),
+ * options.ts (the arguments of create, attach and bytesFor).
+ *
+ * 8. The segment is untrusted input. Any process that can map the region can write any byte of it, and a
+ * stray write or a flipped bit is as likely as a hostile peer. So nothing read from the region is used as an
+ * index before it is checked: attach() checks the header and the layout it describes; each locked operation
+ * re-checks the header words it indexes with; the first operation of each process, and every recovery,
+ * checks the whole store (check.ts: every link in the pool, no cycle, keys in order, counts that match);
+ * every walk the engines make is bounded and checks each node it reaches (store.ts brokenLinks); a recovery
+ * replays only journal entries that name words an operation writes (never the mutex, the journal or the
+ * layout). Whatever still goes wrong inside an operation — a bounded walk that stops, an exception without a
+ * code — rolls the operation back, marks the region corrupt (header word 21: every process's next
+ * operation and attach() refuse), releases the lock and throws ERR_DEVMAP_CORRUPT. A corrupt segment
+ * therefore costs an error in every process that uses it, never a crash, a runaway recursion or a hang with
+ * the lock held. What no check can tell from a real state — a lock word naming a live thread, counters
+ * that are consistent but false — gives wrong answers or a held lock, as it would in C.
  */
 
 import { DevmapError, func, integer, options, rangeError, string, typeError } from '../../errors';
@@ -228,6 +245,7 @@ export class SharedResourceMap extends ResourceMap {
     const room = buffer.byteLength - base;
     const header = new Int32Array(buffer, base, JOURNAL_AT / 4);
     const h = readHeader(header, room, true);
+    if (Atomics.load(header, W.CORRUPT) !== 0) throw corrupt('the map here is marked corrupt: a process found its structure broken');
     const i32 = new Int32Array(buffer, base, h.total / 4);
     const f64 = new Float64Array(buffer, base, h.total / 8);
     let store: RmapStore;
@@ -265,12 +283,23 @@ export class SharedResourceMap extends ResourceMap {
     adopt: boolean,
   ) {
     if (token !== TOKEN) throw new TypeError('Use SharedResourceMap.create() or SharedResourceMap.attach()');
-    super(mapsize, { policy: p.store.policy, overflow, name, onWarning, store: p.store, [ADOPT_STORE]: adopt } as ConstructorParameters<typeof ResourceMap>[1]);
+    const region = new Region(p.mapping, p.base, p.i32, p.f64, p.mutex, p.store, p.layout, name);
+    // The caller's hook runs inside the locked region: what it throws is its own, never a sign of corruption.
+    const hook: WarnFn = (message, warning) => {
+      try {
+        onWarning(message, warning);
+      } catch (err) {
+        region.theirs(err);
+        throw err;
+      }
+    };
+    super(mapsize, { policy: p.store.policy, overflow, name, onWarning: hook, store: p.store, [ADOPT_STORE]: adopt } as ConstructorParameters<typeof ResourceMap>[1]);
     this.mapping = p.mapping;
     this.offset = p.base;
-    this.#r = new Region(p.mapping, p.base, p.i32, p.f64, p.mutex, p.store, p.layout, name);
+    this.#r = region;
+    region.journalStore();
     this.#engine = p.store.policy === 'classic' ? new ClassicEngine(p.store, name) : new VmemEngine(p.store, name);
-    this.#onWarn = onWarning;
+    this.#onWarn = hook;
   }
 
   // ---- helpers of the locked operations ----
