@@ -17,7 +17,14 @@ export type {
   ResourceMapWarning, ResourceMapWarningCode,
 } from './rmap';
 export * from './kernel';
+export { Kernel } from './system';
+export type { Driver } from './system';
 export * from './irix';
 export * from './ddi';
 export { DevmapError } from './errors';
 export type { SystemError } from './errors';
+export { Channel, Subscriber } from './channel';
+export type {
+  ChannelOptions, HandleOptions as ChannelHandleOptions, WaitOptions as ChannelWaitOptions, Loan, Message, ChannelStats,
+  ChannelReaderInfo, ChannelWriterInfo, ChannelMode, ChannelOverflow,
+} from './channel';
