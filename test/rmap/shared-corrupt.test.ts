@@ -15,7 +15,7 @@ import { JOURNAL_AT, MUTEX_AT, W } from '../../lib/rmap/shared/layout';
 import { H32, H64, LISTS, NIL, type RmapStore } from '../../lib/rmap/store';
 import { fixture, run } from '../helpers/child';
 import { trackLeaks, uniqueName } from '../helpers/leaks';
-import { spawnLines } from '../sync/lines';
+import { spawnPeer } from './peers';
 
 trackLeaks();
 
@@ -127,15 +127,7 @@ describe('a corrupt shared resource map: ERR_DEVMAP_CORRUPT, never a crash or a 
   it('a journal entry aimed at the mutex is refused, and the mutex stays usable', async () => {
     const v = victim('classic');
     // A process killed inside the locked region, after 3 journaled writes: the mutex is owner-died.
-    const saved = process.env.DEVMAP_SRMAP_STOP_AFTER;
-    process.env.DEVMAP_SRMAP_STOP_AFTER = '3';
-    let child;
-    try {
-      child = spawnLines('srmap-child.cjs', ['fault', v.name, String(v.bytes), '0', '50', '1']);
-    } finally {
-      if (saved === undefined) delete process.env.DEVMAP_SRMAP_STOP_AFTER;
-      else process.env.DEVMAP_SRMAP_STOP_AFTER = saved;
-    }
+    const child = spawnPeer(['fault', v.name, String(v.bytes), '0', '50', '1'], { DEVMAP_SRMAP_STOP_AFTER: '3' });
     let line = await child.next();
     while (!('srmapStopped' in line)) line = await child.next();
     child.proc.kill('SIGKILL');

@@ -21,7 +21,8 @@ import { F, JOURNAL_AT, W, type Layout } from './layout';
 
 const STOP_AFTER = Number(process.env.DEVMAP_SRMAP_STOP_AFTER ?? 0) | 0;
 let journaled = 0;
-function stopHere(): void {
+/** Test hook: report this process's pid on stdout and block until killed. */
+export function stopHere(): void {
   writeSync(1, `{"srmapStopped":${process.pid}}\n`);
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); // until killed
 }

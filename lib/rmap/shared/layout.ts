@@ -36,6 +36,8 @@ export const enum W {
   NAME_LEN = 20,
   /** Non-zero once a process found the region corrupt (map.ts's essay, 8): every operation then refuses. */
   CORRUPT = 21,
+  /** Words 22..23: the open-or-create claim (open-or-create.ts), one 64-bit value. */
+  CLAIM = 22,
 }
 /** Float64 header words (index in the region's Float64Array: byte 128 / 8 = 16). */
 export const enum F {
