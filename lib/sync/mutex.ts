@@ -46,6 +46,7 @@ import { adoptMapping, ownerOf, pin, unpin, type Mapping } from '../memory/mappi
 import { pageSize } from '../memory/page';
 import { waitAsync } from './futex';
 import { CLAIM_WORD, MARKER, MARKER_WORD, claimOrAttach } from './open-or-create';
+import { inspectMutex, type MutexInfo } from './inspect';
 import { address, timeoutMs } from './word';
 
 export interface LockResult {
@@ -287,6 +288,14 @@ export class Mutex {
   get owner(): number {
     this.#check();
     return Atomics.load(this.#array, this.#lockIndex) & TID_MASK;
+  }
+
+  /**
+   * Decodes the Mutex at byte `offset` of `target` (its Mapping, an ArrayBuffer, or a snapshot of the bytes)
+   * without locking or writing: holder thread, owner-died, waiters (lib/sync/inspect.ts).
+   */
+  static inspect(target: Mapping | ArrayBuffer | ArrayBufferView, offset = 0): MutexInfo {
+    return inspectMutex(target, offset);
   }
 
   /** The id that this thread's locks record (see owner). */
