@@ -37,8 +37,8 @@ export class Region {
   bump = false;
   /** The whole store was checked since this process attached or last recovered it. */
   #checked = false;
-  /** Exceptions thrown by the caller's own code (onWarning): never taken for corruption. */
-  readonly #theirs = new WeakSet<object>();
+  /** Exceptions that pass through unchanged: the caller's own (onWarning's), and the "already marked" verdict. */
+  readonly #passThrough = new WeakSet<object>();
 
   constructor(
     readonly mapping: Mapping,
@@ -66,7 +66,6 @@ export class Region {
     if (this.i32.length === 0 || !this.mapping.mapped) {
       throw new DevmapError('ERR_DEVMAP_UNMAPPED', `shared resource map ${this.name}: its mapping has been unmapped`);
     }
-    if (Atomics.load(this.i32, W.CORRUPT) !== 0) throw this.#marked();
     const died = this.mutex.lock().ownerDied;
     this.depth = 1;
     let commit = false;
@@ -111,6 +110,7 @@ export class Region {
     const i32 = this.i32;
     const l = this.layout;
     const s = this.store;
+    if (i32[W.CORRUPT] !== 0) throw this.#marked(); // read under the lock: a marking process held it
     if (
       i32[W.JCOUNT] !== 0 || !(i32[W.OWNERS_USED] >= 0 && i32[W.OWNERS_USED] <= l.owners) || i32[W.OWNERS_CAP] !== l.owners ||
       i32[W.JCAP] !== l.journalCap || i32[W.OWNERS_OFF] !== l.ownersAt || i32[W.STORE_OFF] !== l.storeAt || i32[W.TOTAL] !== l.total ||
@@ -127,11 +127,11 @@ export class Region {
 
   /** Marks err as the caller's own (thrown by its onWarning), so that it passes through unchanged. */
   theirs(err: unknown): void {
-    if (typeof err === 'object' && err !== null) this.#theirs.add(err);
+    if (typeof err === 'object' && err !== null) this.#passThrough.add(err);
   }
 
   #isCorruption(err: unknown): boolean {
-    if (typeof err !== 'object' || err === null || this.#theirs.has(err)) return false;
+    if (typeof err !== 'object' || err === null || this.#passThrough.has(err)) return false;
     const code = (err as { code?: unknown }).code;
     return code === 'ERR_DEVMAP_CORRUPT' || typeof code !== 'string';
   }
@@ -145,7 +145,9 @@ export class Region {
   }
 
   #marked(): DevmapError {
-    return corrupt(`${this.name} is marked corrupt: a process found its structure broken`);
+    const err = corrupt(`${this.name} is marked corrupt: a process found its structure broken`);
+    this.#passThrough.add(err);
+    return err;
   }
 
   /** A journaled write of a Float64 word of the region (header counters, owner records). */
