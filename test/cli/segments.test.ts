@@ -7,7 +7,7 @@ import { Mutex } from '../../lib/sync';
 import { startTimeOf } from '../../lib/identity';
 import { trackLeaks, uniqueName } from '../helpers/leaks';
 import { run } from '../helpers/child';
-import { devmap } from './devmap';
+import { BIN, devmap } from './devmap';
 
 trackLeaks();
 
@@ -304,6 +304,23 @@ describe('devmap rm --stale asks before it removes', () => {
     expect(existsSync(`/dev/shm/${name}`)).toBe(true);
     const yes = await devmap('rm', '--stale', '--yes', name);
     expect(yes.stdout).toBe(`removed ${name}\n`);
+    expect(existsSync(`/dev/shm/${name}`)).toBe(false);
+  });
+
+  it.runIf(existsSync('/usr/bin/script'))('on a terminal it lists, asks, and removes only on "y"', async () => {
+    const dead = await deadProcess();
+    const name = segment();
+    await recordCreator(name, dead.pid, dead.startTime);
+    // script(1) gives the command a pseudo-terminal; the answer is typed on its standard input.
+    const onTty = (answer: string) =>
+      run('sh', ['-c', `printf '${answer}\\n' | script -q -c "${process.execPath} ${BIN} rm --stale ${name}" /dev/null`]);
+    const no = await onTty('n');
+    expect(no.stdout).toContain(`would remove ${name}`);
+    expect(no.stdout).toContain('remove 1 segment? [y/N]');
+    expect(no.stdout).toContain('nothing removed');
+    expect(existsSync(`/dev/shm/${name}`)).toBe(true);
+    const yes = await onTty('y');
+    expect(yes.stdout).toContain(`removed ${name}`);
     expect(existsSync(`/dev/shm/${name}`)).toBe(false);
   });
 
