@@ -39,8 +39,13 @@ export function bytesOf(target: unknown): Uint8Array {
     if (!target.mapped) throw new DevmapError('ERR_DEVMAP_UNMAPPED', 'The mapping has been unmapped');
     return new Uint8Array(target.buffer);
   }
-  if (target instanceof ArrayBuffer || (typeof SharedArrayBuffer === 'function' && target instanceof SharedArrayBuffer)) return new Uint8Array(target);
-  if (ArrayBuffer.isView(target)) return new Uint8Array(target.buffer, target.byteOffset, target.byteLength);
+  // A detached buffer (byteLength 0) cannot back a new view: it reads as no bytes at all.
+  if (target instanceof ArrayBuffer || (typeof SharedArrayBuffer === 'function' && target instanceof SharedArrayBuffer)) {
+    return target.byteLength === 0 ? new Uint8Array(0) : new Uint8Array(target);
+  }
+  if (ArrayBuffer.isView(target)) {
+    return target.byteLength === 0 ? new Uint8Array(0) : new Uint8Array(target.buffer, target.byteOffset, target.byteLength);
+  }
   throw typeError('a Mapping, an ArrayBuffer or a Uint8Array', 'target', target);
 }
 

@@ -143,7 +143,7 @@ import { stopHere } from './journal';
 import { Region } from './locked';
 import { claimOrWait } from './open-or-create';
 import {
-  ATTACH_KEYS, CREATE_KEYS, OPEN_KEYS, SIZING_KEYS, checkMapping, checkOffset, sizing, type SharedResourceMapAttachOptions,
+  ATTACH_KEYS, CREATE_KEYS, OPEN_KEYS, checkMapping, checkOffset, sizing, type SharedResourceMapAttachOptions,
   type SharedResourceMapCreateOptions, type SharedResourceMapOpenOptions, type SharedResourceMapSizing, type Sizing, type WarnFn,
 } from './options';
 import { reclaimDead, records, release, take } from './owners';
@@ -207,9 +207,12 @@ export class SharedResourceMap extends ResourceMap {
   #waiting = 0;
   #warnedFull = false;
 
-  /** Bytes the region of a map needs (a multiple of 8). */
-  static bytesFor(opts?: SharedResourceMapSizing): number {
-    const s = sizing(options<SharedResourceMapSizing>(opts, 'options', SIZING_KEYS));
+  /**
+   * Bytes the region of a map needs (a multiple of 8). Takes the options of create()/openOrCreate() as
+   * they are (only the sizing counts), so one options object serves both calls.
+   */
+  static bytesFor(opts?: SharedResourceMapSizing | SharedResourceMapOpenOptions): number {
+    const s = sizing(options<SharedResourceMapSizing>(opts, 'options', OPEN_KEYS));
     return layoutOf(s.policy, s.capacity, s.owners).total;
   }
 
@@ -343,7 +346,11 @@ export class SharedResourceMap extends ResourceMap {
     onWarning: WarnFn,
     adopt: boolean,
   ) {
-    if (token !== TOKEN) throw new TypeError('Use SharedResourceMap.create(), openOrCreate() or attach()');
+    if (token !== TOKEN) {
+      throw Object.assign(new TypeError('SharedResourceMap is not constructible: use SharedResourceMap.create(), openOrCreate() or attach()'), {
+        code: 'ERR_DEVMAP_NOT_CONSTRUCTIBLE',
+      });
+    }
     const region = new Region(p.mapping, p.base, p.i32, p.f64, p.mutex, p.store, p.layout, name);
     // The caller's hook runs inside the locked region: what it throws is its own, never a sign of corruption.
     const hook: WarnFn = (message, warning) => {

@@ -41,7 +41,6 @@ export interface SharedResourceMapOpenOptions extends SharedResourceMapCreateOpt
 }
 
 export type WarnFn = (message: string, warning: ResourceMapWarning) => void;
-export const SIZING_KEYS = ['mapsize', 'policy', 'capacity', 'owners'] as const;
 export const CREATE_KEYS = ['offset', 'mapsize', 'policy', 'overflow', 'name', 'capacity', 'owners', 'onWarning'] as const;
 export const OPEN_KEYS = [...CREATE_KEYS, 'timeout'] as const;
 export const ATTACH_KEYS = ['offset', 'name', 'onWarning'] as const;
