@@ -214,9 +214,6 @@ const ACCEPTED_CODE = /^(ERR_INVALID_ARG_TYPE|ERR_INVALID_ARG_VALUE|ERR_OUT_OF_R
 const KNOWN_UNCODED: [label: string, owner: string][] = [
   ['new Mapping', 'memory'], // "Mapping is not constructible": a TypeError without a code
   ['new SharedMemory', 'memory'], // "SharedMemory is not constructible": no code
-  ['new SharedResourceMap', 'rmap'], // "Use SharedResourceMap.create() or …": no code
-  ['SharedResourceMap.inspect', 'rmap'], // inspect(detached buffer): "Cannot perform Construct on a detached ArrayBuffer"
-  ['new ResourceMapPanic', 'rmap'], // a symbol message: "Cannot convert a Symbol value to a string"
   ['new Channel', 'channel'], // the constructor reads its arguments unchecked: "Cannot read properties of undefined"
   ['new Subscriber', 'channel'], // the same
 ];
