@@ -5,6 +5,7 @@
 import os from 'node:os';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { goalCell } from './goals.mjs';
 
 export const now = () => Number(process.hrtime.bigint());
 
@@ -29,13 +30,32 @@ export function median(xs) {
 }
 
 /**
+ * @typedef {(n: number) => number | Promise<number>} Variant  runs n operations, returns ns per operation
+ * @typedef {object} Case
+ * @property {string} name
+ * @property {Record<string, Variant>} variants  the JS path(s) and the baseline(s), by label
+ * @property {string} baseline  the label the ratios are against
+ * @property {number} n  operations per batch
+ * @property {number} [reps]  repetitions (default 15)
+ * @property {number} [warmup]  repetitions run first and dropped (default 2)
+ * @property {string} [goal]  the ratio the case should reach, "≤ 1.3×" (bench/goals.mjs says for which variants)
+ * @property {string[]} [goalVariants]  the variants the goal is for, when its words do not say
+ * @property {string} [baselineSyscalls]  the system calls the baseline makes, for the report
+ * @property {(name: string, done: number, total: number) => void} [onProgress]
+ * @typedef {{ variant: string, medianNs: number, minNs: number, maxNs: number, ratio: number }} Row
+ * @typedef {{ name: string, baseline: string, n: number, reps: number, goal?: string, goalVariants?: string[], rows: Row[], samples: Record<string, number[]> }} Result
+ */
+
+/**
  * Runs one case. `variants` maps a label to a function (n) => nsPerOp, or a Promise of it (a C baseline returns
  * its own timing; a JS variant is usually perOp(fn, n) or perOpAsync(fn, n)). `baseline` names the variant the
  * ratios are against.
+ * @param {Case} c
+ * @returns {Promise<Result>}
  */
-export async function runCase({ name, variants, baseline, n, reps = 15, warmup = 2, goal, onProgress }) {
+export async function runCase({ name, variants, baseline, n, reps = 15, warmup = 2, goal, goalVariants, onProgress }) {
   const labels = Object.keys(variants);
-  const samples = Object.fromEntries(labels.map((l) => [l, []]));
+  const samples = /** @type {Record<string, number[]>} */ (Object.fromEntries(labels.map((l) => [l, []])));
   for (let r = -warmup; r < reps; r++) {
     for (const l of labels) {
       const ns = await variants[l](n);
@@ -52,7 +72,7 @@ export async function runCase({ name, variants, baseline, n, reps = 15, warmup =
     return { variant: l, medianNs: med, minNs: Math.min(...samples[l]), maxNs: Math.max(...samples[l]), ratio: med / base };
   });
   // samples: every repetition's ns/op per variant, for distributions (bench/report.mjs).
-  return { name, baseline, n, reps, goal, rows, samples };
+  return { name, baseline, n, reps, goal, goalVariants, rows, samples };
 }
 
 /** The machine's page size, from the built package (undefined when dist/ has not been compiled). */
@@ -84,13 +104,13 @@ const fmt = (ns) => (ns >= 1e6 ? `${(ns / 1e6).toFixed(2)} ms` : ns >= 1e3 ? `${
 /** 1.57×; below 0.1 also how many times faster (0.0016× = 620× faster). */
 export const fmtRatio = (r) => (r >= 0.1 ? `${r.toFixed(2)}×` : `${r.toPrecision(2)}× (${(1 / r).toFixed(0)}× faster)`);
 
-/** A markdown table of results. */
+/** A markdown table of results; the goal column marks each goal met or missed for the variants it is for. */
 export function markdown(results) {
   const lines = ['| case | variant | median / op | min..max | ratio | goal |', '| --- | --- | --- | --- | --- | --- |'];
   for (const r of results) {
     for (const row of r.rows) {
       const ratio = row.variant === r.baseline ? '1.00 (baseline)' : fmtRatio(row.ratio);
-      lines.push(`| ${r.name} | ${row.variant} | ${fmt(row.medianNs)} | ${fmt(row.minNs)}..${fmt(row.maxNs)} | ${ratio} | ${row.variant === r.baseline ? '' : r.goal ?? ''} |`);
+      lines.push(`| ${r.name} | ${row.variant} | ${fmt(row.medianNs)} | ${fmt(row.minNs)}..${fmt(row.maxNs)} | ${ratio} | ${goalCell(r, row.variant)} |`);
     }
   }
   return lines.join('\n');

@@ -7,10 +7,10 @@ import { machine, markdown, perOp, perOpAsync, runCase } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const d = require('../dist/index.js');
-const { native } = require('../dist/native.js');
+const baselines = require('./baselines.cjs');
 
 export async function kernelCases({ quick = false } = {}) {
-  const c = native();
+  const c = baselines;
   const P = d.pageSize;
   const kernel = new d.Kernel({ arenaSize: 16 * 2 ** 20 });
   installKmemDriver(d, kernel, 'bench');
@@ -106,10 +106,10 @@ export async function kernelCases({ quick = false } = {}) {
       n: quick ? 20000 : 200000, reps, baseline: 'kmem_alloc+kmem_free',
       variants: {
         'kmem_alloc+kmem_free': (k) => perOp((m) => {
-          for (let i = 0; i < m; i++) kernel.kmem_free(kernel.kmem_alloc(256, d.KM_NOSLEEP), 256);
+          for (let i = 0; i < m; i++) kernel.kmem_free(/** @type {number} */ (kernel.kmem_alloc(256, d.KM_NOSLEEP)), 256);
         }, k),
         'kmem_alloc+kmem_free (1 page)': (k) => perOp((m) => {
-          for (let i = 0; i < m; i++) kernel.kmem_free(kernel.kmem_alloc(P, d.KM_NOSLEEP), P);
+          for (let i = 0; i < m; i++) kernel.kmem_free(/** @type {number} */ (kernel.kmem_alloc(P, d.KM_NOSLEEP)), P);
         }, k),
       },
     },

@@ -11,7 +11,7 @@ import { now } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const { mapAnonymous, SharedMemory, pageSize } = require('../dist/index.js');
-const { native } = require('../dist/native.js');
+const baselines = require('./baselines.cjs');
 /** lib/sync, once it is built (the ping-pong case needs it). */
 const sync = (() => {
   try {
@@ -51,6 +51,7 @@ if (sync && process.argv[1] === self && process.argv[2] === 'pong') {
  * if fewer were asked for.
  */
 function pingPonger(spin, rounds) {
+  /** @type {Int32Array | null} */
   let a = null;
   let m = null;
   let child = null;
@@ -92,7 +93,7 @@ function pingPonger(spin, rounds) {
 }
 
 export function latencyCases({ quick = false } = {}) {
-  const c = native();
+  const c = baselines;
   const n = quick ? 300 : 3000;
   const shmName = `devmap-bench-latency-${process.pid}`;
   // First writes to pages of one large shared mapping, one page per sample; a new region when it runs out.
@@ -110,6 +111,7 @@ export function latencyCases({ quick = false } = {}) {
     u8[0] = 1;
     return now() - t0;
   };
+  /** @type {import('./harness.mjs').Case[]} */
   const cases = [
     {
       name: 'map+unmap 64 KiB anonymous shared, one call',

@@ -1,4 +1,4 @@
-// The memory layer beside its C baselines (native/baseline_memory.cc), in one process and one run.
+// The memory layer beside its C baselines (native/bench/baseline_memory.cc), in one process and one run.
 //   npm run compile && node bench/memory.mjs [--quick] [--json]
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,20 +8,21 @@ import { machine, markdown, perOp, runCase } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const devmap = require('../dist/index.js');
-const { native } = require('../dist/native.js');
+const baselines = require('./baselines.cjs');
 const { mapAnonymous, mapFile, SharedMemory } = devmap;
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
 export function memoryCases({ quick = false } = {}) {
-  const c = native();
+  const c = baselines;
   const reps = quick ? 5 : 21;
   const dir = mkdtempSync(join(tmpdir(), 'devmap-bench-'));
   const file = join(dir, 'one-mib');
   writeFileSync(file, Buffer.alloc(MiB, 1));
   const shmName = `devmap-bench-${process.pid}`;
   const page = devmap.pageSize;
+  /** @type {import('./harness.mjs').Case[]} */
   const cases = [
     {
       name: 'map+unmap 64 KiB anonymous shared',

@@ -6,7 +6,10 @@
 //    the C array walk (the rmap suite);
 //  - latency: one panel per latency case, the cumulative distribution of single-operation times (log x):
 //    the median is where a curve crosses 50 %, the tail is its right end;
-//  - ratios: every variant's median against its case's C baseline, on a log axis centred on 1×.
+//  - ratios: every variant's median against its case's baseline (a C baseline for most, but also
+//    process.send, the in-process map, kmem), on a log axis centred on 1×, with each goal and its verdict.
+// Labels are never cut: margins are sized from the longest label (textWidth below).
+import { verdicts } from './goals.mjs';
 import { fmtRatio } from './harness.mjs';
 
 const PALETTE = ['#7f7f7f', '#1f77b4', '#2ca02c', '#d62728', '#9467bd', '#ff7f0e', '#8c564b', '#17becf'];
@@ -18,6 +21,23 @@ export const escape = (s) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;
 export const fmtNs = (ns) => (ns >= 1e6 ? `${+(ns / 1e6).toPrecision(3)} ms` : ns >= 1e3 ? `${+(ns / 1e3).toPrecision(3)} µs` : `${+ns.toPrecision(3)} ns`);
 const fmtCount = (v) => (v >= 1e6 ? `${v / 1e6}M` : v >= 1e3 ? `${v / 1e3}k` : `${v}`);
 const f1 = (v) => v.toFixed(1);
+
+/** A generous estimate of a label's width in pixels at `size` px sans-serif (no font metrics in a string). */
+export const textWidth = (s, size = 12) => Math.ceil(String(s).length * size * 0.6);
+
+/** Words of `text` in lines of at most `max` characters. */
+function wrap(text, max) {
+  const lines = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line !== '' && line.length + 1 + word.length > max) {
+      lines.push(line);
+      line = word;
+    } else line = line === '' ? word : `${line} ${word}`;
+  }
+  if (line !== '') lines.push(line);
+  return lines;
+}
 
 /** A log10 axis over [lo, hi] widened to whole decades, mapped onto [a, b] pixels. */
 function logAxis(lo, hi, a, b) {
@@ -50,8 +70,10 @@ const footer = (m) => `${m.cpu}, ${m.cores} cores, Linux ${m.kernel}, Node ${m.n
 /** Time per rmalloc+rmfree pair against free ranges, log–log. */
 export function scalingSvg(data) {
   const { scaling, machine } = data;
-  const W = 760, H = 440, M = { left: 80, right: 200, top: 40, bottom: 70 };
-  const out = svgOpen(W, H, 'rmalloc + rmfree pair: time against free ranges (log–log)');
+  const longest = Math.max(...scaling.results[0].rows.map((r) => textWidth(r.variant)));
+  const W = 560 + longest + 62, H = 440, M = { left: 80, right: longest + 62, top: 40, bottom: 70 };
+  const baseline = data.results.find((r) => r.suite === 'rmap')?.baseline ?? 'C array walk';
+  const out = svgOpen(W, H, `rmalloc + rmfree pair: time against free ranges (log–log), beside the ${baseline}`);
   const xs = scaling.results.map((r) => r.ranges);
   const ys = scaling.results.flatMap((r) => r.rows.map((row) => row.medianNs));
   const X = logAxis(Math.min(...xs), Math.max(...xs), M.left, W - M.right);
@@ -81,7 +103,8 @@ export function scalingSvg(data) {
 
 /** Cumulative distributions of single-operation latencies, one panel per case. */
 export function latencySvg(data) {
-  const W = 900, PH = 230, M = { left: 60, right: 330, top: 30, bottom: 40 };
+  const longest = Math.max(textWidth('p50 100 µs · p90 100 µs · p99 100 µs', 10), ...data.latency.flatMap((c) => c.variants.map((v) => textWidth(v.variant))));
+  const W = 570 + longest + 62, PH = 230, M = { left: 60, right: longest + 62, top: 30, bottom: 40 };
   const H = 40 + data.latency.length * PH + 20;
   const out = svgOpen(W, H, 'Latency of one operation: cumulative distribution (log time, cut at the 99.9th percentile)');
   data.latency.forEach((c, k) => {
@@ -113,7 +136,7 @@ export function latencySvg(data) {
       pts.push([Math.min(right, X.map(s[s.length - 1])), Y(1)]);
       out.push(`<polyline fill="none" stroke="${colorOf(v.variant, i)}" stroke-width="2" stroke-dasharray="${dashOf(v.variant)}" points="${pts.map((p) => p.map(f1).join(',')).join(' ')}"/>`);
     });
-    legend(out, c.variants.map((v) => shorten(v.variant, 44)), W - M.right + 14, y0 + 14, 36);
+    legend(out, c.variants.map((v) => v.variant), W - M.right + 14, y0 + 14, 36);
     c.variants.forEach((v, i) => {
       out.push(`<text x="${W - M.right + 48}" y="${y0 + 14 + i * 36 + 14}" font-size="10" fill="#555">p50 ${fmtNs(v.p50)} · p90 ${fmtNs(v.p90)} · p99 ${fmtNs(v.p99)}</text>`);
     });
@@ -123,32 +146,72 @@ export function latencySvg(data) {
   return out.join('\n') + '\n';
 }
 
-/** Each variant's median against its case's baseline, log axis centred on 1×. */
+/** The distinct baselines of the results, in order of first use. */
+export const baselinesOf = (results) => [...new Set(results.map((r) => r.baseline))];
+
+const BAR = { faster: '#2ca02c', slower: '#1f77b4', tick: '#d62728' };
+
+/**
+ * Each variant's median against its case's baseline, log axis centred on 1×. Cases are groups: a heading
+ * naming the case, its baseline and its goal, then one bar per variant; a red tick marks the goal on each
+ * bar it is for, with the verdict beside the ratio.
+ */
 export function ratioSvg(data) {
-  const rows = data.results.flatMap((r) => r.rows.filter((row) => row.variant !== r.baseline).map((row) => ({ label: `${r.suite}: ${r.name}`, variant: row.variant, ratio: row.ratio, baseline: r.baseline })));
-  const W = 1060, RH = 22, M = { left: 590, right: 90, top: 60, bottom: 50 };
-  const H = M.top + rows.length * RH + M.bottom;
-  const out = svgOpen(W, H, 'Median time against the C baseline of the same case (log scale; left of 1× is faster)');
-  const lo = Math.min(0.5, ...rows.map((r) => r.ratio));
-  const hi = Math.max(2, ...rows.map((r) => r.ratio));
-  const X = logAxis(lo, hi, M.left, W - M.right);
+  const groups = data.results.map((r) => {
+    const judged = verdicts(r);
+    const rows = r.rows.filter((row) => row.variant !== r.baseline).map((row) => ({ ...row, verdict: judged.get(row.variant) }));
+    return { heading: `${r.suite}: ${r.name} — against ${r.baseline}${r.goal ? `, goal ${r.goal}` : ''}`, rows };
+  }).filter((g) => g.rows.length > 0);
+  const RH = 20, HH = 22, PLOT = 380;
+  const labelWidth = Math.max(120, ...groups.flatMap((g) => g.rows.map((row) => textWidth(row.variant, 11))));
+  const M = { left: 28 + labelWidth, right: 150, top: 0, bottom: 40 };
+  const headingWidth = Math.max(0, ...groups.map((g) => 16 + textWidth(g.heading, 11)));
+  const W = Math.max(M.left + PLOT + M.right, headingWidth + 16, 760);
+  const subtitle = wrap(`Baselines: ${baselinesOf(data.results).join('; ')}.`, Math.floor((W - 32) / 6.6));
+  const legendY = 40 + subtitle.length * 16 + 8;
+  M.top = legendY + 44;
+  const H = M.top + groups.reduce((h, g) => h + HH + g.rows.length * RH, 0) + M.bottom;
+  const out = svgOpen(W, H, "Each variant's median against its case's baseline (log scale; left of 1× is faster)");
+  subtitle.forEach((line, i) => out.push(`<text x="16" y="${42 + i * 16}" font-size="11" fill="#333">${escape(line)}</text>`));
+  // The legend: what the colours and the red tick mean.
+  let lx = 16;
+  for (const [color, text] of [[BAR.faster, 'faster than the baseline'], [BAR.slower, 'slower than the baseline']]) {
+    out.push(`<rect x="${lx}" y="${legendY}" width="14" height="10" fill="${color}"/><text x="${lx + 20}" y="${legendY + 9}" font-size="11">${escape(text)}</text>`);
+    lx += 20 + textWidth(text, 11) + 18;
+  }
+  out.push(`<line x1="${lx + 7}" x2="${lx + 7}" y1="${legendY - 2}" y2="${legendY + 12}" stroke="${BAR.tick}" stroke-width="2"/>`);
+  out.push(`<text x="${lx + 16}" y="${legendY + 9}" font-size="11">${escape("the case's goal; met or missed beside each bar it is for")}</text>`);
+  const ratios = groups.flatMap((g) => g.rows.map((r) => r.ratio));
+  const limits = groups.flatMap((g) => g.rows.flatMap((r) => (r.verdict ? [r.verdict.limit] : [])));
+  const X = logAxis(Math.min(0.5, ...ratios, ...limits), Math.max(2, ...ratios, ...limits), M.left, M.left + PLOT);
   for (const t of X.ticks) {
     out.push(`<line x1="${f1(X.map(t))}" x2="${f1(X.map(t))}" y1="${M.top - 6}" y2="${H - M.bottom}" stroke="${t === 1 ? '#333' : '#ddd'}"/>`);
     out.push(`<text x="${f1(X.map(t))}" y="${M.top - 12}" text-anchor="middle" font-size="10">${t}×</text>`);
   }
-  rows.forEach((r, i) => {
-    const y = M.top + i * RH;
-    const a = X.map(1), b = X.map(r.ratio);
-    out.push(`<text x="${M.left - 8}" y="${y + 15}" text-anchor="end" font-size="11">${escape(shorten(`${r.label} — ${r.variant}`, 86))}</text>`);
-    out.push(`<rect x="${f1(Math.min(a, b))}" y="${y + 4}" width="${f1(Math.max(1, Math.abs(b - a)))}" height="${RH - 8}" fill="${r.ratio <= 1 ? '#2ca02c' : '#1f77b4'}"/>`);
-    out.push(`<text x="${f1(Math.max(a, b) + 6)}" y="${y + 15}" font-size="11">${r.ratio >= 10 ? r.ratio.toFixed(0) : r.ratio >= 0.1 ? r.ratio.toFixed(2) : r.ratio.toPrecision(2)}×</text>`);
-  });
+  let y = M.top;
+  for (const g of groups) {
+    out.push(`<text x="16" y="${y + 15}" font-size="11" font-weight="bold">${escape(g.heading)}</text>`);
+    y += HH;
+    for (const r of g.rows) {
+      const a = X.map(1), b = X.map(r.ratio);
+      out.push(`<text x="${M.left - 8}" y="${y + 14}" text-anchor="end" font-size="11">${escape(r.variant)}</text>`);
+      out.push(`<rect x="${f1(Math.min(a, b))}" y="${y + 4}" width="${f1(Math.max(1, Math.abs(b - a)))}" height="${RH - 8}" fill="${r.ratio <= 1 ? BAR.faster : BAR.slower}"/>`);
+      let end = Math.max(a, b);
+      if (r.verdict) {
+        const gx = X.map(r.verdict.limit);
+        out.push(`<line x1="${f1(gx)}" x2="${f1(gx)}" y1="${y + 1}" y2="${y + RH - 1}" stroke="${BAR.tick}" stroke-width="2"/>`);
+        end = Math.max(end, gx);
+      }
+      const ratio = r.ratio >= 10 ? r.ratio.toFixed(0) : r.ratio >= 0.1 ? r.ratio.toFixed(2) : r.ratio.toPrecision(2);
+      const verdict = r.verdict ? `, <tspan font-weight="bold" fill="${r.verdict.met ? '#222' : BAR.tick}">${r.verdict.met ? 'met' : 'missed'}</tspan>` : '';
+      out.push(`<text x="${f1(end + 6)}" y="${y + 14}" font-size="11">${ratio}×${verdict}</text>`);
+      y += RH;
+    }
+  }
   out.push(`<text x="16" y="${H - 14}" font-size="10" fill="#555">${escape(footer(data.machine))}</text>`);
   out.push('</svg>');
   return out.join('\n') + '\n';
 }
-
-const shorten = (s, n) => (s.length > n ? s.slice(0, n - 1) + '…' : s);
 
 /** The SVG files BENCHMARKS.md shows, by file name (charts without data are left out). */
 export function svgCharts(data) {
@@ -159,14 +222,23 @@ export function svgCharts(data) {
   return charts;
 }
 
-/** The HTML report: machine, charts, ratio table, latency percentiles. */
+/** The goal cell of a variant's row: the goal and its verdict, or nothing for a variant the goal is not for. */
+function goalTd(result, variant) {
+  const v = verdicts(result).get(variant);
+  return v === undefined ? '<td></td>' : `<td class="${v.met ? 'met' : 'missed'}">${escape(v.goal)}: ${v.met ? 'met' : 'missed'}</td>`;
+}
+
+/** The HTML report: machine, goals and their verdicts, charts, ratio table, latency percentiles. */
 export function htmlReport(data) {
   const m = data.machine;
   const machineRows = [
     ['CPU', m.cpu], ['cores', m.cores], ['kernel', `Linux ${m.kernel}`], ['Node', m.node], ['page size', `${m.pageSize} bytes`],
     ['load average at the end', m.load.join(' ')], ['date', m.date], ['run', `${data.seconds.toFixed(0)} s${data.quick ? ' (--quick: fewer, shorter repetitions)' : ''}`],
   ];
-  const ratioRows = data.results.flatMap((r) => r.rows.map((row, i) => `<tr${i === 0 ? ' class="first"' : ''}><td>${i === 0 ? escape(`${r.suite}: ${r.name}`) : ''}</td><td>${escape(row.variant)}</td><td class="n">${fmtNs(row.medianNs)}</td><td class="n">${fmtNs(row.minNs)} – ${fmtNs(row.maxNs)}</td><td class="n">${row.variant === r.baseline ? 'baseline' : fmtRatio(row.ratio)}</td><td>${row.variant === r.baseline ? '' : escape(r.goal ?? '')}</td></tr>`));
+  const ratioRows = data.results.flatMap((r) => r.rows.map((row, i) => `<tr${i === 0 ? ' class="first"' : ''}><td>${i === 0 ? escape(`${r.suite}: ${r.name}`) : ''}</td><td>${escape(row.variant)}</td><td class="n">${fmtNs(row.medianNs)}</td><td class="n">${fmtNs(row.minNs)} – ${fmtNs(row.maxNs)}</td><td class="n">${row.variant === r.baseline ? 'baseline' : fmtRatio(row.ratio)}</td>${goalTd(r, row.variant)}</tr>`));
+  const goals = data.results.flatMap((r) => [...verdicts(r)].map(([variant, v]) => ({ kase: `${r.suite}: ${r.name}`, baseline: r.baseline, variant, v, ratio: r.rows.find((x) => x.variant === variant).ratio })));
+  const met = goals.filter((g) => g.v.met).length;
+  const goalRows = goals.map((g) => `<tr><td>${escape(g.kase)}</td><td>${escape(g.variant)}</td><td>${escape(g.baseline)}</td><td class="n">${fmtRatio(g.ratio)}</td><td>${escape(g.v.goal)}</td><td class="${g.v.met ? 'met' : 'missed'}">${g.v.met ? 'met' : 'missed'}</td></tr>`);
   const latencyRows = data.latency.flatMap((c) => c.variants.map((v, i) => `<tr${i === 0 ? ' class="first"' : ''}><td>${i === 0 ? escape(c.name) : ''}</td><td>${escape(v.variant)}</td><td class="n">${fmtNs(v.p50)}</td><td class="n">${fmtNs(v.p90)}</td><td class="n">${fmtNs(v.p99)}</td><td class="n">${fmtNs(v.max)}</td><td class="n">${v.samples.length}</td></tr>`));
   const charts = svgCharts(data);
   const figure = (file, caption) => (charts[file] ? `<figure>${charts[file].replace(/^<svg /, '<svg role="img" ')}<figcaption>${caption}</figcaption></figure>` : '');
@@ -176,6 +248,7 @@ export function htmlReport(data) {
 <style>
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 960px; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; } td, th { padding: .25em .7em; border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
+td.met { color: #1a7f37; font-weight: bold; } td.missed { color: #c62828; font-weight: bold; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; } tr.first td { border-top: 1px solid #bbb; }
 figure { margin: 1.5em 0; } figcaption { color: #555; font-size: 90%; } svg { max-width: 100%; height: auto; }
 </style></head><body>
@@ -185,7 +258,9 @@ figure { margin: 1.5em 0; } figcaption { color: #555; font-size: 90%; } svg { ma
 hits all of them alike. Medians, the spread of repetitions (min – max) and the ratio of each median to the baseline's.</p>
 ${figure('bench-rmap-scaling.svg', 'Resource maps: CPU time per rmalloc(3)+rmfree(3) pair as the number of free ranges grows. The historical array walk is linear; devmap\'s classic (AVL, same answers) and illumos (vmem instant fit) policies stay flat.')}
 ${figure('bench-latency.svg', 'Single operations, each timed on its own: where a curve crosses 50 % is its median, its right end the worst sample.')}
-${figure('bench-ratios.svg', 'Each variant\'s median against the C baseline of its case.')}
+${goals.length > 0 ? `<h2>Goals: ${met} met, ${goals.length - met} missed${data.quick ? ' (--quick: indicative only)' : ''}</h2>
+<table><tr><th>case</th><th>variant</th><th>baseline</th><th>ratio</th><th>goal</th><th>verdict</th></tr>${goalRows.join('')}</table>` : ''}
+${figure('bench-ratios.svg', `Each variant\'s median against its case\'s baseline (${baselinesOf(data.results).map(escape).join('; ')}); a red tick marks the goal.`)}
 <h2>Ratios</h2>
 <table><tr><th>case</th><th>variant</th><th>median / op</th><th>min – max</th><th>ratio</th><th>goal</th></tr>${ratioRows.join('')}</table>
 ${latencyRows.length > 0 ? `<h2>Latency of one operation</h2><table><tr><th>case</th><th>variant</th><th>p50</th><th>p90</th><th>p99</th><th>max</th><th>samples</th></tr>${latencyRows.join('')}</table>` : ''}

@@ -10,7 +10,7 @@
 // would (one rmfree of the whole resource, rmallocs of every block, rmfree of every other block); the two
 // array walks get the same array written directly.
 //
-// Variants: C array walk (native/baseline_rmap.cc, timed in C), JS array walk (the same algorithm over a
+// Variants: C array walk (native/bench/baseline_rmap.cc, timed in C), JS array walk (the same algorithm over a
 // Float64Array), devmap classic (AVL, exact same answers as the walk), devmap illumos (vmem instant fit).
 // Repetitions are interleaved variant by variant; each repetition times a batch sized to take ~5 ms of the
 // main thread's CPU time (the same clock on both sides, see now()).
@@ -20,7 +20,7 @@ import { machine, median } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const rmap = require('../dist/rmap/index.js');
-const addon = require('node-gyp-build')(new URL('..', import.meta.url).pathname);
+const addon = require('./baselines.cjs');
 
 /** CPU time of this thread in ns (CLOCK_THREAD_CPUTIME_ID, the clock the C loop uses): time spent descheduled
  * on a busy machine and V8's background threads (compiler, GC helpers) are not counted on either side. */
@@ -131,6 +131,7 @@ function variants(n) {
  * Runs the scaling benchmark: for each map size, every variant interleaved repetition by repetition.
  * Returns { reps, results: [{ ranges, rows: [{ variant, medianNs, minNs, maxNs, vsC }], memory }] }.
  * `sizes` picks map sizes; onProgress(ranges, done, total) reports each finished size.
+ * @param {{ quick?: boolean, sizes?: number[], onProgress?: (ranges: number, done: number, total: number) => void }} [options]
  */
 export function runRmap({ quick = false, sizes = SIZES, onProgress } = {}) {
   const REPS = quick ? 5 : 15;

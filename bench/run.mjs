@@ -14,6 +14,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { machine, markdown, runCase } from './harness.mjs';
 import { sampleCase } from './latency.mjs';
+import { checkOutputs } from './outputs.mjs';
 import { htmlReport, svgCharts } from './report.mjs';
 
 /** Suites in the harness's case format, run in this order. */
@@ -27,7 +28,10 @@ export const LATENCY_SUITES = [{ name: 'latency', module: './latency.mjs', expor
 
 const rmapCaseName = (ranges) => `rmalloc(3)+rmfree(3) with ${ranges} free ranges`;
 
-/** Runs the suite; returns the results document. `filter(name)` picks cases by "suite: case name". */
+/**
+ * Runs the suite; returns the results document. `filter(name)` picks cases by "suite: case name".
+ * @param {{ quick?: boolean, filter?: (name: string) => boolean, progress?: (p: object) => void }} [options]
+ */
 export async function runSuite({ quick = false, filter = () => true, progress = () => {} } = {}) {
   const started = Date.now();
   const plan = await planCases({ quick, filter });
@@ -120,8 +124,12 @@ export function stderrProgress(stream = process.stderr) {
   };
 }
 
-/** What `devmap bench` does with its validated options; resolves to the exit status. */
+/**
+ * What `devmap bench` does with its validated options; resolves to the exit status.
+ * @param {{ quick?: boolean, filter?: (name: string) => boolean, json?: boolean, report?: string, svgDir?: string, list?: boolean }} [options]
+ */
 export async function runBench({ quick = false, filter, json = false, report, svgDir, list = false } = {}) {
+  checkOutputs({ report, svgDir }); // before the run, not after a minute of it
   if (list) {
     const plan = await planCases({ quick: true, filter: filter ?? (() => true) });
     for (const cleanup of plan.cleanups) await cleanup();

@@ -18,7 +18,7 @@ import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 const { SharedMemory, mapAnonymous } = require('../dist/index.js');
 const { wait, waitAsync, notify, setSpin, DEFAULT_SPIN_ITERATIONS, Mutex } = require('../dist/sync/index.js');
-const { native } = require('../dist/native.js');
+const baselines = require('./baselines.cjs');
 
 const self = fileURLToPath(import.meta.url);
 const argv = process.argv.slice(2);
@@ -59,7 +59,7 @@ if (argv[0] === 'ipc') {
 
 /** The same measurements as cases for bench/run.mjs (bench/harness.mjs's format). */
 export function syncCases({ quick = false } = {}) {
-  const c = native();
+  const c = baselines;
   // Sized so the whole `devmap bench` stays near a minute on two cores (ping-pong needs both).
   const reps = quick ? 3 : 7;
   const rounds = quick ? 500 : 2000;
@@ -223,7 +223,7 @@ function callCosts(n) {
 async function main() {
   const rounds = opt('rounds', 5000);
   const repeat = opt('repeat', 9);
-  const n = native();
+  const n = baselines;
   const rows = [];
   // Registered first, then run interleaved (run r of every measurement before run r + 1 of any), so that a
   // burst of load elsewhere on the machine does not fall on one measurement only.

@@ -13,7 +13,7 @@
  * Run: npm run example:devmap-contexts
  */
 import {
-  DEVMAP_DEFAULTS, DevInfo, Kernel, MAP_PRIVATE, MAP_SHARED, PROT_ALL, PROT_READ, PROT_WRITE, devmap_devmem_setup,
+  DEVMAP_DEFAULTS, DevInfo, Kernel, MAP_PRIVATE, PROT_ALL, PROT_READ, PROT_WRITE, devmap_devmem_setup,
   devmap_do_ctxmgt, devmap_load, devmap_set_ctx_timeout, devmap_unload, pageSize,
   type DevmapCallbackCtl, type DevmapDriver, type DevmapHandle, type EntryTrace, type Out,
 } from 'devmap';
@@ -196,7 +196,7 @@ export async function main(log: (line: string) => void = console.log): Promise<v
   await a.munmap(aAddr + BigInt(pageSize), 2 * pageSize);
   log(`pid ${a.pid} unmaps the middle two pages: its context is split in two`);
   const child = await a.fork();
-  const cAddr = BigInt(child.as.base) + (aAddr - BigInt(a.as.base));
+  const cAddr = child.as.base + (aAddr - a.as.base);
   const childSees = (await reg(child, cAddr, 0))[0];
   log(`pid ${child.pid} (forked from ${a.pid}) reads register 0: 0x${childSees.toString(16)} (a copy of its parent's context)`);
 

@@ -27,14 +27,17 @@ export interface Mpd {
   d_next: Mpd;
 }
 
-export interface VdkDriver extends IrixDriver {
+/** The vdk driver: its entry points (what is installed) and its state, for the user program and tests. */
+export interface Vdk {
+  /** The entry points: map and unmap (vdkmap, vdkunmap), open and close. */
+  readonly driver: IrixDriver;
   /** vdk_list: the ring's head (its links point at itself when the ring is empty). */
   readonly vdk_list: Mpd;
   /** The records in the ring, in order. */
   records(): Mpd[];
 }
 
-export function createVdkDriver(kernel: Kernel): VdkDriver {
+export function createVdkDriver(kernel: Kernel): Vdk {
   const { kmem_alloc, kmem_free, bzero } = kernel;
 
   const vdk_list = { self: 0, d_id: 0, d_addr: 0, d_npages: 0 } as Mpd;
@@ -99,11 +102,8 @@ export function createVdkDriver(kernel: Kernel): VdkDriver {
   }
 
   return {
+    driver: { map: vdkmap, unmap: vdkunmap, open: () => 0, close: () => 0 },
     vdk_list,
-    map: vdkmap,
-    unmap: vdkunmap,
-    open: () => 0,
-    close: () => 0,
     records() {
       const out: Mpd[] = [];
       for (let d = vdk_list.d_next; d !== vdk_list; d = d.d_next) out.push(d);
@@ -115,8 +115,8 @@ export function createVdkDriver(kernel: Kernel): VdkDriver {
 /** The user program: map the device, write, let the driver read, fork, unmap, exit. Returns what it printed. */
 export async function main(log: (line: string) => void = console.log): Promise<void> {
   const kernel = new Kernel({ arenaSize: 4 * 2 ** 20 });
-  const driver = createVdkDriver(kernel);
-  kernel.install('vdk', driver);
+  const vdk = createVdkDriver(kernel);
+  kernel.install('vdk', vdk.driver);
   kernel.on('entry', (e) => {
     if (e.entry === 'map' || e.entry === 'unmap') log(`  [kernel] pid ${e.pid}: vdk${e.entry}(${e.args.length > 2 ? `off=${e.args[2]}, len=${e.args[3]}` : 'vt'}) → ${String(e.result ?? 0)}`);
   });
@@ -131,13 +131,13 @@ export async function main(log: (line: string) => void = console.log): Promise<v
 
   const user = new Uint8Array(await parent.view(addr, len));
   user.set(new TextEncoder().encode('hello from user space'));
-  const [d] = driver.records();
+  const [d] = vdk.records();
   const kernelSees = new TextDecoder().decode(kernel.kbytes(d.d_addr, 21));
   log(`driver reads through kernel address 0x${d.d_addr.toString(16)}: "${kernelSees}" (handle ${d.d_id})`);
 
   const child = await parent.fork();
   log(`pid ${parent.pid}: fork → pid ${child.pid} (no driver call)`);
-  const childAddr = BigInt(child.as.base) + (addr - BigInt(parent.as.base));
+  const childAddr = child.as.base + (addr - parent.as.base);
   const childView = new Uint8Array(await child.view(childAddr, len));
   childView.set(new TextEncoder().encode('child'), pageSize);
   log(`pid ${child.pid}: sees "${new TextDecoder().decode(childView.subarray(0, 21))}", writes "child" at page 1`);
@@ -146,9 +146,9 @@ export async function main(log: (line: string) => void = console.log): Promise<v
   await parent.munmap(addr + BigInt(2 * pageSize), pageSize);
   log(`pid ${parent.pid}: munmap of the last page (no driver call); its old view now has length ${user.length}`);
   await parent.exit();
-  log(`pid ${parent.pid}: exit (no driver call: pid ${child.pid} still maps the memory); records: ${driver.records().length}`);
+  log(`pid ${parent.pid}: exit (no driver call: pid ${child.pid} still maps the memory); records: ${vdk.records().length}`);
   await child.exit();
-  log(`pid ${child.pid}: exit → vdkunmap ran once; records: ${driver.records().length}`);
+  log(`pid ${child.pid}: exit → vdkunmap ran once; records: ${vdk.records().length}`);
   log(`arena free bytes: ${kernel.arena.stats().freeBytes} of ${freeAtStart} at start`);
   await kernel.shutdown();
 }

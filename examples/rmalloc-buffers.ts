@@ -18,12 +18,12 @@ export const XX_MAPSIZE = 12;
 export const XX_BUFSIZE = 2560;
 export const XX_MAXSIZE = XX_BUFSIZE / 4;
 
-export interface XxDriver extends CharDriver {
-  read(dev: number, uio: Uio): number;
-  open(): number;
-  close(): number;
+/** The xx driver: its entry points (what is installed), its start and detach routines and its state. */
+export interface Xx {
+  /** The character entry points: open, close, read (xxread). */
+  readonly driver: CharDriver & { read(dev: number, uio: Uio): number };
   /** xx_mp: the private buffer space map (null until xxstart). */
-  readonly map: ResourceMap | null;
+  readonly mp: ResourceMap | null;
   /** The kernel address of the private buffer. */
   readonly buffer: number;
   /** The bytes the device produced, in order: what reads should see. */
@@ -35,13 +35,33 @@ export interface XxDriver extends CharDriver {
 /** The device's data stream: byte n of the stream is (n * 7 + 3) & 0xff. */
 export const streamByte = (n: number) => (n * 7 + 3) & 0xff;
 
-export function createXxDriver(kernel: Kernel): XxDriver {
+export function createXxDriver(kernel: Kernel): Xx {
   let xx_mp: ResourceMap | null = null; // Private buffer space map
   let bp = 0;
   let produced = 0;
 
+  function xxread(dev: number, uio: Uio): number {
+    while (uio.resid > 0) {
+      const size = Math.min(uio.resid, XX_MAXSIZE); /* Break large I/O request into small ones */
+      /* Get buffer. */
+      const addr = rmalloc(xx_mp!, size);
+      if (addr === 0) throw new KernelPanic(`read: rmalloc failed allocation of size ${size}`);
+      /* The device moves its data into local driver memory (DMA). */
+      const buf = kernel.kbytes(addr, size);
+      for (let i = 0; i < size; i++) buf[i] = streamByte(produced + i);
+      /* Move data to buffer. If invalid address is found, return buffer to map and return error code. */
+      if (kernel.uiomove(addr, size, UIO_READ, uio) !== 0) {
+        rmfree(xx_mp!, size, addr);
+        return errno.EFAULT;
+      }
+      produced += size;
+      rmfree(xx_mp!, size, addr);
+    }
+    return 0;
+  }
+
   return {
-    get map() {
+    get mp() {
       return xx_mp;
     },
     get buffer() {
@@ -50,9 +70,6 @@ export function createXxDriver(kernel: Kernel): XxDriver {
     get produced() {
       return produced;
     },
-    open: () => 0,
-    close: () => 0,
-
     xxstart() {
       /* Allocate private buffer. If insufficient memory, display message and halt system. */
       const addr = kernel.kmem_alloc(XX_BUFSIZE, KM_NOSLEEP);
@@ -70,25 +87,7 @@ export function createXxDriver(kernel: Kernel): XxDriver {
       kernel.kmem_free(bp, XX_BUFSIZE);
     },
 
-    read(dev: number, uio: Uio): number {
-      while (uio.resid > 0) {
-        const size = Math.min(uio.resid, XX_MAXSIZE); /* Break large I/O request into small ones */
-        /* Get buffer. */
-        const addr = rmalloc(xx_mp!, size);
-        if (addr === 0) throw new KernelPanic(`read: rmalloc failed allocation of size ${size}`);
-        /* The device moves its data into local driver memory (DMA). */
-        const buf = kernel.kbytes(addr, size);
-        for (let i = 0; i < size; i++) buf[i] = streamByte(produced + i);
-        /* Move data to buffer. If invalid address is found, return buffer to map and return error code. */
-        if (kernel.uiomove(addr, size, UIO_READ, uio) !== 0) {
-          rmfree(xx_mp!, size, addr);
-          return errno.EFAULT;
-        }
-        produced += size;
-        rmfree(xx_mp!, size, addr);
-      }
-      return 0;
-    },
+    driver: { open: () => 0, close: () => 0, read: xxread },
   };
 }
 
@@ -96,10 +95,10 @@ export function createXxDriver(kernel: Kernel): XxDriver {
 export async function main(log: (line: string) => void = console.log): Promise<void> {
   const kernel = new Kernel({ arenaSize: 2 ** 20 });
   const arenaFree = kernel.arena.stats().freeBytes;
-  const driver = createXxDriver(kernel);
-  kernel.install('xx', driver);
-  driver.xxstart();
-  log(`xxstart: buffer at kernel address 0x${driver.buffer.toString(16)}, map ${driver.map!.picture(40)}`);
+  const xx = createXxDriver(kernel);
+  kernel.install('xx', xx.driver);
+  xx.xxstart();
+  log(`xxstart: buffer at kernel address 0x${xx.buffer.toString(16)}, map ${xx.mp!.picture(40)}`);
 
   const proc = kernel.spawn();
   const fd = await proc.open('/dev/xx');
@@ -108,16 +107,16 @@ export async function main(log: (line: string) => void = console.log): Promise<v
   const bytes = new Uint8Array(await proc.view(buf, n));
   const ok = bytes.every((b, i) => b === streamByte(i));
   log(`read(fd, 0x${buf.toString(16)}, 2000) → ${n} bytes in pieces of at most ${XX_MAXSIZE}; stream intact: ${ok}`);
-  log(`map after the read: ${driver.map!.picture(40)} (${driver.map!.freeUnits} of ${XX_BUFSIZE} free)`);
+  log(`map after the read: ${xx.mp!.picture(40)} (${xx.mp!.freeUnits} of ${XX_BUFSIZE} free)`);
 
   try {
-    await proc.read(fd, BigInt(proc.as.end) - 16n, 100);
+    await proc.read(fd, proc.as.end - 16n, 100);
   } catch (err) {
-    log(`read into an unmapped address → ${(err as NodeJS.ErrnoException).code}; map: ${driver.map!.freeUnits} of ${XX_BUFSIZE} free`);
+    log(`read into an unmapped address → ${(err as NodeJS.ErrnoException).code}; map: ${xx.mp!.freeUnits} of ${XX_BUFSIZE} free`);
   }
 
   await proc.exit();
-  driver.xxdetach();
+  xx.xxdetach();
   log(`arena free bytes: ${kernel.arena.stats().freeBytes} of ${arenaFree} at start`);
   await kernel.shutdown();
 }

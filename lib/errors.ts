@@ -10,7 +10,16 @@
  *  - a devmap condition (closed object, unsupported platform, kernel panic, ...): a DevmapError with a stable
  *    `code` starting ERR_DEVMAP_.
  */
+import { constants } from 'node:os';
 import { getSystemErrorMap } from 'node:util';
+
+/**
+ * The one errno table: the platform's numbers by name, positive as in C (`errno.EINVAL` is 22 on Linux). The
+ * addon returns them negated (-errno); a system error's `errno` property is negative, as Node's own are.
+ */
+export const errno: Readonly<Record<string, number>> = constants.errno;
+const errnoNames = new Map<number, string>();
+for (const [name, n] of Object.entries(errno)) if (!errnoNames.has(n)) errnoNames.set(n, name); // EAGAIN, not EWOULDBLOCK
 
 export class DevmapError extends Error {
   readonly code: string;
@@ -34,7 +43,8 @@ let errorMap: Map<number, [string, string]> | undefined;
 /** Builds a Node-style system error from a negative errno returned by the addon. */
 export function systemError(negErrno: number, syscall: string, path?: string): SystemError {
   errorMap ??= getSystemErrorMap();
-  const [code, description] = errorMap.get(negErrno) ?? [`Unknown system error ${-negErrno}`, 'unknown error'];
+  const code = errnoNames.get(-negErrno) ?? `Unknown system error ${-negErrno}`;
+  const description = errorMap.get(negErrno)?.[1] ?? 'unknown error';
   const where = path === undefined ? syscall : `${syscall} '${path}'`;
   const err = new Error(`${code}: ${description}, ${where}`) as SystemError;
   err.code = code;
@@ -73,6 +83,13 @@ export function typeError(what: string, name: string, value: unknown): TypeError
 
 export function rangeError(what: string, name: string, value: unknown): RangeError {
   return argError(RangeError, 'ERR_OUT_OF_RANGE', what, name, value);
+}
+
+/** A value of the right type that is not acceptable (Node's ERR_INVALID_ARG_VALUE, a TypeError as Node makes it). */
+export function invalidArgValue(message: string): TypeError {
+  const err = new TypeError(message);
+  (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_VALUE';
+  return err;
 }
 
 /**
@@ -129,7 +146,8 @@ export function options<T extends object>(value: unknown, name: string, known: r
   return value as Partial<T>;
 }
 
-function closest(word: string, candidates: readonly string[]): string | undefined {
+/** The known name closest to `word` (a did-you-mean hint), or undefined when none is near. */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
   for (const c of candidates) {

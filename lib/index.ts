@@ -17,6 +17,8 @@ export type {
   ResourceMapWarning, ResourceMapWarningCode,
 } from './rmap';
 export * from './kernel';
+export { Kernel } from './system';
+export type { Driver } from './system';
 export * from './irix';
 export * from './ddi';
 export { DevmapError } from './errors';

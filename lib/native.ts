@@ -1,6 +1,7 @@
 /*
- * Loads the addon. node-gyp-build looks in prebuilds/<platform>-<arch>/ first, then build/Release and
- * build/Debug. On a platform other than Linux nothing is loaded: the package still imports, and every call
+ * Loads the addon. node-gyp-build takes a local build first (build/Release, then build/Debug), so a developer's
+ * rebuild wins, and then prebuilds/<platform>-<arch>/ (what an install without a compiler uses); DEVMAP_ADDON
+ * overrides both. On a platform other than Linux nothing is loaded: the package still imports, and every call
  * that needs the addon throws ERR_DEVMAP_UNSUPPORTED_PLATFORM.
  */
 import { join } from 'node:path';
@@ -8,7 +9,7 @@ import { existsSync } from 'node:fs';
 import nodeGypBuild from 'node-gyp-build';
 import { DevmapError } from './errors';
 
-/** The addon's functions: see native/devmap.cc. Failing system calls return -errno. */
+/** The addon's functions: see native/ (addon.h lists the files). Failing system calls return -errno. */
 export interface Native {
   mmap(addr: number, length: number, prot: number, flags: number, fd: number, offset: number): number;
   munmap(addr: number, length: number): number;
@@ -35,12 +36,13 @@ export interface Native {
   buffer(addr: number, length: number): ArrayBuffer;
   read(addr: number, target: ArrayBufferView): void;
   detach(buffer: ArrayBuffer): void;
-  futex_wait(array: ArrayBufferView, byteIndex: number, expected: number, timeoutMs: number): number;
-  futex_wake(array: ArrayBufferView, byteIndex: number, count: number): number;
   page_size(): number;
-  // native/sync.cc (lib/sync): words are addresses that lib/sync/word.ts derived from a validated view.
+  // native/futex.cc, waitv.cc, robust_mutex.cc (lib/sync): words are addresses that lib/sync/word.ts derived
+  // from a validated view.
   futex_wait_spin(address: number, expected: number, timeoutMs: number, spin: number, waitersAddress: number): number;
   futex_wake_addr(address: number, count: number): number;
+  /** The same word through a new one-page mapping of its page (unmap the page when done), or -errno. */
+  futex_alias(address: number): number;
   waitv_init(onComplete: (batch: number[]) => void): number;
   waitv_add(address: number, expected: number, timeoutMs: number, tag: number): number;
   waitv_cancel(id: number): number;
@@ -55,7 +57,6 @@ export interface Native {
   mutex_mark_waiters(address: number): number;
   word_address(array: ArrayBufferView, byteIndex: number): number;
   gettid(): number;
-  [baseline: `c_${string}`]: (...args: any[]) => number;
 }
 
 const root = join(__dirname, '..');

@@ -15,7 +15,7 @@ tests=(test/memory test/hostile.test.ts test/kernel test/irix test/ddi test/rmap
 [ -d test/sync ] && tests+=(test/sync)
 
 if [ "${VALGRIND:-}" = 1 ]; then
-  (cd "$work" && npm run rebuild --silent -- --debug >/dev/null)
+  (cd "$work" && npm_config_debug=true npm run rebuild --silent >/dev/null)
   addon="$work/build/Debug/devmap.node"
   # The addon runs in vitest's worker processes, so valgrind follows children; the subset is smaller because
   # everything runs 20-50x slower. V8 writes code at run time, hence --smc-check.

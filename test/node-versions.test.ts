@@ -23,8 +23,8 @@ function child(code: string) {
 }
 
 describe(`Node ${process.version}`, () => {
-  it('offers the Node-API version the addon is built for (binding.gyp NAPI_VERSION)', () => {
-    const gyp = readFileSync(join(root, 'binding.gyp'), 'utf8');
+  it('offers the Node-API version the addon is built for (native/common.gypi NAPI_VERSION)', () => {
+    const gyp = readFileSync(join(root, 'native', 'common.gypi'), 'utf8');
     const built = Number(/NAPI_VERSION=(\d+)/.exec(gyp)?.[1]);
     expect(built).toBe(8);
     expect(Number(process.versions.napi)).toBeGreaterThanOrEqual(built);

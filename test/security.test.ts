@@ -1,11 +1,10 @@
 // The claims of docs/security.md that no other test already makes.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SharedMemory, mapFile, pageSize } from '../lib';
-import { fixture } from './helpers/child';
 import { trackLeaks, uniqueName } from './helpers/leaks';
 
 trackLeaks();
@@ -13,6 +12,30 @@ trackLeaks();
 const dir = mkdtempSync(join(tmpdir(), 'devmap-test-sec-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const isRoot = process.getuid?.() === 0;
+
+/*
+ * The checkout may sit under a directory other users cannot enter (a home directory of mode 0700): the probe
+ * that runs as another user gets a world-readable copy of what it loads, in its own temporary directory — the
+ * built package, node-gyp-build, the addon (prebuild, local build, or the DEVMAP_ADDON the run names) and
+ * the fixture at the same relative paths.
+ */
+function worldReadableFixture(name: string): { file: string; env: NodeJS.ProcessEnv; cleanup(): void } {
+  const root = join(__dirname, '..');
+  const copy = mkdtempSync(join(tmpdir(), 'devmap-test-sec-pkg-'));
+  const take = (rel: string) => existsSync(join(root, rel)) && cpSync(join(root, rel), join(copy, rel), { recursive: true });
+  for (const rel of ['package.json', 'dist', 'prebuilds', 'build/Release', 'node_modules/node-gyp-build', `test/fixtures/${name}`]) take(rel);
+  const env = { ...process.env };
+  if (env.DEVMAP_ADDON) {
+    cpSync(env.DEVMAP_ADDON, join(copy, 'addon.node'));
+    env.DEVMAP_ADDON = join(copy, 'addon.node');
+  }
+  const open = (path: string) => {
+    chmodSync(path, statSync(path).isDirectory() ? 0o755 : 0o644);
+    if (statSync(path).isDirectory()) for (const entry of readdirSync(path)) open(join(path, entry));
+  };
+  open(copy);
+  return { file: join(copy, 'test', 'fixtures', name), env, cleanup: () => rmSync(copy, { recursive: true, force: true }) };
+}
 
 describe('security', () => {
   it('mapFile does not follow a symbolic link (O_NOFOLLOW)', () => {
@@ -45,9 +68,9 @@ describe('security', () => {
     const name = uniqueName('sec');
     const shm = SharedMemory.create(name, pageSize);
     const open = SharedMemory.create(`${name}-open`, pageSize, { mode: 0o644 });
-    chmodSync(dir, 0o755);
+    const openShm = worldReadableFixture('open-shm.cjs');
     const probe = (n: string, readOnly: boolean) =>
-      spawnSync(process.execPath, [fixture('open-shm.cjs'), n, String(readOnly)], { uid: 65534, gid: 65534, encoding: 'utf8' }).stdout.trim();
+      spawnSync(process.execPath, [openShm.file, n, String(readOnly)], { uid: 65534, gid: 65534, env: openShm.env, encoding: 'utf8' }).stdout.trim();
     try {
       expect(probe(name, true)).toBe('EACCES');
       expect(probe(`${name}-open`, false)).toBe('EACCES');
@@ -57,6 +80,7 @@ describe('security', () => {
       shm.close();
       open.unlink();
       open.close();
+      openShm.cleanup();
     }
   });
 });

@@ -62,9 +62,7 @@ Options:
         process.stdout.write(JSON.stringify(json, null, 2) + '\n');
         return 0;
       }
-      const creator = seg.creator
-        ? `pid ${seg.creator.pid} (${seg.creatorAlive ? 'alive' : 'exited'})`
-        : seg.creator === null ? 'not recorded (not created by devmap)' : 'unknown (this build of the addon cannot read creator records)';
+      const creator = seg.creator ? `pid ${seg.creator.pid} (${seg.creatorAlive ? 'alive' : 'exited'})` : 'not recorded (not created by devmap)';
       const lines = [
         `segment   ${seg.path}`,
         `size      ${seg.size} bytes (${bytes(seg.size)})`,

@@ -1,6 +1,5 @@
 /** devmap ls: the POSIX shm segments of this machine, like ipcs. */
 import { parse, UsageError } from './args';
-import { canReadCreators } from './creator';
 import { bytes, octal, table } from './format';
 import { listSegments, myUid, type Segment } from './segments';
 import type { Command } from './command';
@@ -44,7 +43,6 @@ Options:
       s.holders.length > 0 ? s.holders.join(',') : '-',
     ]);
     process.stdout.write(table(['NAME', 'SIZE', 'MODE', 'UID', 'CREATOR', 'ALIVE', 'HOLDERS'], rows, [1, 3, 4]) + '\n');
-    if (!canReadCreators()) process.stdout.write('(this build of the addon cannot read creator records: CREATOR is "-")\n');
     return 0;
   },
 };

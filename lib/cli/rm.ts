@@ -7,7 +7,7 @@
  *    after another user is a deliberate act for `rm /dev/shm/...`, not a side effect of --stale;
  *  - --stale removes a segment only when its recorded creator has exited (same pid *and* start time, so a
  *    reused pid does not keep it) and no visible process still holds it open or mapped. A segment with no
- *    creator record (made by Python, C, or a devmap built without xattr support) is never stale: nothing
+ *    creator record (made by Python, C, or a devmap older than the record) is never stale: nothing
  *    says who is responsible for it.
  * There is a window between these checks and the unlink in which another process could replace the name;
  * the same is true of every tool that removes by name.

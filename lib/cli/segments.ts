@@ -19,8 +19,8 @@ export interface Segment {
   uid: number;
   gid: number;
   modified: Date;
-  /** The recorded creator; null: none recorded; undefined: this build cannot read records. */
-  creator: Creator | null | undefined;
+  /** The recorded creator; null: none recorded. */
+  creator: Creator | null;
   /** Whether the recorded creator still runs; null when there is no record to go by. */
   creatorAlive: boolean | null;
   /** Processes (other than this one) that have the segment open or mapped. */

@@ -5,7 +5,7 @@
  * the same "device pages" with SharedMemory.open(name). The kernel sees a register set through `regs[n].bytes`,
  * its own mapping of it (what ddi_regs_map_setup would give a driver).
  */
-import { DevmapError, integer, options, string } from '../errors';
+import { DevmapError, integer, options, string, typeError } from '../errors';
 import type { Mapping } from '../memory/mapping';
 import { pageSize } from '../memory/page';
 import { SharedMemory } from '../memory/shared-memory';
@@ -17,6 +17,11 @@ export interface RegisterSpec {
   shm?: string;
 }
 
+const constructing = Symbol('devmap.regs');
+/** The framework's side of a register set: the descriptor user mappings are made from, and its release. */
+let registerInternals: (r: RegisterSet) => { fd: number; destroy(): void };
+let newRegisterSet: (spec: RegisterSpec, label: string) => RegisterSet;
+
 export class RegisterSet {
   readonly size: number;
   readonly #memory: SharedMemory;
@@ -24,8 +29,13 @@ export class RegisterSet {
   readonly bytes: Uint8Array;
   readonly shmName: string | null;
 
-  /** @internal */
-  constructor(spec: RegisterSpec, label: string) {
+  static {
+    newRegisterSet = (spec, label) => new RegisterSet(spec, label, constructing);
+    registerInternals = (r) => ({ fd: r.#memory.fd, destroy: () => r.#destroy() });
+  }
+
+  private constructor(spec: RegisterSpec, label: string, token: symbol) {
+    if (token !== constructing) throw new DevmapError('ERR_DEVMAP_NOT_CONSTRUCTIBLE', 'A RegisterSet is made by new DevInfo(name, registers)');
     const o = options<RegisterSpec>(spec, 'register', ['size', 'shm']);
     this.size = Math.ceil(integer(o.size, 'register.size', 1) / pageSize) * pageSize;
     this.shmName = o.shm === undefined ? null : string(o.shm, 'register.shm');
@@ -34,13 +44,7 @@ export class RegisterSet {
     this.bytes = new Uint8Array(this.#mapping.buffer);
   }
 
-  /** @internal The descriptor user mappings are made from. */
-  get fd(): number {
-    return this.#memory.fd;
-  }
-
-  /** @internal */
-  destroy(): void {
+  #destroy(): void {
     if (this.#mapping.mapped) this.#mapping.unmap();
     if (this.shmName !== null && !this.#memory.closed) SharedMemory.unlink(this.shmName);
     this.#memory.close();
@@ -54,12 +58,12 @@ export class DevInfo {
 
   constructor(name: string, registers: RegisterSpec[] = []) {
     this.name = string(name, 'name');
-    if (!Array.isArray(registers)) throw new TypeError('Expected an array of register specs for registers');
+    if (!Array.isArray(registers)) throw typeError('an array of register specs', 'registers', registers);
     const made: RegisterSet[] = [];
     try {
-      registers.forEach((r, i) => made.push(new RegisterSet(r, `${this.name}-reg${i}`)));
+      registers.forEach((r, i) => made.push(newRegisterSet(r, `${this.name}-reg${i}`)));
     } catch (err) {
-      for (const r of made) r.destroy();
+      for (const r of made) registerInternals(r).destroy();
       throw err;
     }
     this.regs = made;
@@ -73,16 +77,26 @@ export class DevInfo {
   detach(): void {
     if (this.#detached) return;
     this.#detached = true;
-    for (const r of this.regs) r.destroy();
+    for (const r of this.regs) registerInternals(r).destroy();
   }
 
   [Symbol.dispose](): void {
     this.detach();
   }
 
-  /** @internal */
-  register(rnumber: number): RegisterSet | undefined {
-    if (this.#detached) throw new DevmapError('ERR_DEVMAP_DETACHED', `Device ${this.name} has been detached`);
-    return Number.isInteger(rnumber) ? this.regs[rnumber] : undefined;
-  }
+}
+
+/**
+ * Register set `rnumber` of `dip` for the setup helpers, or undefined (not a DevInfo, no such set); a detached
+ * device is an error.
+ */
+export function registerOf(dip: unknown, rnumber: unknown): RegisterSet | undefined {
+  if (!(dip instanceof DevInfo)) return undefined;
+  if (dip.detached) throw new DevmapError('ERR_DEVMAP_DETACHED', `Device ${dip.name} has been detached`);
+  return Number.isInteger(rnumber) ? dip.regs[rnumber as number] : undefined;
+}
+
+/** The descriptor behind a register set, for user mappings of it. */
+export function registerFd(reg: RegisterSet): number {
+  return registerInternals(reg).fd;
 }

@@ -47,18 +47,20 @@
  *    driver never hears of it. The child's translations start unloaded when the driver has devmap_access.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { DevmapError, integer } from '../errors';
+import { DevmapError, integer, typeError } from '../errors';
 import { MAP_PRIVATE, PROT_NONE, PROT_READ, PROT_WRITE } from '../memory/constants';
 import { pageSize } from '../memory/page';
-import { Segment, type AddressSpace, type Piece, type Rw, type SegmentOps } from '../kernel/as';
-import { EACCES, EFAULT, EINVAL, EIO, ENOMEM, ENOTSUP, ENXIO, syscallError } from '../kernel/errno';
-import { registerMapper, type CharDriver, type EntryResult, type Kernel, type MapRequest } from '../kernel/kernel';
+import { AddressSpace, Segment, type Piece, type Rw, type SegmentOps } from '../kernel/as';
+import type { CharDriver, DeviceMapper, EntryResult, MapRequest } from '../kernel/device';
+import { EACCES, EFAULT, EINVAL, EIO, ENOMEM, ENOTSUP, ENXIO } from '../kernel/errno';
+import { kernelInternals, type Kernel } from '../kernel/kernel';
 import { PROT_USER } from '../kernel/process';
+import { syscallError } from '../kernel/syscall';
 import {
   DDI_FAILURE, DDI_MODEL_LP64, DEVMAP_ACCESS, DEVMAP_ALLOW_REMAP, DEVMAP_EXEC, DEVMAP_MAPPING_INVALID, DEVMAP_OTHER,
   DEVMAP_READ, DEVMAP_SETUP_DONE, DEVMAP_SETUP_FLAGS, DEVMAP_WRITE, FC_HWERR, FC_MAKE_ERR, FC_NOMAP, HZ, UMEM_TRASH,
 } from './constants';
-import type { DevInfo, RegisterSet } from './devinfo';
+import { registerFd, registerOf, type DevInfo, type RegisterSet } from './devinfo';
 import { UmemCookie } from './umem';
 
 /** An out-parameter: the C `T *` the callee stores through. */
@@ -81,7 +83,11 @@ export interface DevmapCallbackCtl {
 /** devmap_contextmgt(9E). */
 export type DevmapContextMgt = (dhp: DevmapHandle, pvtp: unknown, off: number, len: number, type: number, rw: number) => EntryResult;
 
-/** A driver mapping through the devmap framework: devmap(9E) reports the handle's length through maplen. */
+/**
+ * A driver mapping through the devmap framework: devmap(9E) reports the handle's length through maplen. The
+ * callbacks (devmap_map, devmap_access, ...) are not members: they reach the framework through the setup helpers'
+ * callbackops. No other member is an entry point, so a misspelling is a type error.
+ */
 export interface DevmapDriver extends CharDriver {
   devmap(dev: number, dhp: DevmapHandle, off: number, len: number, maplen: Out<number>, model: number): EntryResult;
 }
@@ -125,6 +131,8 @@ interface HState {
 let nextId = 1;
 /** The framework's view of a handle's state; set by DevmapHandle's static block, private to this module. */
 let stateOf: (h: DevmapHandle) => HState;
+let newHandle: (state: HState) => DevmapHandle;
+const constructing = Symbol('devmap.ddi');
 
 /** devmap_cookie_t: a mapping handle. Drivers read it; the framework changes it. */
 export class DevmapHandle {
@@ -136,11 +144,11 @@ export class DevmapHandle {
 
   static {
     stateOf = (h) => h.#s;
+    newHandle = (state) => new DevmapHandle(constructing, state);
   }
 
-  /** @internal */
-  constructor(token: symbol, state?: HState) {
-    if (token !== internal || state === undefined) throw new TypeError('devmap handles are made by the framework');
+  private constructor(token: symbol, state: HState) {
+    if (token !== constructing) throw new DevmapError('ERR_DEVMAP_NOT_CONSTRUCTIBLE', 'devmap handles are made by the framework');
     this.#s = state;
   }
 
@@ -196,15 +204,9 @@ export class DevmapHandle {
   }
 }
 
-const internal = Symbol('devmap.ddi');
-
 function st(dhp: unknown): HState {
-  if (!(dhp instanceof DevmapHandle)) throw new TypeError('Expected a devmap handle (devmap_cookie_t) for dhp');
+  if (!(dhp instanceof DevmapHandle)) throw typeError('a devmap handle (devmap_cookie_t)', 'dhp', dhp);
   return stateOf(dhp);
-}
-
-function newHandle(state: HState): DevmapHandle {
-  return new DevmapHandle(internal, state);
 }
 
 /** The process whose page fault is being handled, across the driver's awaits. */
@@ -240,7 +242,7 @@ function ctxRelease(ctx: Ctx): void {
 
 function copyCallbacks(ops: DevmapCallbackCtl | null | undefined): DevmapCallbackCtl | null {
   if (ops === null || ops === undefined) return null;
-  if (typeof ops !== 'object') throw new TypeError('Expected a devmap_callback_ctl object or null for callbackops');
+  if (typeof ops !== 'object') throw typeError('a devmap_callback_ctl object or null', 'callbackops', ops);
   const copy: DevmapCallbackCtl = { devmap_rev: ops.devmap_rev };
   for (const k of ['devmap_map', 'devmap_access', 'devmap_dup', 'devmap_unmap'] as const) {
     if (typeof ops[k] === 'function') (copy as unknown as Record<string, unknown>)[k] = (ops[k] as Function).bind(ops);
@@ -276,7 +278,7 @@ export function devmap_devmem_setup(
 ): number {
   const s = st(dhp);
   if (!setupCommon(s, maxprot, flags)) return DDI_FAILURE;
-  const reg = dip?.register?.(rnumber);
+  const reg = registerOf(dip, rnumber);
   if (!reg || !Number.isInteger(roff) || !Number.isInteger(len) || roff < 0 || len <= 0) return DDI_FAILURE;
   if (Math.floor(roff / pageSize) * pageSize + Math.ceil(len / pageSize) * pageSize > reg.size) return DDI_FAILURE;
   s.backing = flags & DEVMAP_MAPPING_INVALID ? null : { kind: 'devmem', reg };
@@ -301,7 +303,7 @@ export function devmap_umem_setup(
 /** The descriptor and offset behind byte `rel` of a handle. */
 function source(s: HState, rel: number): [fd: number, off: number] {
   const b = s.backing!;
-  if (b.kind === 'devmem') return [b.reg.fd, s.roff + rel];
+  if (b.kind === 'devmem') return [registerFd(b.reg), s.roff + rel];
   const arena = s.kernel.arena;
   if (b.cookie.type === UMEM_TRASH) return [arena.fd, b.cookie.base - arena.base];
   return [arena.fd, b.cookie.base - arena.base + s.roff + rel];
@@ -421,7 +423,7 @@ export async function devmap_do_ctxmgt(
     while (ctx.oncpu) await new Promise<void>((r) => ctx.waiters.push(r));
     ctx.oncpu = true;
   }
-  const rc = await s.kernel.call(s.as.pid, { devmap_contextmgt: ctxmgt }, 'devmap_contextmgt', [dhp, pvtp, off, len, type, rw]);
+  const rc = await kernelInternals(s.kernel).call(s.as.pid, { devmap_contextmgt: ctxmgt }, 'devmap_contextmgt', [dhp, pvtp, off, len, type, rw]);
   if (rc !== 0) {
     if (hysteresis) ctxRelease(ctx);
     return FC_HWERR;
@@ -457,7 +459,7 @@ export function devmap_devmem_remap(
   if (!remapCommon(s, maxprot, flags, DEVMAP_MAPPING_INVALID)) return DDI_FAILURE;
   if (!Number.isInteger(len) || Math.ceil(len / pageSize) * pageSize !== s.len) return DDI_FAILURE;
   if (flags & DEVMAP_MAPPING_INVALID) return rebind(s, null, 0, maxprot, flags);
-  const reg = dip?.register?.(rnumber);
+  const reg = registerOf(dip, rnumber);
   if (!reg || !Number.isInteger(roff) || roff < 0 || Math.floor(roff / pageSize) * pageSize + s.len > reg.size) return DDI_FAILURE;
   return rebind(s, { kind: 'devmem', reg }, roff, maxprot, flags);
 }
@@ -524,15 +526,21 @@ const ops: SegmentOps = {
       } else if (start < a && end > e) {
         const keep = (a - start) / pageSize;
         const skip = (e - start) / pageSize;
-        const h2 = copyHandle(s, {
-          uoff: s.uoff + (e - start), len: end - e, uvaddr: e, roff: s.roff + (e - start),
-          loaded: s.loaded.slice(skip), pprot: s.pprot.slice(skip),
-        });
+        // new_dhp2 is a byte copy of H: the driver sees the pre-cut offset and length in it (SPEC A.6); both
+        // handles are reduced after the callback returns.
+        const h2 = copyHandle(s, {});
         lower.push(h);
         upper.push(h2);
         cuts.push({
           h, off: s.uoff + (a - start), len: n, new1: h, new2: h2,
           apply: () => {
+            const s2 = st(h2);
+            s2.uoff = s.uoff + (e - start);
+            s2.len = end - e;
+            s2.uvaddr = e;
+            s2.roff = s.roff + (e - start);
+            s2.loaded = s.loaded.slice(skip);
+            s2.pprot = s.pprot.slice(skip);
             s.len = a - start;
             s.loaded = s.loaded.slice(0, keep);
             s.pprot = s.pprot.slice(0, keep);
@@ -566,7 +574,7 @@ const ops: SegmentOps = {
       }
     }
     // The pages go first (views detach), then the map count, which may run close(9E) (SPEC A.6 prologue).
-    const kernel = st(chainOf(seg)[0]).kernel;
+    const kernel = kernelInternals(st(chainOf(seg)[0]).kernel);
     const dev = seg.dev!;
     const upperSeg = seg.as.trim(seg, a, n);
     if (kernel.countMapped(dev, -n / pageSize)) await kernel.closeDevice(dev, seg.as.pid);
@@ -593,20 +601,41 @@ const ops: SegmentOps = {
 
   async dup(seg, child) {
     const handles: DevmapHandle[] = [];
-    const at = child.base + (seg.base - seg.as.base);
+    const at = child.rawBase + (seg.base - seg.as.rawBase);
     const copy = new Segment(child, at, seg.len, seg.prot, seg.maxprot, seg.type, seg.off, seg.dev, ops, [], { handles } satisfies DevmapSegment);
     child.insert(copy);
-    const kernel = st(chainOf(seg)[0]).kernel;
+    const kernel = kernelInternals(st(chainOf(seg)[0]).kernel);
     kernel.countMapped(seg.dev!, seg.len / pageSize);
+    // A refusal frees this partial copy before the fork fails, as as_dup() calls seg_free() on the new segment
+    // before as_free() unmaps the child's earlier segments (usr/src/uts/common/vm/vm_as.c); seg_free() runs
+    // segdev_free(), which gives every handle already copied its whole-handle devmap_unmap (seg_dev.c). The
+    // refused copy gets none (SPEC A.5), and no handle after it was made.
+    const freeCopy = async () => {
+      child.remove(copy);
+      for (const p of copy.pieces) p.mapping.unmap();
+      copy.pieces = [];
+      copy.len = 0;
+      kernel.countMapped(seg.dev!, -seg.len / pageSize);
+      for (const nh of handles) {
+        const ns = st(nh);
+        const unmap = ns.callbacks?.devmap_unmap;
+        if (unmap) await kernel.call(child.pid, { devmap_unmap: unmap }, 'devmap_unmap', [nh, ns.pvtp, ns.uoff, ns.len, null, null, null, null]);
+        freeHandle(nh);
+      }
+    };
     for (const h of chainOf(seg)) {
       const s = st(h);
       const fresh = s.callbacks?.devmap_access ? 0 : 1;
-      const nh = copyHandle(s, { as: child, seg: copy, uvaddr: child.base + (s.uvaddr - seg.as.base), loaded: new Uint8Array(s.loaded.length).fill(fresh) });
+      const nh = copyHandle(s, { as: child, seg: copy, uvaddr: child.rawBase + (s.uvaddr - seg.as.rawBase), loaded: new Uint8Array(s.loaded.length).fill(fresh) });
       const ns = st(nh);
       handles.push(nh);
       const rc = mapPages(copy, ns, 0, ns.len / pageSize);
       if (rc === 0 && s.type === MAP_PRIVATE) copyPrivatePages(seg, s, copy, ns);
-      if (rc !== 0) throw syscallError(ENOMEM, 'fork', seg.as.pid);
+      if (rc !== 0) {
+        ns.callbacks = ns.callbacks && { ...ns.callbacks, devmap_unmap: undefined }; // the driver never heard of it
+        await freeCopy();
+        throw syscallError(ENOMEM, 'fork', seg.as.pid);
+      }
       const dupFn = s.callbacks?.devmap_dup;
       if (dupFn) {
         const out = { value: s.pvtp };
@@ -614,6 +643,7 @@ const ops: SegmentOps = {
         if (err !== 0) {
           // SPEC A.5: the driver never sees an unmap for a handle it refused.
           ns.callbacks = { ...ns.callbacks!, devmap_unmap: undefined };
+          await freeCopy();
           throw syscallError(err, 'fork', seg.as.pid);
         }
         ns.pvtp = out.value;
@@ -654,7 +684,7 @@ const ops: SegmentOps = {
       if (access) {
         const off = s.uoff + first * pageSize;
         const rc = await faulting.run(seg.as, () =>
-          s.kernel.call(seg.as.pid, { devmap_access: access }, 'devmap_access', [h, s.pvtp, off, (to - first) * pageSize, DEVMAP_ACCESS, RW_CODE[rw]]),
+          kernelInternals(s.kernel).call(seg.as.pid, { devmap_access: access }, 'devmap_access', [h, s.pvtp, off, (to - first) * pageSize, DEVMAP_ACCESS, RW_CODE[rw]]),
         );
         if (rc !== 0) return rc;
         for (let p = first; p < to; p++) if (!s.loaded[p]) return EIO; // the driver did not load the pages
@@ -689,7 +719,8 @@ function copyPrivatePages(seg: Segment, s: HState, childSeg: Segment, ns: HState
 }
 
 async function devmapMmap(req: MapRequest): Promise<Segment | number> {
-  const { kernel, proc, dev, addr, len, off, maxprot, type, flags } = req;
+  const { proc, dev, addr, len, off, maxprot, type, flags } = req;
+  const kernel = kernelInternals(req.kernel);
   const driver = req.driver as DevmapDriver;
   const prot = req.prot | PROT_USER; // SPEC A.3.1: mmap(2) adds PROT_USER
   const handles: DevmapHandle[] = [];
@@ -701,7 +732,7 @@ async function devmapMmap(req: MapRequest): Promise<Segment | number> {
   let resid = len;
   while (resid > 0) {
     const h = newHandle({
-      kernel, as: proc.as, dev, seg: null, uoff: mapOff, len: 0, uvaddr: 0, roff: 0, backing: null, pvtp: undefined,
+      kernel: req.kernel, as: proc.as, dev, seg: null, uoff: mapOff, len: 0, uvaddr: 0, roff: 0, backing: null, pvtp: undefined,
       prot, maxprot, origMaxprot: maxprot, flags: 0, timeout: 0, callbacks: null, ctx: null, type,
       loaded: new Uint8Array(0), pprot: new Uint8Array(0), dead: false,
     });
@@ -722,6 +753,9 @@ async function devmapMmap(req: MapRequest): Promise<Segment | number> {
     mapOff += ml;
     resid -= ml;
   }
+  // devmap_device (SPEC A.3.3): only now, with every devmap(9E) call accepted, does MAP_FIXED remove what the
+  // range held; a refusal above returned with the old mapping intact.
+  await req.replace();
   const seg = new Segment(proc.as, addr, len, req.prot, maxprot, type, off, dev, ops, [], { handles } satisfies DevmapSegment);
   let cursor = addr;
   for (const h of handles) {
@@ -760,11 +794,19 @@ async function devmapMmap(req: MapRequest): Promise<Segment | number> {
   return seg;
 }
 
-registerMapper({ name: 'devmap', handles: (driver) => typeof driver.devmap === 'function', mmap: devmapMmap });
+/** The Solaris devmap framework, the mapping interface of drivers with a `devmap` entry point (hand it to the Kernel). */
+export const devmapInterface: DeviceMapper = {
+  name: 'devmap framework',
+  entryPoints: ['devmap'],
+  handles: (driver) => typeof (driver as DevmapDriver).devmap === 'function',
+  mmap: devmapMmap,
+};
 
-/** @internal For tests and pmap-like tools: the handle chain of the mapping at `addr`. */
+/** For tests and pmap-like tools: the handle chain of the devmap mapping at `addr` in `as` (a process's `as`; public, exported from the package root). */
 export function handlesAt(as: AddressSpace, addr: bigint): DevmapHandle[] {
-  const seg = as.segmentAt(Number(addr));
+  if (!(as instanceof AddressSpace)) throw typeError('an AddressSpace (proc.as)', 'as', as);
+  if (typeof addr !== 'bigint') throw typeError('a bigint address', 'addr', addr);
+  const seg = addr >= 0n && addr <= BigInt(Number.MAX_SAFE_INTEGER) ? as.segmentAt(Number(addr)) : undefined;
   if (!seg || seg.ops !== ops) throw new DevmapError('ERR_DEVMAP_NOT_DEVMAP', 'No devmap mapping at that address');
   return [...chainOf(seg)];
 }

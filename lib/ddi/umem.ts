@@ -5,27 +5,41 @@
  * buffer: one junk page stands in for every page of the mapping. The cookie is returned rather than stored
  * through a pointer; its `kaddr` is the kernel address (null for TRASH).
  */
-import { integer, typeError } from '../errors';
+import { DevmapError, integer, typeError } from '../errors';
 import { KM_NOSLEEP, KernelPanic } from '../kernel/arena';
 import { Kernel } from '../kernel/kernel';
 import { pageSize } from '../memory/page';
 import { DDI_UMEM_NOSLEEP, DDI_UMEM_PAGEABLE, DDI_UMEM_TRASH, KMEM_NON_PAGEABLE, KMEM_PAGEABLE, UMEM_TRASH } from './constants';
 
+const constructing = Symbol('devmap.umem');
+let newCookie: (kernel: Kernel, base: number, size: number, type: number) => UmemCookie;
+let freeCookie: (c: UmemCookie) => void;
+
 export class UmemCookie {
   #freed = false;
+  readonly kernel: Kernel;
+  /** Kernel address of the buffer; for a TRASH cookie, of the one junk page. */
+  readonly base: number;
+  /** Bytes the cookie covers (page multiple). */
+  readonly size: number;
+  /** KMEM_NON_PAGEABLE, KMEM_PAGEABLE or UMEM_TRASH. */
+  readonly type: number;
 
-  /** @internal */
-  constructor(
-    readonly kernel: Kernel,
-    /** Kernel address of the buffer; for a TRASH cookie, of the one junk page. */
-    readonly base: number,
-    /** Bytes the cookie covers (page multiple). */
-    readonly size: number,
-    /** KMEM_NON_PAGEABLE, KMEM_PAGEABLE or UMEM_TRASH. */
-    readonly type: number,
-    token: symbol,
-  ) {
-    if (token !== internal) throw new TypeError('UmemCookie is made by ddi_umem_alloc');
+  static {
+    newCookie = (kernel, base, size, type) => new UmemCookie(kernel, base, size, type, constructing);
+    freeCookie = (c) => {
+      if (c.#freed) throw new KernelPanic('ddi_umem_free: cookie freed twice');
+      c.kernel.kmem_free(c.base, c.type === UMEM_TRASH ? pageSize : c.size);
+      c.#freed = true;
+    };
+  }
+
+  private constructor(kernel: Kernel, base: number, size: number, type: number, token: symbol) {
+    if (token !== constructing) throw new DevmapError('ERR_DEVMAP_NOT_CONSTRUCTIBLE', 'A UmemCookie is made by ddi_umem_alloc');
+    this.kernel = kernel;
+    this.base = base;
+    this.size = size;
+    this.type = type;
   }
 
   get freed(): boolean {
@@ -36,16 +50,8 @@ export class UmemCookie {
   get kaddr(): number | null {
     return this.type === UMEM_TRASH ? null : this.base;
   }
-
-  /** @internal */
-  static free(c: UmemCookie): void {
-    if (c.#freed) throw new KernelPanic('ddi_umem_free: cookie freed twice');
-    c.kernel.kmem_free(c.base, c.type === UMEM_TRASH ? pageSize : c.size);
-    c.#freed = true;
-  }
 }
 
-const internal = Symbol('devmap.umem');
 const UMEM_FLAGS = DDI_UMEM_NOSLEEP | DDI_UMEM_PAGEABLE | DDI_UMEM_TRASH;
 
 export interface UmemAllocation {
@@ -68,7 +74,7 @@ export function ddi_umem_alloc(kernel: Kernel, size: number, flag: number): Umem
   const type = trash ? UMEM_TRASH : flag & DDI_UMEM_PAGEABLE ? KMEM_PAGEABLE : KMEM_NON_PAGEABLE;
   const make = (kaddr: number | null): UmemAllocation | null => {
     if (kaddr === null) return null;
-    const cookie = new UmemCookie(kernel, kaddr, bytes, type, internal);
+    const cookie = newCookie(kernel, kaddr, bytes, type);
     return { kaddr: cookie.kaddr, cookie };
   };
   // kmem_zalloc of a page or more is page aligned (lib/kernel/arena.ts).
@@ -80,5 +86,5 @@ export function ddi_umem_alloc(kernel: Kernel, size: number, flag: number): Umem
 export function ddi_umem_free(cookie: UmemCookie | null): void {
   if (cookie === null || cookie === undefined) return;
   if (!(cookie instanceof UmemCookie)) throw new KernelPanic('ddi_umem_free: unknown cookie type');
-  UmemCookie.free(cookie);
+  freeCookie(cookie);
 }

@@ -75,21 +75,47 @@ export class Segment {
   }
 }
 
-export interface PmapEntry {
-  address: bigint;
-  length: number;
-  kind: string;
-  device: string | null;
-  offset: number;
-  prot: string;
-  flags: string;
-  handle: string;
+/**
+ * One line of pmap(). Its own fields are what console.table shows — the start address in hex, as pmap(1) prints
+ * it — and `address` gives the same address as a bigint, the type of every address in the kernel API.
+ */
+export class PmapEntry {
+  /** The start address in hex, for reading. */
+  readonly start: string;
+  readonly length: number;
+  readonly kind: string;
+  readonly device: string | null;
+  readonly offset: number;
+  readonly prot: string;
+  readonly flags: string;
+  readonly handle: string;
+  readonly #address: bigint;
+
+  constructor(seg: Segment, device: string | null) {
+    this.start = `0x${seg.base.toString(16)}`;
+    this.length = seg.len;
+    this.kind = seg.ops.kind;
+    this.device = device;
+    this.offset = seg.off;
+    this.prot = protString(seg.prot);
+    this.flags = seg.type === MAP_SHARED ? 'shared' : 'private';
+    this.handle = seg.ops.label(seg, seg.base);
+    this.#address = BigInt(seg.base);
+  }
+
+  /** The start address. */
+  get address(): bigint {
+    return this.#address;
+  }
 }
 
 const protString = (p: number) => (p & PROT_READ ? 'r' : '-') + (p & PROT_WRITE ? 'w' : '-') + (p & 4 ? 'x' : '-');
 
 export class AddressSpace {
-  readonly base: number;
+  /** The reservation's first address (a bigint, as every user address of the kernel API). */
+  readonly base: bigint;
+  /** The same address as a number, for the kernel's own arithmetic (as Mapping#rawAddress). */
+  readonly rawBase: number;
   readonly size: number;
   readonly #reservation: Mapping;
   readonly segments: Segment[] = [];
@@ -103,12 +129,18 @@ export class AddressSpace {
     const n = native();
     const addr = n.mmap(0, this.size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (addr < 0) throw new DevmapError('ERR_DEVMAP_NO_ADDRESS_SPACE', `Cannot reserve ${this.size} bytes of address space`);
-    this.base = addr;
+    this.rawBase = addr;
+    this.base = BigInt(addr);
     this.#reservation = adoptMapping({ addr, length: this.size, prot: PROT_NONE, shared: false });
   }
 
-  get end(): number {
-    return this.base + this.size;
+  /** The first address past the reservation. */
+  get end(): bigint {
+    return this.base + BigInt(this.size);
+  }
+
+  get rawEnd(): number {
+    return this.rawBase + this.size;
   }
 
   /** True while the reservation exists (until destroy()). */
@@ -117,7 +149,7 @@ export class AddressSpace {
   }
 
   contains(addr: number, len: number): boolean {
-    return addr >= this.base && len >= 0 && addr + len <= this.end;
+    return addr >= this.rawBase && len >= 0 && addr + len <= this.rawEnd;
   }
 
   /** The segments that overlap [addr, addr + len), in address order. */
@@ -131,12 +163,12 @@ export class AddressSpace {
 
   /** First fit: the lowest free range of `len` bytes; 0 when there is none (ENOMEM for the caller). */
   findFree(len: number): number {
-    let cursor = this.base;
+    let cursor = this.rawBase;
     for (const s of this.segments) {
       if (s.base - cursor >= len) return cursor;
       cursor = Math.max(cursor, s.end);
     }
-    return this.end - cursor >= len ? cursor : 0;
+    return this.rawEnd - cursor >= len ? cursor : 0;
   }
 
   insert(seg: Segment): void {
@@ -231,20 +263,7 @@ export class AddressSpace {
   }
 
   pmap(deviceName: (dev: number) => string): PmapEntry[] {
-    const out: PmapEntry[] = [];
-    for (const s of this.segments) {
-      out.push({
-        address: BigInt(s.base),
-        length: s.len,
-        kind: s.ops.kind,
-        device: s.dev === null ? null : deviceName(s.dev),
-        offset: s.off,
-        prot: protString(s.prot),
-        flags: s.type === MAP_SHARED ? 'shared' : 'private',
-        handle: s.ops.label(s, s.base),
-      });
-    }
-    return out;
+    return this.segments.map((s) => new PmapEntry(s, s.dev === null ? null : deviceName(s.dev)));
   }
 
   /** Releases the reservation (after every segment was unmapped by exit). */
@@ -272,10 +291,10 @@ export const segvn: SegmentOps = {
   },
   dup(seg, child) {
     const data = seg.data as AnonData;
-    const at = child.base + (seg.base - seg.as.base);
+    const at = child.rawBase + (seg.base - seg.as.rawBase);
     const copy = new Segment(child, at, seg.len, seg.prot, seg.maxprot, seg.type, seg.off, null, segvn, [], data);
     for (const p of seg.pieces) {
-      const addr = child.base + (p.addr - seg.as.base);
+      const addr = child.rawBase + (p.addr - seg.as.rawBase);
       const fd = data.memfd ? data.memfd.fd : -1;
       const off = data.memfd ? seg.off + (p.addr - seg.base) : 0;
       const prot = p.mapping.protection();
@@ -320,7 +339,7 @@ export function mapAnonymousSegment(as: AddressSpace, addr: number, len: number,
   const piece = as.mapPiece(addr, len, prot, type, memfd ? memfd.fd : -1, 0);
   if (typeof piece === 'number') {
     memfd?.close();
-    return piece === 12 ? ENOMEM : piece || EINVAL;
+    return piece === ENOMEM ? ENOMEM : piece || EINVAL;
   }
   const seg = new Segment(as, addr, len, prot, 0xf, type, 0, null, segvn, [piece], { memfd, refs: { count: 1 } } satisfies AnonData);
   as.insert(seg);

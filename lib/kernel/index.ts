@@ -1,5 +1,7 @@
-export { Kernel, makedev, getmajor, getminor, registerMapper, FREAD, FWRITE, OTYP_CHR, NBITSMINOR, MAXMIN } from './kernel';
-export type { CharDriver, Cred, DeviceMapper, EntryResult, EntryTrace, KernelOptions, MapRequest } from './kernel';
+export { Kernel } from './kernel';
+export type { KernelOptions } from './kernel';
+export { makedev, getmajor, getminor, FREAD, FWRITE, OTYP_CHR, NBITSMINOR, MAXMIN } from './device';
+export type { CharDriver, Cred, DeviceMapper, EntryResult, EntryTrace, MapRequest } from './device';
 export { Process, O_RDONLY, O_WRONLY, O_RDWR, PROT_USER, PROT_ALL } from './process';
 export { KM_SLEEP, KM_NOSLEEP, KM_CACHEALIGN, KM_PHYSCONTIG, KM_NODESPECIFIC, CACHE_LINE, KernelPanic } from './arena';
 export type { ArenaStats } from './arena';

@@ -5,114 +5,68 @@
  *  - Devices. install(name, driver) gives the driver a major number; its minors are dev_t values made by
  *    makedev(major, minor) and reached by path ("/dev/<name>" for minor 0, more with mknod()). A driver is a
  *    character-device switch: open, close, read, write, ioctl, and one mapping interface — IRIX drvmap
- *    (map/unmap, lib/irix) or the Solaris devmap framework (devmap, lib/ddi). Each mapping interface
- *    registers a DeviceMapper here, so this layer knows none of them.
+ *    (map/unmap, lib/irix) or the Solaris devmap framework (devmap, lib/ddi). The mapping interfaces are
+ *    DeviceMappers handed to the constructor (the package's Kernel hands it both), so this layer knows none of
+ *    them. install() refuses an entry point no interface of this kernel knows (a misspelling gets a hint) and a
+ *    driver that would map through two interfaces.
  *  - Entry points may be synchronous or return a Promise. They return 0 (or nothing) for success or an errno.
- *    A driver that throws is a driver bug: the system call fails with EIO (the exception is the error's
- *    cause) and the kernel stays consistent.
+ *    A driver that throws is a driver bug: the entry point counts as EIO, the system call's error carries the
+ *    exception as its `cause`, and the kernel stays consistent.
  *  - Open and map counts per device decide when close(9E) runs: on the last close when nothing is mapped,
  *    or when the last mapping goes away after the last close (SPEC A.6 prologue, B.1).
  *  - Tracing: every entry point call emits an 'entry' event (which entry point, which process, arguments,
  *    result, error, duration). Nothing is measured when no listener is attached.
  */
 import { EventEmitter } from 'node:events';
-import { DevmapError, integer, options, string } from '../errors';
+import { DevmapError, closest, describe, integer, invalidArgValue, options, string, typeError } from '../errors';
 import { pageSize } from '../memory/page';
 import { Arena, KM_SLEEP } from './arena';
-import type { AddressSpace, Segment } from './as';
+import {
+  CHAR_ENTRY_POINTS, FREAD, FWRITE, NBITSMINOR, OTYP_CHR, getmajor, getminor, makedev, type CharDriver,
+  type DeviceMapper, type EntryTrace,
+} from './device';
 import { EIO } from './errno';
-import { Process } from './process';
+import { noteDriverError } from './syscall';
+import { createProcess, type Process } from './process';
 import { uiomove, type Uio } from './uio';
-
-export const NBITSMINOR = 18;
-export const MAXMIN = (1 << NBITSMINOR) - 1;
-export const MAXMAJ = 0x3fff;
-
-export function makedev(major: number, minor: number): number {
-  return integer(major, 'major', 0, MAXMAJ) * 2 ** NBITSMINOR + integer(minor, 'minor', 0, MAXMIN);
-}
-export function getmajor(dev: number): number {
-  return Math.floor(integer(dev, 'dev') / 2 ** NBITSMINOR);
-}
-export function getminor(dev: number): number {
-  return integer(dev, 'dev') % 2 ** NBITSMINOR;
-}
-
-/** What an entry point returns: 0 / nothing for success, or an errno; maybe through a Promise. */
-export type EntryResult = number | void | Promise<number | void>;
-
-export interface Cred {
-  uid: number;
-  gid: number;
-  pid: number;
-}
-
-/** open(2) flag bits handed to open(9E)/close(9E). */
-export const FREAD = 1;
-export const FWRITE = 2;
-export const OTYP_CHR = 2;
-
-/**
- * A character driver's entry points. The mapping interface members (map/unmap for IRIX, devmap and friends for
- * the devmap framework) are typed by the layers that implement them.
- */
-export interface CharDriver {
-  open?(dev: number, flag: number, otyp: number, cred: Cred): EntryResult;
-  close?(dev: number, flag: number, otyp: number, cred: Cred): EntryResult;
-  read?(dev: number, uio: import('./uio').Uio, cred: Cred): EntryResult;
-  write?(dev: number, uio: import('./uio').Uio, cred: Cred): EntryResult;
-  ioctl?(dev: number, cmd: number, arg: unknown, mode: number, cred: Cred): EntryResult;
-  [entry: string]: unknown;
-}
-
-/** A mapping interface (IRIX drvmap, the devmap framework): creates the segment for a device mmap. */
-export interface DeviceMapper {
-  readonly name: string;
-  /** True when this driver maps through this interface. */
-  handles(driver: CharDriver): boolean;
-  /** Maps [off, off + len) of `dev` at `addr` in `proc`; returns the segment or an errno. */
-  mmap(req: MapRequest): Promise<Segment | number>;
-}
-
-export interface MapRequest {
-  kernel: Kernel;
-  proc: Process;
-  dev: number;
-  driver: CharDriver;
-  addr: number;
-  len: number;
-  off: number;
-  prot: number;
-  maxprot: number;
-  /** MAP_SHARED or MAP_PRIVATE. */
-  type: number;
-  flags: number;
-}
-
-export interface EntryTrace {
-  /** The entry point, e.g. 'open', 'map', 'devmap_unmap'. */
-  entry: string;
-  driver: string;
-  pid: number | null;
-  args: unknown[];
-  result: unknown;
-  error?: unknown;
-  durationNs: number;
-}
 
 interface Device {
   name: string;
   driver: CharDriver;
   major: number;
+  mapper: DeviceMapper | undefined;
   opens: Map<number, number>;
   mapped: Map<number, number>;
 }
 
-const mappers: DeviceMapper[] = [];
+/**
+ * The kernel's own side, for the layers that implement it (process.ts, the mapping interfaces in lib/irix and
+ * lib/ddi); reached through kernelInternals(), which the package does not export.
+ */
+export interface KernelInternals {
+  /** The dev_t at `path`, or undefined. */
+  lookup(path: string): number | undefined;
+  /** The installed driver behind `dev`. */
+  device(dev: number): Device | undefined;
+  /** A process forked from `parent` (its address space is still empty). */
+  spawnChild(parent: Process): Process;
+  /** Forgets an exited process. */
+  reap(p: Process): void;
+  /** Calls a driver entry point and turns what it does into an errno (see Kernel's essay). */
+  call(pid: number | null, driver: object, entry: string, args: unknown[]): Promise<number>;
+  /** Adds `delta` to the open count of `dev`; returns the new count. */
+  countOpen(dev: number, delta: number): number;
+  /** Adds or removes mapped pages; true when the device is now neither open nor mapped. */
+  countMapped(dev: number, deltaPages: number): boolean;
+  /** close(9E): the last descriptor closed and nothing mapped. */
+  closeDevice(dev: number, pid: number | null, flag?: number): Promise<void>;
+  mappedPages(dev: number): number;
+}
 
-/** Called once by each mapping interface layer (lib/irix, lib/ddi) as it loads. */
-export function registerMapper(mapper: DeviceMapper): void {
-  if (!mappers.some((m) => m.name === mapper.name)) mappers.push(mapper);
+let internalsOf: (k: Kernel) => KernelInternals;
+/** The kernel's internals (not part of the package's API). */
+export function kernelInternals(kernel: Kernel): KernelInternals {
+  return internalsOf(kernel);
 }
 
 export interface KernelOptions {
@@ -120,80 +74,109 @@ export interface KernelOptions {
   arenaSize?: number;
   /** Bytes of address space reserved for each process. Default 256 MiB. */
   addressSpaceSize?: number;
+  /**
+   * The mapping interfaces drivers of this kernel may use. The package's Kernel passes IRIX drvmap and the devmap
+   * framework; a kernel made without any maps anonymous memory only (a device mmap is ENODEV).
+   */
+  mappers?: readonly DeviceMapper[];
 }
+
+const DRIVER_NAME = /^[A-Za-z][\w.-]{0,31}$/;
 
 export class Kernel extends EventEmitter {
   readonly arena: Arena;
   readonly addressSpaceSize: number;
+  readonly #mappers: readonly DeviceMapper[];
   readonly #devices = new Map<number, Device>();
   readonly #nodes = new Map<string, number>();
   readonly #processes = new Map<number, Process>();
   #nextPid = 100;
   #down = false;
+  readonly #internals: KernelInternals;
+
+  static {
+    internalsOf = (k) => {
+      if (!(k instanceof Kernel)) throw typeError('a Kernel', 'kernel', k);
+      return k.#internals;
+    };
+  }
 
   constructor(opts?: KernelOptions) {
     super();
-    const o = options<KernelOptions>(opts, 'options', ['arenaSize', 'addressSpaceSize']);
+    const o = options<KernelOptions>(opts, 'options', ['arenaSize', 'addressSpaceSize', 'mappers']);
+    this.#mappers = mapperList(o.mappers);
     this.addressSpaceSize = o.addressSpaceSize === undefined ? 256 * 2 ** 20 : integer(o.addressSpaceSize, 'options.addressSpaceSize', pageSize, 2 ** 40);
     this.arena = new Arena(o.arenaSize === undefined ? 64 * 2 ** 20 : integer(o.arenaSize, 'options.arenaSize', pageSize, 2 ** 40));
+    this.#internals = {
+      lookup: (path) => this.#nodes.get(path),
+      device: (dev) => this.#devices.get(Math.floor(dev / 2 ** NBITSMINOR)),
+      spawnChild: (parent) => this.#newProcess(parent),
+      reap: (p) => void this.#processes.delete(p.pid),
+      call: (pid, driver, entry, args) => this.#call(pid, driver, entry, args),
+      countOpen: (dev, delta) => {
+        const d = this.#devices.get(getmajor(dev))!;
+        const n = (d.opens.get(dev) ?? 0) + delta;
+        if (n === 0) d.opens.delete(dev);
+        else d.opens.set(dev, n);
+        return n;
+      },
+      countMapped: (dev, deltaPages) => {
+        const d = this.#devices.get(getmajor(dev))!;
+        const n = (d.mapped.get(dev) ?? 0) + deltaPages;
+        if (n <= 0) d.mapped.delete(dev);
+        else d.mapped.set(dev, n);
+        return n <= 0 && !d.opens.has(dev);
+      },
+      closeDevice: async (dev, pid, flag = FREAD | FWRITE) => {
+        const d = this.#devices.get(getmajor(dev));
+        const cred = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: pid ?? 0 };
+        if (d) await this.#call(pid, d.driver, 'close', [dev, flag, OTYP_CHR, cred]);
+      },
+      mappedPages: (dev) => this.#devices.get(getmajor(dev))?.mapped.get(dev) ?? 0,
+    };
   }
 
-  /** Installs a driver; returns its major number. Its minor 0 is reachable at /dev/<name>. */
+  /**
+   * Installs a driver; returns its major number. Its minor 0 is reachable at /dev/<name>. The driver's
+   * function-valued members must all be entry points this kernel knows (the character ones and those of one
+   * mapping interface): a misspelled one is refused with a hint instead of never being called.
+   */
   install(name: string, driver: CharDriver): number {
     this.#assertUp();
     name = string(name, 'name');
-    if (!/^[A-Za-z][\w.-]{0,31}$/.test(name)) throw new RangeError(`Expected a driver name like "vdk" for name but received ${JSON.stringify(name)}`);
-    if (driver === null || typeof driver !== 'object') throw new TypeError('Expected an object of entry points for driver');
+    if (!DRIVER_NAME.test(name)) {
+      throw invalidArgValue(`Expected a driver name like "vdk" (a letter, then up to 31 letters, digits, _ . -) for name but received ${JSON.stringify(name)}`);
+    }
+    if (driver === null || typeof driver !== 'object') throw typeError('an object of entry points', 'driver', driver);
+    const mapper = this.#mapperOf(driver);
     for (const d of this.#devices.values()) {
       if (d.name === name) throw new DevmapError('ERR_DEVMAP_DRIVER_EXISTS', `A driver named ${name} is installed already`);
     }
     const major = this.#devices.size + 1;
-    this.#devices.set(major, { name, driver, major, opens: new Map(), mapped: new Map() });
+    this.#devices.set(major, { name, driver, major, mapper, opens: new Map(), mapped: new Map() });
     this.#nodes.set(`/dev/${name}`, makedev(major, 0));
     return major;
   }
 
   /** Makes a device node: `path` reaches (major, minor). */
   mknod(path: string, dev: number): void {
+    this.#assertUp();
     path = string(path, 'path');
-    if (!path.startsWith('/dev/') || path.length < 6) throw new RangeError(`Expected a path under /dev/ for path but received ${JSON.stringify(path)}`);
+    if (!/^\/dev\/[^/\0]+$/.test(path)) throw invalidArgValue(`Expected a path under /dev/ for path but received ${JSON.stringify(path)}`);
     if (!this.#devices.has(getmajor(dev))) throw new DevmapError('ERR_DEVMAP_NO_DRIVER', `No driver has major ${getmajor(dev)}`);
     this.#nodes.set(path, dev);
   }
 
-  /** @internal The dev_t at `path`, or undefined. */
-  lookup(path: string): number | undefined {
-    return this.#nodes.get(path);
-  }
-
-  /** @internal */
-  device(dev: number): Device | undefined {
-    return this.#devices.get(Math.floor(dev / 2 ** NBITSMINOR));
-  }
-
+  /** The device's name as pmap shows it: name(major,minor). */
   deviceName(dev: number): string {
-    const d = this.device(dev);
-    return d ? `${d.name}(${getmajor(dev)},${getminor(dev)})` : `?(${getmajor(dev)},${getminor(dev)})`;
+    const d = this.#devices.get(getmajor(dev));
+    return `${d ? d.name : '?'}(${getmajor(dev)},${getminor(dev)})`;
   }
 
   /** A new process with an empty address space. */
   spawn(): Process {
     this.#assertUp();
-    const p = new Process(this, this.#nextPid++, null, internalToken);
-    this.#processes.set(p.pid, p);
-    return p;
-  }
-
-  /** @internal Used by fork. */
-  spawnChild(parent: Process): Process {
-    const p = new Process(this, this.#nextPid++, parent, internalToken);
-    this.#processes.set(p.pid, p);
-    return p;
-  }
-
-  /** @internal */
-  reap(p: Process): void {
-    this.#processes.delete(p.pid);
+    return this.#newProcess(null);
   }
 
   get processes(): Process[] {
@@ -229,24 +212,40 @@ export class Kernel extends EventEmitter {
     await this.shutdown();
   }
 
+  /** The last exception a driver entry point threw (or a malformed return it made). */
+  lastDriverError: unknown = undefined;
+
+  #newProcess(parent: Process | null): Process {
+    const p = createProcess(this, this.#nextPid++, parent);
+    this.#processes.set(p.pid, p);
+    return p;
+  }
+
   /**
    * Calls a driver entry point and turns what it does into an errno: 0 / undefined is success, a positive
-   * integer is that errno, a throw or anything else is EIO (the cause is kept on `lastDriverError`).
+   * integer is that errno, a throw or anything else is EIO. The exception is kept on `lastDriverError` and
+   * becomes the cause of the system call's error.
    */
-  async call(pid: number | null, driver: CharDriver, entry: string, args: unknown[]): Promise<number> {
-    const fn = driver[entry];
-    if (typeof fn !== 'function') return 0;
+  async #call(pid: number | null, driver: object, entry: string, args: unknown[]): Promise<number> {
     const traced = this.listenerCount('entry') > 0;
     const t0 = traced ? process.hrtime.bigint() : 0n;
     let result: unknown;
     let error: unknown;
     try {
+      const fn = (driver as Record<string, unknown>)[entry];
+      if (typeof fn !== 'function') return 0;
       result = fn.apply(driver, args);
       if (result instanceof Promise) result = await result; // a synchronous entry point costs no extra tick
     } catch (err) {
       error = err;
-      this.lastDriverError = err;
-      this.emit('driver-error', { entry, pid, error: err });
+    }
+    if (error === undefined && result !== undefined && result !== 0 && !(typeof result === 'number' && Number.isInteger(result) && result > 0)) {
+      error = new DevmapError('ERR_DEVMAP_DRIVER_RESULT', `${entry} returned ${describe(result)}; expected 0 or an errno`);
+    }
+    if (error !== undefined) {
+      this.lastDriverError = error;
+      noteDriverError(error);
+      this.emit('driver-error', { entry, pid, error });
     }
     if (traced) {
       const trace: EntryTrace = {
@@ -256,52 +255,30 @@ export class Kernel extends EventEmitter {
       this.emit('entry', trace);
     }
     if (error !== undefined) return EIO;
-    if (result === undefined || result === 0) return 0;
-    if (typeof result === 'number' && Number.isInteger(result) && result > 0) return result;
-    this.lastDriverError = new TypeError(`${entry} returned ${String(result)}; expected 0 or an errno`);
-    return EIO;
+    return result === undefined ? 0 : (result as number);
   }
 
-  /** The last exception a driver entry point threw (or a malformed return it made). */
-  lastDriverError: unknown = undefined;
-
-  /** @internal The mapping interface a driver uses, if any. */
-  mapperFor(driver: CharDriver): DeviceMapper | undefined {
-    return mappers.find((m) => m.handles(driver));
+  /** The one mapping interface of this kernel that `driver` uses (or none); refuses unknown entry points. */
+  #mapperOf(driver: object): DeviceMapper | undefined {
+    const using = this.#mappers.filter((m) => m.handles(driver));
+    if (using.length > 1) {
+      throw invalidArgValue(
+        `A driver maps through one interface, but this one has the entry points of ${using.map((m) => `${m.name} (${m.entryPoints.join(', ')})`).join(' and ')}`,
+      );
+    }
+    const known = [...CHAR_ENTRY_POINTS, ...this.#mappers.flatMap((m) => m.entryPoints)];
+    for (const key of functionMembers(driver)) {
+      if (known.includes(key)) continue;
+      const hint = closest(key, known);
+      throw invalidArgValue(
+        `Unknown entry point ${JSON.stringify(key)} in driver` + (hint ? ` (did you mean ${JSON.stringify(hint)}?)` : '') +
+          `; entry points: ${known.join(', ')}`,
+      );
+    }
+    return using[0];
   }
 
-  // --- open and map counts ---------------------------------------------------------------------------
-
-  /** @internal */
-  countOpen(dev: number, delta: number): number {
-    const d = this.device(dev)!;
-    const n = (d.opens.get(dev) ?? 0) + delta;
-    if (n === 0) d.opens.delete(dev);
-    else d.opens.set(dev, n);
-    return n;
-  }
-
-  /** @internal Adds or removes mapped pages; true when the device is now neither open nor mapped. */
-  countMapped(dev: number, deltaPages: number): boolean {
-    const d = this.device(dev)!;
-    const n = (d.mapped.get(dev) ?? 0) + deltaPages;
-    if (n <= 0) d.mapped.delete(dev);
-    else d.mapped.set(dev, n);
-    return n <= 0 && !d.opens.has(dev);
-  }
-
-  /** @internal close(9E): the last descriptor closed and nothing mapped. */
-  async closeDevice(dev: number, pid: number | null, flag = FREAD | FWRITE): Promise<void> {
-    const d = this.device(dev);
-    if (d) await this.call(pid, d.driver, 'close', [dev, flag, OTYP_CHR, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: pid ?? 0 }]);
-  }
-
-  /** @internal */
-  mappedPages(dev: number): number {
-    return this.device(dev)?.mapped.get(dev) ?? 0;
-  }
-
-  #driverName(driver: CharDriver): string {
+  #driverName(driver: object): string {
     for (const d of this.#devices.values()) if (d.driver === driver) return d.name;
     return '?';
   }
@@ -311,5 +288,30 @@ export class Kernel extends EventEmitter {
   }
 }
 
-export const internalToken = Symbol('devmap.kernel');
-export type { AddressSpace };
+function mapperList(value: unknown): readonly DeviceMapper[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw typeError('an array of mapping interfaces', 'options.mappers', value);
+  return value.map((m, i) => {
+    const ok = m !== null && typeof m === 'object' && typeof m.name === 'string' && Array.isArray(m.entryPoints) &&
+      typeof m.handles === 'function' && typeof m.mmap === 'function';
+    if (!ok) throw typeError('a mapping interface (name, entryPoints, handles, mmap)', `options.mappers[${i}]`, m);
+    return m as DeviceMapper;
+  });
+}
+
+/**
+ * The names of a driver's function-valued members: own properties and, for a driver made from a class, its
+ * prototypes' methods. Accessors are not called (a getter could do anything).
+ */
+function functionMembers(driver: object): string[] {
+  const names: string[] = [];
+  for (let o: object | null = driver; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+    for (const key of Object.getOwnPropertyNames(o)) {
+      if (key === 'constructor') continue;
+      const desc = Object.getOwnPropertyDescriptor(o, key)!;
+      if (typeof desc.value === 'function' && !names.includes(key)) names.push(key);
+    }
+  }
+  return names;
+}
+

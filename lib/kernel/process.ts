@@ -5,18 +5,29 @@
  *
  * System calls validate like the real ones before any driver sees them (SPEC A.3.1: zero length, unaligned
  * offset, bad MAP_TYPE, unknown flag bits → EINVAL) and fail with errno-coded errors (`code`, `errno`,
- * `syscall`, `pid`). Calls that change or walk the address space are serialized per process, as the address
- * space lock serializes them in a kernel, so an entry point that awaits never sees a half-changed map.
+ * `syscall`, `pid`; `cause` when a driver entry point threw during the call). Calls that change or walk the
+ * address space are serialized per process, as the address space lock serializes them in a kernel, so an entry
+ * point that awaits never sees a half-changed map.
+ *
+ * Two orders follow illumos and are part of the contract (docs/guide-drivers.md):
+ *  - exit closes every descriptor first and then frees the address space, as proc_exit() calls closeall()
+ *    before relvm() (usr/src/uts/common/os/exit.c). A device still mapped is not closed by the descriptors
+ *    going; its close(9E) runs when the last mapping goes, before that mapping's unmap callbacks (SPEC A.6).
+ *  - mmap(MAP_FIXED) removes the old mappings of the range only once the driver has accepted the new one
+ *    (devmap_device in SPEC A.3.3, after the devmap(9E) calls of A.3.2; for IRIX, after drvmap returned 0), so
+ *    a refused mapping leaves the old one — device or anonymous — as it was.
  */
-import { DevmapError, integer, string } from '../errors';
+import { DevmapError, integer, invalidArgValue, rangeError, string, typeError } from '../errors';
 import {
   MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, PROT_WRITE,
 } from '../memory/constants';
 import { pageSize } from '../memory/page';
 import { AddressSpace, mapAnonymousSegment, type PmapEntry, type Rw } from './as';
-import { EBADF, EFAULT, EINVAL, ENODEV, ENOENT, ENOMEM, ENOTTY, ENXIO, syscallError } from './errno';
-import { FREAD, FWRITE, OTYP_CHR, internalToken, type CharDriver, type Cred, type Kernel } from './kernel';
-import { Uio, UIO_READ, UIO_WRITE } from './uio';
+import { FREAD, FWRITE, OTYP_CHR, type Cred } from './device';
+import { EACCES, EBADF, EFAULT, EINVAL, ENODEV, ENOENT, ENOMEM, ENOTTY, ENXIO } from './errno';
+import { kernelInternals, type Kernel, type KernelInternals } from './kernel';
+import { causeOfSyscall, runSyscall, syscallError } from './syscall';
+import { makeUio, UIO_READ, UIO_WRITE } from './uio';
 
 export const O_RDONLY = 0;
 export const O_WRONLY = 1;
@@ -36,20 +47,35 @@ interface OpenFile {
   refs: number;
 }
 
+const constructing = Symbol('devmap.process');
+let construct: (kernel: Kernel, pid: number, parent: Process | null) => Process;
+
+/** A process of `kernel` (Kernel#spawn and fork make them; the class has no public constructor). */
+export function createProcess(kernel: Kernel, pid: number, parent: Process | null): Process {
+  return construct(kernel, pid, parent);
+}
+
 export class Process {
   readonly pid: number;
   readonly kernel: Kernel;
   readonly as: AddressSpace;
   readonly parent: Process | null;
   readonly cred: Cred;
+  readonly #k: KernelInternals;
   readonly #files = new Map<number, OpenFile>();
   #exited = false;
   #queue: Promise<unknown> = Promise.resolve();
 
-  /** @internal Made by Kernel#spawn() and fork(). */
-  constructor(kernel: Kernel, pid: number, parent: Process | null, token: symbol) {
-    if (token !== internalToken) throw new TypeError('Process is not constructible; use kernel.spawn() or proc.fork()');
+  static {
+    construct = (kernel, pid, parent) => new Process(kernel, pid, parent, constructing);
+  }
+
+  private constructor(kernel: Kernel, pid: number, parent: Process | null, token: symbol) {
+    if (token !== constructing) {
+      throw new DevmapError('ERR_DEVMAP_NOT_CONSTRUCTIBLE', 'Process is not constructible; use kernel.spawn() or proc.fork()');
+    }
     this.kernel = kernel;
+    this.#k = kernelInternals(kernel);
     this.pid = pid;
     this.parent = parent;
     this.as = new AddressSpace(kernel.addressSpaceSize, pid);
@@ -65,17 +91,19 @@ export class Process {
     this.#assertRunning();
     path = string(path, 'path');
     oflag = integer(oflag, 'oflag', 0, 2);
-    const dev = this.kernel.lookup(path);
-    if (dev === undefined) throw syscallError(ENOENT, 'open', this.pid);
-    const flag = oflag === O_RDONLY ? FREAD : oflag === O_WRONLY ? FWRITE : FREAD | FWRITE;
-    const { driver } = this.kernel.device(dev)!;
-    const rc = await this.kernel.call(this.pid, driver, 'open', [dev, flag, OTYP_CHR, this.cred]);
-    if (rc !== 0) throw this.#error(rc, 'open');
-    this.kernel.countOpen(dev, 1);
-    let fd = 3;
-    while (this.#files.has(fd)) fd++;
-    this.#files.set(fd, { dev, flag, offset: 0, refs: 1 });
-    return fd;
+    return runSyscall(async () => {
+      const dev = this.#k.lookup(path);
+      if (dev === undefined) throw this.#error(ENOENT, 'open');
+      const flag = oflag === O_RDONLY ? FREAD : oflag === O_WRONLY ? FWRITE : FREAD | FWRITE;
+      const { driver } = this.#k.device(dev)!;
+      const rc = await this.#k.call(this.pid, driver, 'open', [dev, flag, OTYP_CHR, this.cred]);
+      if (rc !== 0) throw this.#error(rc, 'open');
+      this.#k.countOpen(dev, 1);
+      let fd = 3;
+      while (this.#files.has(fd)) fd++;
+      this.#files.set(fd, { dev, flag, offset: 0, refs: 1 });
+      return fd;
+    });
   }
 
   /** close(2). The driver's close runs when the last descriptor of the device closes and nothing is mapped. */
@@ -83,7 +111,7 @@ export class Process {
     this.#assertRunning();
     const file = this.#file(fd, 'close');
     this.#files.delete(fd);
-    await this.#release(file);
+    return runSyscall(() => this.#release(file));
   }
 
   /** read(2) into [addr, addr + len) of this process's memory; returns the bytes read. */
@@ -101,10 +129,12 @@ export class Process {
     this.#assertRunning();
     const file = this.#file(fd, 'ioctl');
     cmd = integer(cmd, 'cmd', 0, 0xffffffff);
-    const { driver } = this.kernel.device(file.dev)!;
-    if (typeof driver.ioctl !== 'function') throw this.#error(ENOTTY, 'ioctl');
-    const rc = await this.kernel.call(this.pid, driver, 'ioctl', [file.dev, cmd, arg, file.flag, this.cred]);
-    if (rc !== 0) throw this.#error(rc, 'ioctl');
+    return runSyscall(async () => {
+      const { driver } = this.#k.device(file.dev)!;
+      if (typeof driver.ioctl !== 'function') throw this.#error(ENOTTY, 'ioctl');
+      const rc = await this.#k.call(this.pid, driver, 'ioctl', [file.dev, cmd, arg, file.flag, this.cred]);
+      if (rc !== 0) throw this.#error(rc, 'ioctl');
+    });
   }
 
   /**
@@ -113,13 +143,13 @@ export class Process {
    */
   async mmap(addr: bigint, len: number, prot: number, flags: number, fd: number, off: number): Promise<bigint> {
     this.#assertRunning();
-    if (typeof addr !== 'bigint') addr = BigInt(integer(addr, 'addr'));
+    const at = this.#userAddr(addr);
     len = integer(len, 'len');
     prot = integer(prot, 'prot', 0, 0xffffffff);
     flags = integer(flags, 'flags', 0, 0xffffffff);
     fd = integer(fd, 'fd', -1, 0x7fffffff);
     off = integer(off, 'off');
-    return this.#serial(() => this.#mmap(Number(addr), len, prot, flags, fd, off));
+    return runSyscall(() => this.#serial(() => this.#mmap(at, len, prot, flags, fd, off)));
   }
 
   /** munmap(2) of [addr, addr + len): whole pages; ranges with nothing mapped are fine. */
@@ -127,7 +157,7 @@ export class Process {
     this.#assertRunning();
     const a = this.#userAddr(addr);
     len = integer(len, 'len');
-    return this.#serial(async () => {
+    return runSyscall(() => this.#serial(async () => {
       if (len === 0 || a % pageSize !== 0 || !this.as.contains(a, len)) throw this.#error(EINVAL, 'munmap');
       const end = a + Math.ceil(len / pageSize) * pageSize;
       for (const seg of this.as.overlapping(a, end - a)) {
@@ -136,7 +166,7 @@ export class Process {
         const rc = await seg.ops.unmap(seg, from, to - from, 'munmap');
         if (typeof rc === 'number' && rc !== 0) throw this.#error(rc, 'munmap');
       }
-    });
+    }));
   }
 
   /** mprotect(2). */
@@ -145,7 +175,7 @@ export class Process {
     const a = this.#userAddr(addr);
     len = integer(len, 'len');
     prot = integer(prot, 'prot', 0, 0xffffffff);
-    return this.#serial(async () => {
+    return runSyscall(() => this.#serial(async () => {
       if (a % pageSize !== 0 || (prot & ~7) !== 0 || !this.as.contains(a, len)) throw this.#error(EINVAL, 'mprotect');
       const end = a + Math.ceil(len / pageSize) * pageSize;
       const segs = this.as.overlapping(a, end - a);
@@ -160,7 +190,7 @@ export class Process {
         const rc = s.ops.setprot(s, Math.max(s.base, a), Math.min(s.end, end) - Math.max(s.base, a), prot);
         if (rc !== 0) throw this.#error(rc, 'mprotect');
       }
-    });
+    }));
   }
 
   /**
@@ -172,8 +202,8 @@ export class Process {
     this.#assertRunning();
     const a = this.#userAddr(addr);
     len = integer(len, 'len', 1);
-    if (!['read', 'write', 'exec', 'other'].includes(rw)) throw new RangeError(`Expected 'read', 'write', 'exec' or 'other' for rw but received ${String(rw)}`);
-    return this.#serial(() => this.#fault(a, len, rw));
+    if (!RW.includes(rw)) throw invalidArgValue(`Expected 'read', 'write', 'exec' or 'other' for rw but received ${typeof rw === 'string' ? JSON.stringify(rw) : typeof rw}`);
+    return runSyscall(() => this.#serial(() => this.#fault(a, len, rw)));
   }
 
   /**
@@ -184,61 +214,65 @@ export class Process {
     this.#assertRunning();
     const a = this.#userAddr(addr);
     len = integer(len, 'len', 1);
-    return this.#serial(async () => {
+    return runSyscall(() => this.#serial(async () => {
       await this.#fault(a, len, 'write');
       const piece = this.as.pieceFor(a, len);
       if (typeof piece === 'number') {
         throw new DevmapError('ERR_DEVMAP_VIEW_SPAN', 'The range crosses mappings; take a view of each mapping');
       }
       return piece.mapping.view(a - piece.addr, len);
-    });
+    }));
   }
 
-  /** fork(2): a child with a copy of every mapping and descriptor. */
+  /**
+   * fork(2): a child with a copy of every mapping and descriptor. When a segment driver refuses (devmap_dup
+   * fails), the refusing segment has already freed its partial copy — as as_dup() in illumos frees the new
+   * segment first (usr/src/uts/common/vm/vm_as.c) — and then the child's earlier copies are unmapped in
+   * address order by its exit.
+   */
   async fork(): Promise<Process> {
     this.#assertRunning();
-    return this.#serial(async () => {
-      const child = this.kernel.spawnChild(this);
+    return runSyscall(() => this.#serial(async () => {
+      const child = this.#k.spawnChild(this);
       try {
         for (const seg of [...this.as.segments]) await seg.ops.dup(seg, child.as);
       } catch (err) {
         await child.exit();
         const errno = (err as { errno?: unknown }).errno;
-        throw typeof errno === 'number' ? err : syscallError(ENOMEM, 'fork', this.pid, err);
+        if (typeof errno === 'number') throw err;
+        throw syscallError(ENOMEM, 'fork', this.pid, err);
       }
       for (const [fd, file] of this.#files) {
         file.refs++;
         child.#files.set(fd, file);
-        this.kernel.countOpen(file.dev, 1);
+        this.#k.countOpen(file.dev, 1);
       }
       return child;
-    });
+    }));
   }
 
-  /** exit(2): unmaps everything (every driver sees its unmaps), closes every descriptor, frees the address space. */
+  /**
+   * exit(2): closes every descriptor, then unmaps everything (every driver sees its unmaps) and frees the address
+   * space — closeall() before relvm(), as illumos' proc_exit() does.
+   */
   exit(): Promise<void> {
     if (this.#exited) return Promise.resolve();
-    return this.#serial(async () => {
+    return runSyscall(() => this.#serial(async () => {
       if (this.#exited) return;
-      for (const seg of [...this.as.segments]) await seg.ops.unmap(seg, seg.base, seg.len, 'exit');
       for (const [fd, file] of [...this.#files]) {
         this.#files.delete(fd);
         await this.#release(file);
       }
+      for (const seg of [...this.as.segments]) await seg.ops.unmap(seg, seg.base, seg.len, 'exit');
       this.as.destroy();
       this.#exited = true;
-      this.kernel.reap(this);
-    }, true);
+      this.#k.reap(this);
+    }, true));
   }
 
   /** The process's mappings, like pmap(1). */
   pmap(): PmapEntry[] {
     return this.as.pmap((dev) => this.kernel.deviceName(dev));
-  }
-
-  /** @internal The open file behind `fd`. */
-  file(fd: number): OpenFile | undefined {
-    return this.#files.get(fd);
   }
 
   // --- internals -----------------------------------------------------------------------------------
@@ -252,32 +286,38 @@ export class Process {
     let at: number;
     if (flags & MAP_FIXED) {
       if (addr % pageSize !== 0 || !this.as.contains(addr, size)) throw this.#error(EINVAL, 'mmap');
-      for (const seg of this.as.overlapping(addr, size)) {
-        const from = Math.max(seg.base, addr);
-        await seg.ops.unmap(seg, from, Math.min(seg.end, addr + size) - from, 'replace');
-      }
       at = addr;
     } else {
       at = this.as.findFree(size);
       if (at === 0) throw this.#error(ENOMEM, 'mmap');
     }
+    // MAP_FIXED: what is mapped in the range goes when the new mapping is placed, not before (see the essay).
+    let replaced = false;
+    const replace = async () => {
+      if (replaced || !(flags & MAP_FIXED)) return;
+      replaced = true;
+      for (const seg of this.as.overlapping(at, size)) {
+        const from = Math.max(seg.base, at);
+        await seg.ops.unmap(seg, from, Math.min(seg.end, at + size) - from, 'replace');
+      }
+    };
     if (flags & MAP_ANONYMOUS) {
       if (fd !== -1) throw this.#error(EINVAL, 'mmap');
+      await replace();
       const seg = mapAnonymousSegment(this.as, at, size, prot, type);
       if (typeof seg === 'number') throw this.#error(seg, 'mmap');
       return BigInt(at);
     }
     const file = this.#files.get(fd);
     if (!file) throw this.#error(EBADF, 'mmap');
-    const device = this.kernel.device(file.dev)!;
-    const mapper = this.kernel.mapperFor(device.driver);
-    if (!mapper) throw this.#error(ENODEV, 'mmap');
+    const device = this.#k.device(file.dev)!;
+    if (!device.mapper) throw this.#error(ENODEV, 'mmap');
     let maxprot = PROT_ALL;
     if (type === MAP_SHARED && (file.flag & FWRITE) === 0) maxprot &= ~PROT_WRITE;
-    if ((file.flag & FREAD) === 0) throw this.#error(13 /* EACCES */, 'mmap');
-    const result = await mapper.mmap({
+    if ((file.flag & FREAD) === 0) throw this.#error(EACCES, 'mmap');
+    const result = await device.mapper.mmap({
       kernel: this.kernel, proc: this, dev: file.dev, driver: device.driver, addr: at, len: size, off,
-      prot, maxprot, type, flags,
+      prot, maxprot, type, flags, replace,
     });
     if (typeof result === 'number') throw this.#error(result, 'mmap');
     return BigInt(result.base);
@@ -300,41 +340,42 @@ export class Process {
   async #transfer(fd: number, addr: bigint, len: number, syscall: 'read' | 'write'): Promise<number> {
     this.#assertRunning();
     const file = this.#file(fd, syscall);
-    if (typeof addr !== 'bigint') throw new TypeError(`Expected a bigint for addr but received ${typeof addr}`);
+    this.#userAddr(addr);
     len = integer(len, 'len');
-    const want = syscall === 'read' ? FREAD : FWRITE;
-    if ((file.flag & want) === 0) throw this.#error(EBADF, syscall);
-    const { driver } = this.kernel.device(file.dev)!;
-    if (typeof driver[syscall] !== 'function') throw this.#error(ENXIO, syscall);
-    const uio = new Uio(this.as, [{ base: addr, len }], file.offset, syscall === 'read' ? UIO_READ : UIO_WRITE);
-    const rc = await this.kernel.call(this.pid, driver, syscall, [file.dev, uio, this.cred]);
-    const moved = len - uio.resid;
-    file.offset += moved;
-    if (rc !== 0 && moved === 0) throw this.#error(rc, syscall);
-    return moved;
+    return runSyscall(async () => {
+      const want = syscall === 'read' ? FREAD : FWRITE;
+      if ((file.flag & want) === 0) throw this.#error(EBADF, syscall);
+      const { driver } = this.#k.device(file.dev)!;
+      if (typeof driver[syscall] !== 'function') throw this.#error(ENXIO, syscall);
+      const uio = makeUio(this.as, [{ base: addr, len }], file.offset, syscall === 'read' ? UIO_READ : UIO_WRITE);
+      const rc = await this.#k.call(this.pid, driver, syscall, [file.dev, uio, this.cred]);
+      const moved = len - uio.resid;
+      file.offset += moved;
+      if (rc !== 0 && moved === 0) throw this.#error(rc, syscall);
+      return moved;
+    });
   }
 
   async #release(file: OpenFile): Promise<void> {
     file.refs--;
-    const left = this.kernel.countOpen(file.dev, -1);
-    if (left === 0 && this.kernel.mappedPages(file.dev) === 0) await this.kernel.closeDevice(file.dev, this.pid, file.flag);
+    const left = this.#k.countOpen(file.dev, -1);
+    if (left === 0 && this.#k.mappedPages(file.dev) === 0) await this.#k.closeDevice(file.dev, this.pid, file.flag);
   }
 
   #file(fd: number, syscall: string): OpenFile {
+    if (typeof fd !== 'number') throw typeError('a descriptor number', 'fd', fd);
     const file = Number.isInteger(fd) ? this.#files.get(fd) : undefined;
-    if (!file) {
-      if (typeof fd !== 'number') throw new TypeError(`Expected a descriptor number for fd but received ${typeof fd}`);
-      throw this.#error(EBADF, syscall);
-    }
+    if (!file) throw this.#error(EBADF, syscall);
     return file;
   }
 
   #userAddr(addr: unknown): number {
-    if (typeof addr !== 'bigint') throw new TypeError(`Expected a bigint address for addr but received ${typeof addr}`);
-    if (addr < 0n || addr > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError(`Expected a user address for addr but received ${addr}`);
+    if (typeof addr !== 'bigint') throw typeError('a bigint address', 'addr', addr);
+    if (addr < 0n || addr > BigInt(Number.MAX_SAFE_INTEGER)) throw rangeError('a user address', 'addr', addr);
     return Number(addr);
   }
 
+  /** The failed system call's error; a driver exception raised during the call is its cause. */
   #error(errno: number, syscall: string) {
     return syscallError(errno, syscall, this.pid);
   }
@@ -353,9 +394,12 @@ export class Process {
   }
 }
 
+const RW: readonly unknown[] = ['read', 'write', 'exec', 'other'];
+
 /** The error an access gets where a real process would get a signal. */
 export function faultError(signal: 'SIGSEGV' | 'SIGBUS', addr: number, pid: number, errno?: number): DevmapError {
-  const err = new DevmapError(signal, `${signal} at 0x${addr.toString(16)} in process ${pid}` + (errno ? ` (driver returned ${errno})` : ''));
+  const cause = causeOfSyscall();
+  const err = new DevmapError(signal, `${signal} at 0x${addr.toString(16)} in process ${pid}` + (errno ? ` (driver returned ${errno})` : ''), cause === undefined ? undefined : { cause });
   Object.assign(err, { address: BigInt(addr), pid, signal });
   return err;
 }

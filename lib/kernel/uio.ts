@@ -6,6 +6,7 @@
  * memory) and the next bytes of those vectors, advancing them. A user address that is not mapped with the
  * needed protection is EFAULT, as a bad copyout is in a real kernel; the bytes before it have moved.
  */
+import { DevmapError, integer, typeError } from '../errors';
 import { PROT_READ, PROT_WRITE } from '../memory/constants';
 import type { AddressSpace } from './as';
 import { EFAULT } from './errno';
@@ -18,20 +19,31 @@ export interface Iovec {
   len: number;
 }
 
+const constructing = Symbol('devmap.uio');
+let construct: (as: AddressSpace, iov: Iovec[], offset: number, rw: number) => Uio;
+
+/** The Uio of a read(2)/write(2) (the kernel builds them; the class has no public constructor). */
+export function makeUio(as: AddressSpace, iov: Iovec[], offset: number, rw: number): Uio {
+  return construct(as, iov, offset, rw);
+}
+
 export class Uio {
   /** The remaining vectors; the first is advanced as bytes move. */
   readonly iov: Iovec[];
   offset: number;
   resid: number;
+  readonly as: AddressSpace;
+  /** The system call's direction: UIO_READ for read(2), UIO_WRITE for write(2). */
+  readonly rw: number;
 
-  /** @internal Built by the kernel for read(2)/write(2). */
-  constructor(
-    readonly as: AddressSpace,
-    iov: Iovec[],
-    offset: number,
-    /** The system call's direction: UIO_READ for read(2), UIO_WRITE for write(2). */
-    readonly rw: number,
-  ) {
+  static {
+    construct = (as, iov, offset, rw) => new Uio(as, iov, offset, rw, constructing);
+  }
+
+  private constructor(as: AddressSpace, iov: Iovec[], offset: number, rw: number, token: symbol) {
+    if (token !== constructing) throw new DevmapError('ERR_DEVMAP_NOT_CONSTRUCTIBLE', 'A Uio is made by the kernel for read(2) and write(2)');
+    this.as = as;
+    this.rw = rw;
     this.iov = iov.map((v) => ({ ...v }));
     this.offset = offset;
     this.resid = iov.reduce((n, v) => n + v.len, 0);
@@ -48,6 +60,10 @@ export interface KernelMemory {
  * vectors — UIO_READ copies kernel → user, UIO_WRITE user → kernel. Returns 0, or EFAULT.
  */
 export function uiomove(kmem: KernelMemory, kaddr: number, n: number, rw: number, uio: Uio): number {
+  kaddr = integer(kaddr, 'kaddr');
+  n = integer(n, 'n');
+  rw = integer(rw, 'rw', UIO_READ, UIO_WRITE);
+  if (!(uio instanceof Uio)) throw typeError('a Uio', 'uio', uio);
   let left = Math.min(n, uio.resid);
   let k = kaddr;
   while (left > 0 && uio.iov.length > 0) {

@@ -15,6 +15,7 @@
 import * as fs from 'node:fs';
 import { DevmapError, boolean, check, integer, options, string, typeError, rangeError } from '../errors';
 import { native } from '../native';
+import { selfIdentityOf } from '../identity';
 import {
   F_ADD_SEALS, F_DUPFD_CLOEXEC, F_GETFL, F_GET_SEALS, O_ACCMODE, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_WRITE, MFD_ALLOW_SEALING, MFD_CLOEXEC,
 } from './constants';
@@ -252,9 +253,8 @@ let creatorRecord: Buffer | undefined;
 
 function recordCreator(fd: number): void {
   if (creatorRecord === undefined) {
-    const stat = fs.readFileSync('/proc/self/stat', 'latin1');
-    const startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[22 - 3];
-    creatorRecord = Buffer.from(`${process.pid}:${startTime}`, 'latin1');
+    const me = selfIdentityOf();
+    creatorRecord = Buffer.from(`${me.pid}:${me.startTime}`, 'latin1');
   }
   native().fsetxattr(fd, CREATOR_XATTR, creatorRecord, 0);
 }

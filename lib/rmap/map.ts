@@ -146,7 +146,7 @@ const OPTION_KEYS = ['policy', 'overflow', 'name', 'onWarning', 'fifo', 'store']
 /**
  * @internal An options key (a symbol: invisible to options()' key check and to users) that makes the
  * constructor adopt a LIVE `store` as it is — the map another process made — instead of formatting a new
- * one. Used by SharedResourceMap.attach (shared.ts).
+ * one. Used by SharedResourceMap.attach (shared/map.ts).
  */
 export const ADOPT_STORE: unique symbol = Symbol('devmap.rmap.adoptStore');
 const MAX = Number.MAX_SAFE_INTEGER;
@@ -504,11 +504,13 @@ function oneOf<T extends string>(value: unknown, name: string, allowed: readonly
   return value as T;
 }
 
-function emitWarning(message: string, warning: ResourceMapWarning): void {
+/** @internal The default warning hook of both map kinds. */
+export function emitWarning(message: string, warning: ResourceMapWarning): void {
   process.emitWarning(message, { type: 'ResourceMapWarning', code: warning.code });
 }
 
-function abortError(signal: AbortSignal): Error {
+/** @internal The AbortError both map kinds reject a cancelled rmalloc_wait with. */
+export function abortError(signal: AbortSignal): Error {
   const err = new Error('The operation was aborted', { cause: signal.reason }) as Error & { code: string };
   err.name = 'AbortError';
   err.code = 'ABORT_ERR';

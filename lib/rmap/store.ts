@@ -95,7 +95,7 @@ function byteSize(policy: Policy, capacity: number): number {
 }
 
 /**
- * Receives every persistent write before it happens (shared maps: the undo journal, lib/rmap/shared.ts).
+ * Receives every persistent write before it happens (shared maps: the undo journal, lib/rmap/shared/journal.ts).
  * `field[i]` still holds the old value when it is called.
  */
 export interface WriteHook {

@@ -29,7 +29,7 @@
  *    on up to 127 words at once. More pending words start more threads; a thread exits when it has nothing
  *    left to wait for, except the last, which stays idle for the next wait (at most one idle thread).
  *    libuv's thread pool is never used, so any number of pending waits leave fs, dns and crypto work
- *    running. Completions come back through one thread-safe function. Details: native/sync.cc.
+ *    running. Completions come back through one thread-safe function. Details: native/waitv.cc.
  *    - Async waits of one thread on one word share a kernel wait: a notify that reaches them ends all of
  *      them (and counts as one in notify's result). Extra wakeups are allowed by (2).
  *    - The kernel check happens on the waiter thread, a moment after the JS-side check, as if the thread
@@ -56,6 +56,7 @@ const EAGAIN = -11;
 const EINVAL = -22;
 const ETIMEDOUT = -110;
 const ENOSYS = -38;
+const EFAULT = -14;
 const CANCELLED = 2;
 const INT32_MAX = 0x7fffffff;
 
@@ -125,17 +126,21 @@ function waitersIndex(array: Int32Array, value: unknown, index: number, name: st
  * thread, like Atomics.wait.
  */
 export function wait(array: Int32Array, index: number, expected: number, timeout?: number | SyncWaitOptions): WaitResult {
-  const addr = address(array, index);
-  expected = int32(expected, 'expected');
-  let ms: number;
-  let waiters = -1;
+  // Whatever the caller controls (option getters may unmap or resize) is read first, once, into locals; the
+  // address is derived after, and nothing but the addon runs between it and the system call.
+  let rawTimeout: unknown = timeout;
+  let rawWaiters: unknown;
+  let timeoutName = 'timeout';
   if (timeout !== null && typeof timeout === 'object') {
     const o = hotOptions<SyncWaitOptions>(timeout, 'options', ['timeout', 'waiters']);
-    ms = timeoutMs(o.timeout, 'options.timeout');
-    waiters = waitersIndex(array, o.waiters, index, 'options.waiters');
-  } else {
-    ms = timeoutMs(timeout, 'timeout');
+    rawTimeout = o.timeout;
+    rawWaiters = o.waiters;
+    timeoutName = 'options.timeout';
   }
+  const ms = timeoutMs(rawTimeout, timeoutName);
+  expected = int32(expected, 'expected');
+  const addr = address(array, index);
+  const waiters = waitersIndex(array, rawWaiters, index, 'options.waiters');
   const rc = native().futex_wait_spin(addr, expected >>> 0, ms, spinIterations, waiters < 0 ? 0 : addr + 4 * (waiters - index));
   if (rc === 0) return 'ok';
   if (rc === EAGAIN) return 'not-equal';
@@ -155,13 +160,13 @@ export interface NotifyOptions {
  * first, are woken without being counted.
  */
 export function notify(array: Int32Array, index: number, count: number = Infinity, opts?: NotifyOptions): number {
-  const addr = address(array, index);
   const n = count === Infinity ? INT32_MAX : integer(count, 'count', 0, INT32_MAX);
-  if (opts !== undefined) {
-    const o = hotOptions<NotifyOptions>(opts, 'options', ['waiters']);
-    const waiters = waitersIndex(array, o.waiters, index, 'options.waiters');
+  const rawWaiters = opts === undefined ? undefined : hotOptions<NotifyOptions>(opts, 'options', ['waiters']).waiters;
+  const addr = address(array, index);
+  if (rawWaiters !== undefined) {
+    const waiters = waitersIndex(array, rawWaiters, index, 'options.waiters');
     // A read-modify-write is a full fence: the caller's store to array[index] is visible before we read.
-    if (waiters >= 0 && Atomics.add(array, waiters, 0) === 0) return 0;
+    if (Atomics.add(array, waiters, 0) === 0) return 0;
   }
   const rc = native().futex_wake_addr(addr, n);
   if (rc < 0) throw rc === EINVAL ? misaligned(index) : systemError(rc, 'futex');
@@ -198,7 +203,15 @@ function settle(p: Pending, rc: number): void {
   if (p.signal !== undefined && p.onAbort !== undefined) p.signal.removeEventListener('abort', p.onAbort);
   if (rc === 0) p.resolve('ok');
   else if (rc === 1) p.resolve('timed-out');
+  else if (rc === EFAULT) p.reject(truncated());
   else p.reject(systemError(rc, 'futex_waitv'));
+}
+
+function truncated(): DevmapError {
+  return new DevmapError(
+    'ERR_DEVMAP_TRUNCATED',
+    'waitAsync: the page under the word is gone (the shared object was made smaller while the wait was pending)',
+  );
 }
 
 function onComplete(batch: number[]): void {
@@ -222,14 +235,17 @@ function init(): void {
  * notified (or when the word is seen to change), or 'timed-out'. Rejects with `signal.reason` if aborted first.
  */
 export function waitAsync(array: Int32Array, index: number, expected: number, opts?: WaitAsyncOptions): Promise<WaitResult> {
-  const addr = address(array, index);
+  // Options first (their getters, the signal's checks), then the address: see wait().
   expected = int32(expected, 'expected');
   const o = options<WaitAsyncOptions>(opts, 'options', ['timeout', 'signal', 'waiters']);
-  const ms = timeoutMs(o.timeout, 'options.timeout');
-  const waiters = waitersIndex(array, o.waiters, index, 'options.waiters');
+  const rawTimeout = o.timeout;
+  const rawWaiters = o.waiters;
   const signal = o.signal;
+  const ms = timeoutMs(rawTimeout, 'options.timeout');
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw typeError('an AbortSignal', 'options.signal', signal);
   if (signal?.aborted) return Promise.reject(signal.reason);
+  const addr = address(array, index);
+  const waiters = waitersIndex(array, rawWaiters, index, 'options.waiters');
   if (array[index] !== expected) return Promise.resolve('not-equal');
   if (ms === 0) return Promise.resolve('timed-out');
   if (!initialized) init();

@@ -3,7 +3,7 @@
  *
  * 1. What it is. The words hold a POSIX mutex made process-shared, robust and error-checking
  *    (pthread_mutexattr_setpshared / setrobust / settype ERRORCHECK), followed by a marker that Mutex.init
- *    writes last. The C library does the locking; devmap calls it, one function per call (native/sync.cc).
+ *    writes last. The C library does the locking; devmap calls it, one function per call (native/robust_mutex.cc).
  *    A C program, or Python through ctypes, can share the same mutex.
  *
  * 2. Why the C library's robust mutex. The owner of a mutex must be detectable as dead, exactly, even after
@@ -41,8 +41,11 @@
  */
 import { DevmapError, options, systemError, typeError } from '../errors';
 import { native } from '../native';
-import { ownerOf, pin, unpin, type Mapping } from '../memory/mapping';
+import { PROT_READ, PROT_WRITE } from '../memory/constants';
+import { adoptMapping, ownerOf, pin, unpin, type Mapping } from '../memory/mapping';
+import { pageSize } from '../memory/page';
 import { waitAsync } from './futex';
+import { CLAIM_WORD, MARKER, MARKER_WORD, claimOrAttach } from './open-or-create';
 import { address, timeoutMs } from './word';
 
 export interface LockResult {
@@ -67,8 +70,6 @@ const EOWNERDEAD = -130;
 const ENOTRECOVERABLE = -131;
 const EPERM = -1;
 const TID_MASK = 0x3fffffff;
-/** Written in the last word by init(): 'MUTX'. */
-const MARKER = 0x4d555458;
 const WORDS = 16;
 
 interface Layout {
@@ -81,8 +82,8 @@ let layout: Layout | undefined;
 function getLayout(): Layout {
   if (layout === undefined) {
     const [size, align, offset] = native().mutex_layout();
-    if (size > 4 * (WORDS - 1) || align > 8) {
-      throw new DevmapError('ERR_DEVMAP_UNSUPPORTED_PLATFORM', `pthread_mutex_t needs ${size} bytes here; Mutex reserves ${4 * (WORDS - 1)}`);
+    if (size > 4 * CLAIM_WORD || align > 8) {
+      throw new DevmapError('ERR_DEVMAP_UNSUPPORTED_PLATFORM', `pthread_mutex_t needs ${size} bytes here; Mutex reserves ${4 * CLAIM_WORD}`);
     }
     layout = { size, align, lockWord: offset / 4 };
   }
@@ -113,6 +114,24 @@ function mutexError(rc: number, what: string): Error {
   }
 }
 
+/**
+ * A one-page Mapping of the same pages as the word at `addr`, and the word's address in it; [undefined, 0]
+ * where the kernel cannot make one (a hugetlb mapping), and then a wake can only be passed on while the
+ * caller's own mapping lasts.
+ */
+function aliasOf(addr: number): [Mapping | undefined, number] {
+  const word = native().futex_alias(addr);
+  if (word < 0) return [undefined, 0];
+  const base = word - (word % pageSize);
+  return [adoptMapping({ addr: base, length: pageSize, prot: PROT_READ | PROT_WRITE, shared: true }), word];
+}
+
+/** pthread_mutex_init of a robust, process-shared, error-checking mutex at `addr` (native/sync.cc). */
+function initAt(addr: number): void {
+  const rc = native().mutex_init(addr);
+  if (rc < 0) throw systemError(rc, 'pthread_mutex_init');
+}
+
 export class Mutex {
   /** 32-bit words a Mutex occupies; its index must be even (the words 8-byte aligned in memory). */
   static readonly WORDS = WORDS;
@@ -130,18 +149,33 @@ export class Mutex {
    */
   static init(array: Int32Array, index: number): Mutex {
     const addr = address(array, index, 8, WORDS);
-    Atomics.store(array, index + WORDS - 1, 0);
-    const rc = native().mutex_init(addr);
-    if (rc < 0) throw systemError(rc, 'pthread_mutex_init');
-    Atomics.store(array, index + WORDS - 1, MARKER);
+    Atomics.store(array, index + MARKER_WORD, 0);
+    initAt(addr);
+    Atomics.store(array, index + MARKER_WORD, MARKER);
     return new Mutex(array, index);
+  }
+
+  /**
+   * The way for peers started in any order: attaches to the Mutex at array[index] if there is one, otherwise
+   * initializes it there, exactly once however many threads and processes call this at the same moment.
+   * `created` is true for the one caller that initialized it. The words must be zero (fresh shared memory) or
+   * hold a Mutex; an initializer that died midway is detected and replaced (lib/sync/open-or-create.ts).
+   * `timeout` (ms, default none) bounds the wait for a live initializer that does not finish.
+   */
+  static openOrCreate(array: Int32Array, index: number, opts?: { timeout?: number }): { mutex: Mutex; created: boolean } {
+    const o = options<{ timeout: number }>(opts, 'options', ['timeout']);
+    const ms = timeoutMs(o.timeout, 'options.timeout');
+    const addr = address(array, index, 8, WORDS);
+    const claim = new BigInt64Array(array.buffer, array.byteOffset + 4 * (index + CLAIM_WORD), 1);
+    const created = claimOrAttach(array, index, claim, selfId(), ms, () => initAt(addr));
+    return { mutex: new Mutex(array, index), created };
   }
 
   /** Attaches to the Mutex that Mutex.init() wrote at array[index] (in this or another process). */
   constructor(array: Int32Array, index: number) {
     const addr = address(array, index, 8, WORDS);
     const l = getLayout();
-    if (Atomics.load(array, index + WORDS - 1) !== MARKER) {
+    if (Atomics.load(array, index + MARKER_WORD) !== MARKER) {
       throw new DevmapError('ERR_DEVMAP_MUTEX_UNINITIALIZED', `array[${index}] does not hold a Mutex: create one with Mutex.init()`);
     }
     this.#array = array;
@@ -180,6 +214,10 @@ export class Mutex {
     const deadline = ms < 0 ? Infinity : performance.now() + ms;
     const n = native();
     let slept = false;
+    // While this task sleeps, a second mapping of the lock word's page: an unlock's single wake may end our
+    // sleep after the caller unmapped its mapping, and then this is the only address left to pass it on.
+    let forwarder: Mapping | undefined;
+    let forwardWord = 0;
     try {
       for (;;) {
         signal?.throwIfAborted();
@@ -196,14 +234,18 @@ export class Mutex {
         if (remaining <= 0) {
           throw new DevmapError('ERR_DEVMAP_MUTEX_TIMEOUT', `lockAsync: the Mutex was not acquired within ${ms} ms`);
         }
+        if (forwarder === undefined) [forwarder, forwardWord] = aliasOf(this.#addr + 4 * (this.#lockIndex - this.#index));
         await waitAsync(this.#array, this.#lockIndex, value | 0, { timeout: remaining === Infinity ? undefined : remaining, signal });
         slept = true;
       }
     } catch (err) {
-      // Giving up after a sleep: the unlock's single wake may have been ours, and then nobody else would get
-      // one. Pass it on (a spare wake is harmless: the waker re-checks).
-      if (slept && this.#array.length > 0) n.futex_wake_addr(this.#addr + 4 * (this.#lockIndex - this.#index), 1);
+      // Giving up after a sleep (timeout, abort, unmap, an error): the unlock's single wake may have been
+      // ours, and then nobody else would get one. Pass it on (a spare wake is harmless: the waker re-checks).
+      if (slept && forwardWord !== 0) n.futex_wake_addr(forwardWord, 1);
+      else if (slept && this.#array.length > 0) n.futex_wake_addr(this.#addr + 4 * (this.#lockIndex - this.#index), 1);
       throw err;
+    } finally {
+      forwarder?.unmap();
     }
   }
 

@@ -3,9 +3,8 @@ import { chownSync, existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SharedMemory, SharedResourceMap, rmalloc, rmfree } from '../../lib';
-import { native } from '../../lib/native';
 import { Mutex } from '../../lib/sync';
-import { processStartTime } from '../../lib/cli/creator';
+import { startTimeOf } from '../../lib/identity';
 import { trackLeaks, uniqueName } from '../helpers/leaks';
 import { run } from '../helpers/child';
 import { devmap } from './devmap';
@@ -38,24 +37,23 @@ const lsJson = async () => {
 };
 
 /** Sets the creator record the way devmap's create() does, from Python (os.setxattr), for any build of the addon. */
-async function recordCreator(name: string, pid: number, startTime: bigint): Promise<void> {
+async function recordCreator(name: string, pid: number, startTime: number): Promise<void> {
   const script = `import os; os.setxattr('/dev/shm/${name}', 'user.devmap.creator', b'${pid}:${startTime}')`;
   const r = await run('python3', ['-c', script]);
   expect(r.code, r.stderr).toBe(0);
 }
 
 /** A process that has exited, with the start time it had: a creator that is gone. */
-async function deadProcess(): Promise<{ pid: number; startTime: bigint }> {
+async function deadProcess(): Promise<{ pid: number; startTime: number }> {
   const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
   await new Promise((resolve) => child.once('spawn', resolve));
-  const startTime = processStartTime(child.pid!)!;
+  const startTime = startTimeOf(child.pid!)!;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGKILL');
   await exited;
   return { pid: child.pid!, startTime };
 }
 
-const canReadCreators = typeof (native() as unknown as Record<string, unknown>).fgetxattr === 'function';
 const isRoot = process.getuid?.() === 0;
 
 describe('devmap ls', () => {
@@ -95,10 +93,10 @@ describe('devmap ls', () => {
     expect(r.stderr).toContain("devmap ls: unexpected argument 'extra'");
   });
 
-  it.runIf(canReadCreators)('shows the creator devmap recorded, and whether it is alive', async () => {
+  it('shows the creator devmap recorded, and whether it is alive', async () => {
     const name = segment();
     const seg = (await lsJson()).find((s) => s.name === name)!;
-    expect(seg.creator).toEqual({ pid: process.pid, startTime: String(processStartTime(process.pid)) });
+    expect(seg.creator).toEqual({ pid: process.pid, startTime: String(startTimeOf(process.pid)) });
   });
 });
 
@@ -168,12 +166,12 @@ describe('devmap rm', () => {
     expect(existsSync(`/dev/shm/${name}`)).toBe(true);
   });
 
-  it.runIf(canReadCreators)('--stale removes a segment whose creator exited and that nobody holds', async () => {
+  it('--stale removes a segment whose creator exited and that nobody holds', async () => {
     const dead = await deadProcess();
     const [gone, held, alive] = [segment(), segment(), segment()];
     await recordCreator(gone, dead.pid, dead.startTime);
     await recordCreator(held, dead.pid, dead.startTime);
-    await recordCreator(alive, process.pid, processStartTime(process.pid)!);
+    await recordCreator(alive, process.pid, startTimeOf(process.pid)!);
     const shm = SharedMemory.open(held);
     try {
       const dry = await devmap('rm', '--stale', '--dry-run');
@@ -188,9 +186,9 @@ describe('devmap rm', () => {
     }
   });
 
-  it.runIf(canReadCreators)('--stale is not fooled by a reused pid: the start time must match too', async () => {
+  it('--stale is not fooled by a reused pid: the start time must match too', async () => {
     const name = segment();
-    await recordCreator(name, process.pid, processStartTime(process.pid)! + 1n);
+    await recordCreator(name, process.pid, startTimeOf(process.pid)! + 1);
     const r = await devmap('rm', '--stale', name);
     expect(r.stdout).toBe(`removed ${name}\n`);
   });

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   DDI_UMEM_NOSLEEP, DDI_UMEM_TRASH, DEVMAP_ACCESS, DEVMAP_ALLOW_REMAP, DEVMAP_MAPPING_INVALID, DEVMAP_READ,
   DEVMAP_WRITE, DevInfo, FC_HWERR, FC_MAKE_ERR, Kernel, KernelPanic, MAP_PRIVATE, MAP_SHARED, PROT_ALL, PROT_READ,
@@ -8,21 +8,13 @@ import {
 } from '../../lib';
 import { P, recordingDriver, type Private, type RecOptions } from './driver';
 import { trackLeaks } from '../helpers/leaks';
+import { kernelsForTests } from '../kernel/boot';
 
 trackLeaks();
 
 const RW = PROT_READ | PROT_WRITE;
-const kernels: Kernel[] = [];
-const dips: DevInfo[] = [];
-function boot(): Kernel {
-  const k = new Kernel({ arenaSize: 2 ** 20, addressSpaceSize: 128 * P });
-  kernels.push(k);
-  return k;
-}
-afterEach(async () => {
-  for (const k of kernels.splice(0)) await k.shutdown();
-  for (const d of dips.splice(0)) d.detach();
-});
+const { boot, keep } = kernelsForTests({ addressSpacePages: 128 });
+const dips = { push: keep };
 
 async function setup(opts: RecOptions = {}, mmapOff = 0, len = 8 * P, type = MAP_SHARED) {
   const k = boot();
@@ -437,7 +429,7 @@ describe('fork (SPEC A.5)', () => {
     const { rec, proc, addr } = await setup({ access: true, chunks: { 0: P, [P]: P } }, 0, 2 * P);
     const parent = handlesAt(proc.as, addr);
     const child = await proc.fork();
-    const caddr = BigInt(child.as.base) + (addr - BigInt(proc.as.base));
+    const caddr = child.as.base + (addr - proc.as.base);
     const copies = handlesAt(child.as, caddr);
     expect(rec.calls.filter((c) => c.cb === 'dup').map((c) => [c.h, c.n1, c.pid])).toEqual([
       [parent[0].id, copies[0].id, child.pid],
@@ -469,7 +461,7 @@ describe('fork (SPEC A.5)', () => {
     new Uint8Array(await proc.view(shared, 1))[0] = 201;
     expect(rec.device[0]).toBe(201); // private writes stay private
     const child = await proc.fork();
-    const at = (x: bigint) => BigInt(child.as.base) + (x - BigInt(proc.as.base));
+    const at = (x: bigint) => child.as.base + (x - proc.as.base);
     expect(new Uint8Array(await child.view(at(addr), 1))[0]).toBe(200);
     const cs = new Uint8Array(await child.view(at(shared), 1));
     cs[0] = 202;

@@ -46,6 +46,8 @@ export interface RecOptions {
   /** Use a different devmap_access function for handles at or after this offset. */
   secondAccessFrom?: number;
   registerPages?: number;
+  /** Called inside devmap_unmap with the handles as the driver sees them there. */
+  onUnmap?(dhp: DevmapHandle, off: number, len: number, n1: DevmapHandle | null, n2: DevmapHandle | null): void;
 }
 
 export function recordingDriver(kernel: Kernel, opts: RecOptions = {}) {
@@ -86,6 +88,7 @@ export function recordingDriver(kernel: Kernel, opts: RecOptions = {}) {
     },
     devmap_unmap(dhp, pvtp, off, len, n1, p1, n2, p2) {
       calls.push({ cb: 'unmap', h: dhp.id, off, len, n1: n1?.id ?? null, n2: n2?.id ?? null, pid: dhp.pid });
+      opts.onUnmap?.(dhp, off, len, n1, n2);
       const old = pvtp as Private;
       // Example 11-5: new private data for each surviving piece, then free the old.
       if (n1 && p1) p1.value = alloc(old.off, off - old.off);

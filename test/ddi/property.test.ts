@@ -69,7 +69,7 @@ describe('devmap framework property', () => {
               for (let i = 0; i < o.count; i++) pages.delete(a + BigInt(i * P));
             } else if (o.op === 'fork' && procs.length < 5) {
               const c = await p.fork();
-              const shift = BigInt(c.as.base) - BigInt(p.as.base);
+              const shift = c.as.base - p.as.base;
               procs.push(c);
               model.set(c, new Map([...pages].map(([a, off]) => [a + shift, off])));
               maps.set(c, maps.get(p)!.map((a) => a + shift));

@@ -32,7 +32,7 @@ describe('seed 000: the IRIX vdk driver', () => {
     const k = new Kernel({ arenaSize: 2 ** 20 });
     kernels.push(k);
     const d = vdk.createVdkDriver(k);
-    k.install('vdk', d);
+    k.install('vdk', d.driver);
     const p = k.spawn();
     const fd = await p.open('/dev/vdk');
     const addrs = [];
@@ -69,9 +69,9 @@ describe('seed 002: rmalloc buffers', () => {
     const k = new Kernel({ arenaSize: 2 ** 20 });
     kernels.push(k);
     const d = xx.createXxDriver(k);
-    k.install('xx', d);
+    k.install('xx', d.driver);
     d.xxstart();
-    expect(d.map!.freeRanges()).toEqual([{ index: d.buffer, size: xx.XX_BUFSIZE }]);
+    expect(d.mp!.freeRanges()).toEqual([{ index: d.buffer, size: xx.XX_BUFSIZE }]);
     const p = k.spawn();
     const fd = await p.open('/dev/xx');
     const buf = await p.mmap(0n, pageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -80,8 +80,8 @@ describe('seed 002: rmalloc buffers', () => {
     expect(n).toBe(700);
     const got = new Uint8Array(await p.view(buf + BigInt(pageSize - 700), 700));
     expect(got.every((b, i) => b === xx.streamByte(i))).toBe(true);
-    expect(d.map!.freeUnits).toBe(xx.XX_BUFSIZE);
-    expect(d.map!.freeRanges().length).toBe(1);
+    expect(d.mp!.freeUnits).toBe(xx.XX_BUFSIZE);
+    expect(d.mp!.freeRanges().length).toBe(1);
     await p.exit();
     d.xxdetach();
     expect(k.kmem_alloc(xx.XX_BUFSIZE, KM_NOSLEEP)).not.toBeNull();

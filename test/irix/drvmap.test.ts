@@ -1,28 +1,21 @@
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
-  KM_NOSLEEP, Kernel, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, btoc, ctob, errno, pageSize, v_getaddr,
+  KM_NOSLEEP, Kernel, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, btoc, ctob, errno, pageSize, v_getaddr,
   v_gethandle, v_getlen, v_getprot, v_mapphys, type EntryTrace, type IrixDriver, type Process, type VHandle,
 } from '../../lib';
 import { createVdkDriver } from '../../examples/irix-vdk';
 import { trackLeaks } from '../helpers/leaks';
+import { kernelsForTests } from '../kernel/boot';
 
 trackLeaks();
 
 const RW = PROT_READ | PROT_WRITE;
 const P = pageSize;
-const kernels: Kernel[] = [];
-function boot(): Kernel {
-  const k = new Kernel({ arenaSize: 2 ** 20, addressSpaceSize: 64 * P });
-  kernels.push(k);
-  return k;
-}
-afterEach(async () => {
-  for (const k of kernels.splice(0)) await k.shutdown();
-});
+const { boot } = kernelsForTests();
 
 /** The same user address in a forked child: same offset inside its reservation. */
-const inChild = (parent: Process, child: Process, addr: bigint) => BigInt(child.as.base) + (addr - BigInt(parent.as.base));
+const inChild = (parent: Process, child: Process, addr: bigint) => child.as.base + (addr - parent.as.base);
 
 function withCalls(k: Kernel) {
   const calls: { entry: string; pid: number | null; handle?: number; addr?: bigint; len?: number }[] = [];
@@ -34,11 +27,23 @@ function withCalls(k: Kernel) {
   return calls;
 }
 
+/** A kernel with the vdk driver, its entry-point calls, and a process that has /dev/vdk open and mapped. */
+async function vdkMapped(pages: number) {
+  const k = boot();
+  const vdk = createVdkDriver(k);
+  k.install('vdk', vdk.driver);
+  const calls = withCalls(k);
+  const p = k.spawn();
+  const fd = await p.open('/dev/vdk');
+  const addr = await p.mmap(0n, pages * P, RW, MAP_SHARED, fd, 0);
+  return { k, vdk, calls, p, fd, addr };
+}
+
 describe('IRIX drvmap lifecycle (SPEC B.2a)', () => {
   it('drvmap once; fork, partial munmap and the first exit call nothing; the last reference calls drvunmap once', async () => {
     const k = boot();
     const vdk = createVdkDriver(k);
-    k.install('vdk', vdk);
+    k.install('vdk', vdk.driver);
     const calls = withCalls(k);
     const start = k.arena.stats();
 
@@ -67,7 +72,7 @@ describe('IRIX drvmap lifecycle (SPEC B.2a)', () => {
   it('the user pages and the driver pages are the same memory, in parent and child', async () => {
     const k = boot();
     const vdk = createVdkDriver(k);
-    k.install('vdk', vdk);
+    k.install('vdk', vdk.driver);
     const p = k.spawn();
     const fd = await p.open('/dev/vdk');
     const addr = await p.mmap(0n, 2 * P, RW, MAP_SHARED, fd, 0);
@@ -87,13 +92,7 @@ describe('IRIX drvmap lifecycle (SPEC B.2a)', () => {
   });
 
   it('unmapping the whole mapping in the last process calls drvunmap; views are detached', async () => {
-    const k = boot();
-    const vdk = createVdkDriver(k);
-    k.install('vdk', vdk);
-    const calls = withCalls(k);
-    const p = k.spawn();
-    const fd = await p.open('/dev/vdk');
-    const addr = await p.mmap(0n, 2 * P, RW, MAP_SHARED, fd, 0);
+    const { vdk, calls, p, addr } = await vdkMapped(2);
     const v = new Uint8Array(await p.view(addr, 2 * P));
     await p.munmap(addr, P);
     expect(calls.length).toBe(1);
@@ -107,7 +106,7 @@ describe('IRIX drvmap lifecycle (SPEC B.2a)', () => {
   it('two processes mapping the same device get two objects, each unmapped once', async () => {
     const k = boot();
     const vdk = createVdkDriver(k);
-    k.install('vdk', vdk);
+    k.install('vdk', vdk.driver);
     const calls = withCalls(k);
     const [a, b] = [k.spawn(), k.spawn()];
     await a.mmap(0n, P, RW, MAP_SHARED, await a.open('/dev/vdk'), 0);
@@ -124,7 +123,7 @@ describe('IRIX errors', () => {
   it('an errno from drvmap is mmap’s error, and nothing stays mapped', async () => {
     const k = boot();
     const vdk = createVdkDriver(k);
-    k.install('vdk', vdk);
+    k.install('vdk', vdk.driver);
     const p = k.spawn();
     const fd = await p.open('/dev/vdk');
     await expect(p.mmap(0n, P, RW, MAP_SHARED, fd, P)).rejects.toMatchObject({ code: 'ENXIO', syscall: 'mmap' });
@@ -203,7 +202,7 @@ describe('IRIX errors', () => {
 
   it('refuses PROT_WRITE on a shared mapping of a read-only descriptor, and mprotect above it', async () => {
     const k = boot();
-    k.install('vdk', createVdkDriver(k));
+    k.install('vdk', createVdkDriver(k).driver);
     const p = k.spawn();
     const ro = await p.open('/dev/vdk', 0);
     await expect(p.mmap(0n, P, RW, MAP_SHARED, ro, 0)).rejects.toMatchObject({ code: 'EACCES' });
@@ -212,6 +211,39 @@ describe('IRIX errors', () => {
     const priv = await p.mmap(0n, P, RW, MAP_PRIVATE, ro, 0);
     expect(priv).not.toBe(addr);
     await p.exit();
+  });
+});
+
+describe('mmap(MAP_FIXED) over an existing mapping: the old range goes only once drvmap has returned 0', () => {
+  it('drvmap refuses (vdkmap: ENXIO for off ≠ 0): the old IRIX mapping and its record are intact, no drvunmap', async () => {
+    const { vdk, calls, p, fd, addr: old } = await vdkMapped(2);
+    const view = new Uint8Array(await p.view(old, 2 * P));
+    view.set([7, 8, 9]);
+    await expect(p.mmap(old, 2 * P, RW, MAP_SHARED | MAP_FIXED, fd, P)).rejects.toMatchObject({ code: 'ENXIO' });
+    expect(calls.map((c) => c.entry)).toEqual(['map', 'map']);
+    expect(view.length).toBe(2 * P);
+    expect([...new Uint8Array(await p.view(old, 3))]).toEqual([7, 8, 9]);
+    expect(vdk.records().length).toBe(1);
+    await p.exit();
+    expect(calls.map((c) => c.entry)).toEqual(['map', 'map', 'unmap']);
+  });
+
+  it('drvmap refuses over anonymous memory: its bytes and views stay; accepted, the old pages go', async () => {
+    const k = boot();
+    const vdk = createVdkDriver(k);
+    k.install('vdk', vdk.driver);
+    const p = k.spawn();
+    const fd = await p.open('/dev/vdk');
+    const old = await p.mmap(0n, P, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    const view = new Uint8Array(await p.view(old, P));
+    view.fill(0x5a);
+    await expect(p.mmap(old, P, RW, MAP_SHARED | MAP_FIXED, fd, P)).rejects.toMatchObject({ code: 'ENXIO' });
+    expect(view.length).toBe(P);
+    expect(view.every((b) => b === 0x5a)).toBe(true);
+    expect(await p.mmap(old, P, RW, MAP_SHARED | MAP_FIXED, fd, 0)).toBe(old);
+    expect(view.length).toBe(0);
+    expect(p.pmap().map((e) => e.kind)).toEqual(['irix']);
+    expect(new Uint8Array(await p.view(old, 1))[0]).toBe(0); // vdkmap zeroes its pages
   });
 });
 
@@ -235,7 +267,7 @@ describe('IRIX property: every drvmap is matched by exactly one drvunmap and the
         const k = new Kernel({ arenaSize: 2 ** 20, addressSpaceSize: 64 * P });
         try {
           const vdk = createVdkDriver(k);
-          k.install('vdk', vdk);
+          k.install('vdk', vdk.driver);
           const maps = new Map<number, number>();
           const unmaps = new Map<number, number>();
           k.on('entry', (t: EntryTrace) => {

@@ -1,23 +1,16 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   KM_CACHEALIGN, KM_NOSLEEP, KM_PHYSCONTIG, Kernel, KernelPanic, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED,
   PROT_READ, PROT_WRITE, UIO_READ, UIO_WRITE, btoc, btoct, btop, btopr, ctob, getmajor, getminor, makedev, pageSize,
   ptob, type CharDriver, type EntryTrace, type Uio,
 } from '../../lib';
 import { trackLeaks } from '../helpers/leaks';
+import { kernelsForTests } from './boot';
 
 trackLeaks();
 
 const RW = PROT_READ | PROT_WRITE;
-const kernels: Kernel[] = [];
-function boot(arenaSize = 2 ** 20): Kernel {
-  const k = new Kernel({ arenaSize, addressSpaceSize: 64 * pageSize });
-  kernels.push(k);
-  return k;
-}
-afterEach(async () => {
-  for (const k of kernels.splice(0)) await k.shutdown();
-});
+const { boot } = kernelsForTests();
 
 describe('page units (SPEC B.4)', () => {
   it('rounds as the manuals say', () => {
@@ -177,9 +170,9 @@ describe('processes and system calls', () => {
       [p.mmap(0n, pageSize, RW, MAP_SHARED, fd, 0), 'ENODEV'], // no mapping interface
       [p.mmap(0n, 1000 * pageSize, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), 'ENOMEM'],
       [p.mmap(1n, pageSize, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), 'EINVAL'],
-      [p.munmap(BigInt(p.as.base) + 1n, pageSize), 'EINVAL'],
-      [p.munmap(BigInt(p.as.base), 0), 'EINVAL'],
-      [p.mprotect(BigInt(p.as.base), pageSize, PROT_READ), 'ENOMEM'],
+      [p.munmap(p.as.base + 1n, pageSize), 'EINVAL'],
+      [p.munmap(p.as.base, 0), 'EINVAL'],
+      [p.mprotect(p.as.base, pageSize, PROT_READ), 'ENOMEM'],
       [p.open('/dev/nothing'), 'ENOENT'],
       [p.close(42), 'EBADF'],
       [p.read(42, 0n, 1), 'EBADF'],
@@ -199,7 +192,7 @@ describe('processes and system calls', () => {
     new Uint8Array(await p.view(shared, 1))[0] = 1;
     new Uint8Array(await p.view(priv, 1))[0] = 2;
     const c = await p.fork();
-    const at = (a: bigint) => BigInt(c.as.base) + (a - BigInt(p.as.base));
+    const at = (a: bigint) => c.as.base + (a - p.as.base);
     expect(new Uint8Array(await c.view(at(shared), 1))[0]).toBe(1);
     expect(new Uint8Array(await c.view(at(priv), 1))[0]).toBe(2);
     new Uint8Array(await c.view(at(shared), 1))[0] = 10;

@@ -1,7 +1,7 @@
 // A child process whose stdout is read as JSON lines while it runs, for tests that must act between a
 // child's steps (kill it while it holds a lock, notify once it is waiting).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { SharedMemory, pageSize, type Mapping } from '../../lib';
 import { fixture } from '../helpers/child';
 import { uniqueName } from '../helpers/leaks';
@@ -46,6 +46,24 @@ export function spawnLines(name: string, args: string[]): LineChild {
 export function threadCount(): number {
   return readdirSync('/proc/self/task').length;
 }
+
+/**
+ * Whether a thread of process `pid` (default: this one) is blocked in system call `nr`, with `args` (hex, as
+ * /proc/…/task/…/syscall prints them) as its first arguments when given.
+ */
+export function inSyscall(nr: number, pid: number | 'self' = 'self', ...args: (string | undefined)[]): boolean {
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/task/${t}/syscall`, 'latin1').trim().split(' ');
+      if (fields[0] === String(nr) && args.every((a, i) => a === undefined || fields[i + 1] === a)) return true;
+    } catch {
+      // the thread exited while we looked
+    }
+  }
+  return false;
+}
+export const SYS_FUTEX = 202;
+export const SYS_FUTEX_WAITV = 449;
 
 /** Yields to the event loop until `cond` holds (tests bound the wait with their own timeout). */
 export async function until(cond: () => boolean): Promise<void> {

@@ -8,17 +8,16 @@
 #include <cstring>
 #include <string>
 
-#include "devmap.h"
+#include "../common.h"
+#include "baselines.h"
 
 namespace devmap {
-
-static double Arg(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::Number>().DoubleValue(); }
 
 // mmap + munmap of an anonymous shared read/write region.
 static Napi::Value MapUnmap(const Napi::CallbackInfo& info) {
   if (!CheckArgs(info, 2)) return info.Env().Undefined();
-  size_t len = static_cast<size_t>(Arg(info, 0));
-  long iters = static_cast<long>(Arg(info, 1));
+  size_t len = static_cast<size_t>(Num(info, 0));
+  long iters = static_cast<long>(Num(info, 1));
   double t0 = NowNs();
   for (long i = 0; i < iters; i++) {
     void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -31,8 +30,8 @@ static Napi::Value MapUnmap(const Napi::CallbackInfo& info) {
 // shm_open(O_CREAT|O_EXCL) + ftruncate + fallocate + mmap + munmap + close + shm_unlink.
 static Napi::Value ShmCycle(const Napi::CallbackInfo& info) {
   if (!CheckArgs(info, 2)) return info.Env().Undefined();
-  size_t len = static_cast<size_t>(Arg(info, 0));
-  long iters = static_cast<long>(Arg(info, 1));
+  size_t len = static_cast<size_t>(Num(info, 0));
+  long iters = static_cast<long>(Num(info, 1));
   std::string name = "/devmap-cbase-" + std::to_string(getpid());
   double t0 = NowNs();
   for (long i = 0; i < iters; i++) {
@@ -56,7 +55,7 @@ static Napi::Value ShmCycle(const Napi::CallbackInfo& info) {
 static Napi::Value FileMap(const Napi::CallbackInfo& info) {
   if (!info[0].IsString() || !CheckArgs(info, 0) || !info[1].IsNumber()) return info.Env().Undefined();
   std::string path = info[0].As<Napi::String>().Utf8Value();
-  long iters = static_cast<long>(Arg(info, 1));
+  long iters = static_cast<long>(Num(info, 1));
   double t0 = NowNs();
   for (long i = 0; i < iters; i++) {
     int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
@@ -73,8 +72,8 @@ static Napi::Value FileMap(const Napi::CallbackInfo& info) {
 // mmap, write one byte in every page (the first-touch fault), munmap.
 static Napi::Value FirstTouch(const Napi::CallbackInfo& info) {
   if (!CheckArgs(info, 2)) return info.Env().Undefined();
-  size_t len = static_cast<size_t>(Arg(info, 0));
-  long iters = static_cast<long>(Arg(info, 1));
+  size_t len = static_cast<size_t>(Num(info, 0));
+  long iters = static_cast<long>(Num(info, 1));
   size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   double t0 = NowNs();
   for (long i = 0; i < iters; i++) {
@@ -90,9 +89,9 @@ static Napi::Value FirstTouch(const Napi::CallbackInfo& info) {
 // memset over a region the caller mapped (the JS side fills the same region).
 static Napi::Value Fill(const Napi::CallbackInfo& info) {
   if (!CheckArgs(info, 3)) return info.Env().Undefined();
-  auto* p = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(Arg(info, 0)));
-  size_t len = static_cast<size_t>(Arg(info, 1));
-  long iters = static_cast<long>(Arg(info, 2));
+  auto* p = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(Num(info, 0)));
+  size_t len = static_cast<size_t>(Num(info, 1));
+  long iters = static_cast<long>(Num(info, 2));
   double t0 = NowNs();
   for (long i = 0; i < iters; i++) {
     memset(p, static_cast<int>(i & 0xff), len);
@@ -106,9 +105,9 @@ static Napi::Value Fill(const Napi::CallbackInfo& info) {
 static Napi::Value FixedMapRereserve(const Napi::CallbackInfo& info) {
   if (!CheckArgs(info, 4)) return info.Env().Undefined();
   int fd = info[0].As<Napi::Number>().Int32Value();
-  off_t off = static_cast<off_t>(Arg(info, 1));
-  size_t len = static_cast<size_t>(Arg(info, 2));
-  long iters = static_cast<long>(Arg(info, 3));
+  off_t off = static_cast<off_t>(Num(info, 1));
+  size_t len = static_cast<size_t>(Num(info, 2));
+  long iters = static_cast<long>(Num(info, 3));
   void* base = mmap(nullptr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (base == MAP_FAILED) return Napi::Number::New(info.Env(), -errno);
   double t0 = NowNs();

@@ -13,27 +13,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "devmap.h"
+#include "../common.h"
+#include "baselines.h"
 
 namespace devmap {
-
-static inline void Relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
-
-static inline uint32_t Get(uint32_t* w) { return __atomic_load_n(w, __ATOMIC_ACQUIRE); }
 
 // Waits while *w == v: `spin` polls, then FUTEX_WAIT (shared) when spin >= 0; spin < 0 polls forever.
 static void WaitWhile(uint32_t* w, uint32_t v, long spin) {
   for (long i = 0; spin < 0 || i < spin; i++) {
-    if (Get(w) != v) return;
-    Relax();
+    if (LoadAcquire(w) != v) return;
+    CpuRelax();
   }
-  while (Get(w) == v) syscall(SYS_futex, w, FUTEX_WAIT, v, nullptr, nullptr, 0);
+  while (LoadAcquire(w) == v) syscall(SYS_futex, w, FUTEX_WAIT, v, nullptr, nullptr, 0);
 }
 
 // Stores v and, unless spinning only, FUTEX_WAKEs (unconditionally, as a JS notify() does).

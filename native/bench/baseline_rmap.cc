@@ -13,7 +13,8 @@
 #include <cstdlib>
 #include <vector>
 
-#include "devmap.h"
+#include "../common.h"
+#include "baselines.h"
 
 namespace devmap {
 
