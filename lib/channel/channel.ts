@@ -101,7 +101,7 @@ function validateCreate(opts: unknown): ReturnType<typeof geometry> & { spin: nu
 }
 
 function spinOf(spin: unknown): number {
-  return spin === undefined ? DEFAULT_SPIN : integer(spin, 'options.spin', 0, 100_000_000);
+  return spin === undefined ? DEFAULT_SPIN : integer(spin, 'options.spin', 0, 0x7fffffff);
 }
 
 function waitOpts(opts: unknown): { deadline: number; signal: AbortSignal | undefined } {
