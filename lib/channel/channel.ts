@@ -104,7 +104,10 @@ function spinOf(spin: unknown): number {
   return spin === undefined ? DEFAULT_SPIN : integer(spin, 'options.spin', 0, 0x7fffffff);
 }
 
+const NO_WAIT_OPTIONS = { deadline: Infinity, signal: undefined };
+
 function waitOpts(opts: unknown): { deadline: number; signal: AbortSignal | undefined } {
+  if (opts === undefined) return NO_WAIT_OPTIONS;
   const o = options<WaitOptions>(opts, 'options', WAIT_KEYS);
   const { timeout, signal } = o;
   if (timeout !== undefined && (typeof timeout !== 'number' || !(timeout >= 0))) {
@@ -135,7 +138,7 @@ abstract class Receiving {
     const s = this.s;
     s.live();
     const r = this.reader();
-    for (let spins = this.spin; ; spins--) {
+    for (let spins = deadline === 0 ? 0 : this.spin; ; spins--) {
       const pos = r.next();
       if (pos !== EMPTY) return pos;
       if (spins > 0) continue;
@@ -183,7 +186,12 @@ abstract class Receiving {
 
   /** The next message if one is there now, else null. */
   tryReceive(): Uint8Array | null {
-    return this.receive({ timeout: 0 });
+    for (;;) {
+      const pos = this.#await(0, undefined);
+      if (pos < 0) return null;
+      const m = this.#take(pos);
+      if (m !== null) return m;
+    }
   }
 
   /** receive() without blocking the thread: the wait is a futex waitAsync (it keeps the event loop alive). */
@@ -347,13 +355,13 @@ export class Channel extends Receiving {
   }
 
   /** Reserves a record, waiting for room under 'block'. Returns its position, or FULL on timeout / under 'fail'. */
-  #reserve(len: number, deadline: number, signal: AbortSignal | undefined): number {
+  #reserve(len: number, deadline: number, signal: AbortSignal | undefined, direct: boolean): number {
     const s = this.s;
     const w = this.#writer;
     s.live();
     w.ensure();
-    for (let spins = this.spin; ; spins--) {
-      const pos = w.tryReserve(len);
+    for (let spins = deadline === 0 ? 0 : this.spin; ; spins--) {
+      const pos = direct ? w.reserveDirect(len) : w.tryReserve(len);
       if (pos >= 0) return pos;
       if (pos === CLOSED) throw closedError();
       if (s.g.overflow === 'fail') return FULL;
@@ -373,7 +381,7 @@ export class Channel extends Receiving {
     s.live();
     w.ensure();
     for (;;) {
-      const pos = w.tryReserve(len);
+      const pos = w.reserveDirect(len);
       if (pos >= 0) return pos;
       if (pos === CLOSED) throw closedError();
       if (s.g.overflow === 'fail') return FULL;
@@ -392,7 +400,7 @@ export class Channel extends Receiving {
     if (typeof data === 'string') s.buf.write(data, off, len, 'utf8');
     else if (data instanceof Uint8Array) s.u8.set(data.length === len ? data : data.subarray(0, len), off);
     else s.u8.set(new Uint8Array(data.buffer, data.byteOffset, len), off);
-    this.#writer.commit(pos, len);
+    this.#writer.publish(pos, len);
   }
 
   #refused(): false {
@@ -404,7 +412,7 @@ export class Channel extends Receiving {
   send(data: Message, opts?: WaitOptions): boolean {
     const len = this.#length(data);
     const { deadline, signal } = waitOpts(opts);
-    const pos = this.#reserve(len, deadline, signal);
+    const pos = this.#reserve(len, deadline, signal, true);
     if (pos < 0) return this.#refused();
     this.#fill(pos, data, len);
     return true;
@@ -412,7 +420,11 @@ export class Channel extends Receiving {
 
   /** Sends if there is room now. */
   trySend(data: Message): boolean {
-    return this.send(data, { timeout: 0 });
+    const len = this.#length(data);
+    const pos = this.#reserve(len, 0, undefined, true);
+    if (pos < 0) return this.#refused();
+    this.#fill(pos, data, len);
+    return true;
   }
 
   async sendAsync(data: Message, opts?: WaitOptions): Promise<boolean> {
@@ -431,7 +443,7 @@ export class Channel extends Receiving {
   loan(size: number, opts?: WaitOptions): Loan | null {
     const len = integer(size, 'size', 0, this.s.g.maxMessage);
     const { deadline, signal } = waitOpts(opts);
-    const pos = this.#reserve(len, deadline, signal);
+    const pos = this.#reserve(len, deadline, signal, false);
     if (pos < 0) {
       this.#refused();
       return null;

@@ -36,6 +36,13 @@ export class Writer {
   #limitTail = 0;
   #multi: boolean;
   #lastReap = 0;
+  /**
+   * spsc send(): the record is written whole before TAIL moves, so its header says COMMITTED from the start and
+   * the one seq_cst store of TAIL (in publish()) is the commit. Set by reserveDirect() for one reservation.
+   */
+  #direct = false;
+  #pendingDirect = false;
+  #directSpan = 0;
 
   constructor(s: Segment) {
     this.#s = s;
@@ -102,12 +109,43 @@ export class Writer {
       i32[r + R.SPAN] = span;
       i32[r + R.LENGTH] = length;
       i32[r + R.WRITER] = this.#tag;
-      Atomics.store(i32, r + R.STATE, State.RESERVED);
+      // Plain stores: the seq_cst store of TAIL below publishes them (a reader reads TAIL before the header).
+      i32[r + R.STATE] = this.#direct ? State.COMMITTED : State.RESERVED;
+      if (this.#direct) {
+        this.#pendingDirect = true;
+        this.#directSpan = span;
+        return tail;
+      }
       Atomics.store(i32, H.TAIL, (tail + span) | 0);
       return tail;
     } finally {
       if (this.#multi) s.unlock(H.RESERVE_LOCK, H.LOCK_SLEEPERS);
     }
+  }
+
+  /**
+   * spsc only: reserves without publishing; the caller copies the payload, then calls publish(). A record
+   * nobody can see until TAIL moves needs no RESERVED state and no separate commit store.
+   */
+  reserveDirect(length: number): number {
+    this.#direct = this.#s.g.mode === 'spsc';
+    this.#pendingDirect = false;
+    try {
+      return this.tryReserve(length);
+    } finally {
+      this.#direct = false;
+    }
+  }
+
+  /** After reserveDirect(): moves TAIL past the record (its commit), counts it and wakes the readers. */
+  publish(pos: number, length: number): void {
+    const s = this.#s;
+    if (!this.#pendingDirect) return this.commit(pos, length);
+    this.#pendingDirect = false;
+    Atomics.store(s.i32, H.TAIL, (pos + this.#directSpan) | 0);
+    this.count(C.COUNT);
+    this.count(C.BYTES, length);
+    s.wakeReaders();
   }
 
   /** The second look of the sleep protocol: is there room for `length` bytes now (or is the channel closed)? */
