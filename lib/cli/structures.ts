@@ -10,6 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { native } from '../native';
+import { Channel } from '../channel';
 import { SharedResourceMap } from '../rmap/shared';
 
 /** Read-only access to a snapshot of a segment. */
@@ -121,4 +122,23 @@ export const sharedResourceMapFormat: StructureFormat = {
   },
 };
 
-export const FORMATS: readonly StructureFormat[] = [mutexFormat, sharedResourceMapFormat];
+/** A Channel at the start of the segment (magic "DMCH"): cursors, counters and the parties, from the snapshot. */
+export const channelFormat: StructureFormat = {
+  name: 'devmap channel',
+  magic: new TextEncoder().encode('DMCH'),
+  offset: 0,
+  describe(segment) {
+    const info = Channel.inspect(segment.read(0, segment.size));
+    const party = (p: { slot: number; pid: number; alive: boolean }) => `slot ${p.slot}: pid ${p.pid === -1 ? '(being claimed)' : p.pid}${p.alive ? '' : ' (gone)'}`;
+    return [
+      ['mode', `${info.mode}, overflow ${info.overflow}${info.closed ? ', closed' : ''}`],
+      ['ring', `${info.capacity} bytes, messages up to ${info.maxMessage} bytes`],
+      ['cursors', `tail ${info.tail}, head ${info.head}${info.mode === 'mpmc' ? `, release ${info.release}` : ''}`],
+      ['messages', `${info.sent} sent (${info.bytesSent} bytes), ${info.received} received, ${info.skipped} skipped, ${info.lost} lost to overwrite, ${info.dropped} refused, ${info.aborted} aborted`],
+      ['writers', info.writers.map((w) => `${party(w)}, ${w.sent} sent`).join('; ') || 'none'],
+      ['readers', info.readers.map((r) => `${party(r)}, cursor ${r.cursor}, lag ${r.lag} bytes, ${r.received} received`).join('; ') || 'none'],
+    ];
+  },
+};
+
+export const FORMATS: readonly StructureFormat[] = [mutexFormat, sharedResourceMapFormat, channelFormat];
