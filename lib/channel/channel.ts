@@ -133,9 +133,19 @@ abstract class Receiving {
 
   protected abstract reader(): Reader;
 
+  /** Set while a consume callback runs: reading the same channel from inside it would move the cursor under it. */
+  #inCallback = false;
+
+  #enter(): void {
+    if (this.#inCallback) {
+      throw new DevmapError('ERR_DEVMAP_REENTRANT', 'A consume() callback cannot read from the channel it is consuming; return first');
+    }
+  }
+
   /** Waits (blocking) for a record; returns its position, EMPTY on timeout or DRAINED. */
   #await(deadline: number, signal: AbortSignal | undefined): number {
     const s = this.s;
+    this.#enter();
     s.live();
     const r = this.reader();
     for (let spins = deadline === 0 ? 0 : this.spin; ; spins--) {
@@ -152,6 +162,7 @@ abstract class Receiving {
 
   async #awaitAsync(deadline: number, signal: AbortSignal | undefined): Promise<number> {
     const s = this.s;
+    this.#enter();
     s.live();
     const r = this.reader();
     for (;;) {
@@ -216,9 +227,11 @@ abstract class Receiving {
     if (pos < 0) return false;
     const r = this.reader();
     const ab = r.length === 0 ? new ArrayBuffer(0) : this.s.mapping.view(this.s.payload(pos), r.length);
+    this.#inCallback = true;
     try {
       fn(new Uint8Array(ab));
     } finally {
+      this.#inCallback = false;
       native().detach(ab);
     }
     this.s.live();
@@ -245,7 +258,12 @@ abstract class Receiving {
     let n = 0;
     try {
       for (;;) {
-        fn(bytes, (pos & s.mask) + 16, r.length);
+        this.#inCallback = true;
+        try {
+          fn(bytes, (pos & s.mask) + 16, r.length);
+        } finally {
+          this.#inCallback = false;
+        }
         s.live();
         r.done(pos);
         if (++n >= max) break;

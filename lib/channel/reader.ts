@@ -112,9 +112,9 @@ export class Reader {
   ready(): boolean {
     const i32 = this.#s.i32;
     if (i32.length === 0) return true;
-    const pos = this.position;
+    const pos = this.position; // mpmc: HEAD, where only unclaimed records are (RESERVED, COMMITTED, ABORTED)
     if (pos === Atomics.load(i32, H.TAIL) >>> 0) return Atomics.load(i32, H.CLOSED) === 1;
-    return this.kind === 'mpmc' || this.#s.state(this.#s.rec(pos)) !== State.RESERVED;
+    return this.#s.state(this.#s.rec(pos)) !== State.RESERVED;
   }
 
   /**

@@ -219,6 +219,28 @@ describe('loan and consume', () => {
     expect(got).toEqual(Array.from({ length: 6 }, (_, i) => `b ${i}`));
   });
 
+  it('reading the channel from inside its consume callback is refused (the cursor would move under it)', () => {
+    using c = make({ capacity: 4096 });
+    c.channel.send('a');
+    c.channel.send('b');
+    expect(() => c.channel.consume(() => c.channel.receive())).toThrow(code('ERR_DEVMAP_REENTRANT'));
+    expect(() => c.channel.consumeBatch(() => c.channel.tryReceive())).toThrow(code('ERR_DEVMAP_REENTRANT'));
+    expect(text(c.channel.receive())).toBe('a'); // nothing was taken
+    expect(text(c.channel.receive())).toBe('b');
+  });
+
+  it('an mpmc reader waiting behind an open loan sleeps (on the futex) instead of looping', async () => {
+    using c = make({ capacity: 4096, mode: 'mpmc' });
+    const loan = c.channel.loan(8)!;
+    const pending = c.channel.receiveAsync({ timeout: 1000 });
+    // A reader that looped instead of sleeping would never let this timer run before its own deadline.
+    await new Promise((r) => setTimeout(r, 30));
+    expect(new Int32Array(c.mapping.buffer)[49]).toBe(1); // READER_SLEEPERS: it is asleep
+    loan.abort();
+    c.channel.send('after');
+    expect(text(await pending)).toBe('after');
+  });
+
   it('unmapping inside fn: the view is gone and the call says so', () => {
     const c = make({ capacity: 4096 });
     c.channel.send('x');
