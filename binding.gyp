@@ -8,6 +8,7 @@
       "sources": [
         "native/addon.cc",
         "native/memory.cc",
+        "native/regions.cc",
         "native/files.cc",
         "native/futex.cc",
         "native/waitv.cc",

@@ -128,11 +128,17 @@ export function func<T extends Function>(value: unknown, name: string): T {
 /**
  * An options bag: undefined gives {}, anything but a plain object is a TypeError, and a key not in `known`
  * is a TypeError that names the closest known key, so a misspelled option never passes silently.
+ *
+ * The result is a snapshot: each own option is read exactly once, here, into a fresh object, before the caller
+ * validates anything or computes an address. A getter that unmaps, resizes or closes therefore runs before the
+ * call has looked at any state, and cannot change a value after it was checked.
  */
 export function options<T extends object>(value: unknown, name: string, known: readonly string[]): Partial<T> {
   if (value === undefined) return {};
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw typeError('an object', name, value);
-  for (const key of Object.keys(value)) {
+  const keys = Object.keys(value);
+  const snapshot: Record<string, unknown> = {};
+  for (const key of keys) {
     if (!known.includes(key)) {
       const hint = closest(key, known);
       const err = new TypeError(
@@ -143,7 +149,8 @@ export function options<T extends object>(value: unknown, name: string, known: r
       throw err;
     }
   }
-  return value as Partial<T>;
+  for (const key of keys) snapshot[key] = (value as Record<string, unknown>)[key];
+  return snapshot as Partial<T>;
 }
 
 /** The known name closest to `word` (a did-you-mean hint), or undefined when none is near. */

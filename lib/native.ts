@@ -26,14 +26,30 @@ export interface Native {
   fgetxattr(fd: number, name: string, out: Uint8Array): number;
   open(path: string, flags: number, mode: number): number;
   close(fd: number): number;
-  /** Fills out with [st_size, st_mode, st_uid, st_gid]. */
+  /** Fills out with [st_size, st_mode, st_uid, st_gid, st_dev, st_ino]. */
   fstat(fd: number, out: Float64Array): number;
   /** fstat(2)'s st_size alone. */
   fstat_size(fd: number): number;
   ftruncate(fd: number, length: number): number;
   fallocate(fd: number, mode: number, offset: number, length: number): number;
   fcntl(fd: number, cmd: number, arg: number): number;
-  buffer(addr: number, length: number): ArrayBuffer;
+  /** An external ArrayBuffer over [addr, addr + length); its store counts on `counter` (-1: none) until freed. */
+  buffer(addr: number, length: number, counter: number): ArrayBuffer;
+  /** mmap + a row of the range table of `kind`; the row index is left in tables()[1][0]. */
+  mmap_row(addr: number, length: number, prot: number, flags: number, fd: number, offset: number, kind: number): number;
+  /** Replaces the pages with private zero pages, read+write (MAP_FIXED). */
+  trash(addr: number, length: number): number;
+  /** Detaches `buffer` (if given), trashes the pages and sets the row to cover them as `kind`. */
+  retire(row: number, addr: number, length: number, kind: number, buffer?: ArrayBuffer): number;
+  row_add(addr: number, length: number, kind: number): number;
+  row_set(row: number, addr: number, length: number, kind: number): void;
+  row_remove(row: number): void;
+  /** munmap + row_remove. */
+  row_release(row: number, addr: number, length: number): number;
+  /** [flags words of the range table (process-wide), this environment's store counters]. */
+  tables(): [ArrayBuffer, ArrayBuffer];
+  /** linkat(2) of an O_TMPFILE descriptor's file to `path` (EEXIST when taken). */
+  link_fd(fd: number, path: string): number;
   read(addr: number, target: ArrayBufferView): void;
   detach(buffer: ArrayBuffer): void;
   page_size(): number;

@@ -4,10 +4,16 @@
 #include <napi.h>
 
 #include "addon.h"
+#include "regions.h"
 
 namespace devmap {
 
+// A Worker can be terminated while it loads the addon. Every step here then fails quietly (the C API's status
+// codes; node-addon-api built with NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS), so a terminating environment
+// gets a partial exports object it will never use, and the process never aborts.
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // First: the per-environment state, so that its teardown hook runs after every other (hooks run in reverse).
+  if (!InitEnvState(env)) return exports;
   InitMemory(env, exports);
   InitFiles(env, exports);
   InitFutex(env, exports);

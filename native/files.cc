@@ -12,21 +12,30 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "regions.h"
 
 namespace devmap {
+
+// A descriptor-returning call's result; a new descriptor is recorded as this environment's (regions.cc closes
+// the ones JavaScript leaves open when the environment ends).
+static Napi::Value Opened(Napi::Env env, long rc) {
+  if (rc < 0) return NumberOf(env, -errno);
+  FdOpened(env, rc);
+  return NumberOf(env, static_cast<double>(rc));
+}
 
 // memfd_create(name, flags) -> fd | -errno
 static Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {
   std::string name;
   if (!StringArg(info, 0, &name) || !info[1].IsNumber()) return info.Env().Undefined();
-  return Result(info.Env(), syscall(SYS_memfd_create, name.c_str(), static_cast<unsigned>(Int(info, 1))));
+  return Opened(info.Env(), syscall(SYS_memfd_create, name.c_str(), static_cast<unsigned>(Int(info, 1))));
 }
 
 // shm_open(name, oflag, mode) -> fd | -errno   (name includes the leading '/')
 static Napi::Value ShmOpen(const Napi::CallbackInfo& info) {
   std::string name;
   if (!StringArg(info, 0, &name) || !info[1].IsNumber() || !info[2].IsNumber()) return info.Env().Undefined();
-  return Result(info.Env(), shm_open(name.c_str(), Int(info, 1), static_cast<mode_t>(Int(info, 2))));
+  return Opened(info.Env(), shm_open(name.c_str(), Int(info, 1), static_cast<mode_t>(Int(info, 2))));
 }
 
 static Napi::Value ShmUnlink(const Napi::CallbackInfo& info) {
@@ -39,20 +48,21 @@ static Napi::Value ShmUnlink(const Napi::CallbackInfo& info) {
 static Napi::Value Open(const Napi::CallbackInfo& info) {
   std::string path;
   if (!StringArg(info, 0, &path) || !info[1].IsNumber() || !info[2].IsNumber()) return info.Env().Undefined();
-  return Result(info.Env(), open(path.c_str(), Int(info, 1), static_cast<mode_t>(Int(info, 2))));
+  return Opened(info.Env(), open(path.c_str(), Int(info, 1), static_cast<mode_t>(Int(info, 2))));
 }
 
 static Napi::Value Close(const Napi::CallbackInfo& info) {
   if (!CheckArgs(info, 1)) return info.Env().Undefined();
+  FdClosed(info.Env(), Int(info, 0));
   return Result(info.Env(), close(Int(info, 0)));
 }
 
-// fstat(fd, out: Float64Array(4)) -> 0 | -errno; out = [st_size, st_mode, st_uid, st_gid]
+// fstat(fd, out: Float64Array(6)) -> 0 | -errno; out = [st_size, st_mode, st_uid, st_gid, st_dev, st_ino]
 static Napi::Value Fstat(const Napi::CallbackInfo& info) {
   if (!CheckArgs(info, 1)) return info.Env().Undefined();
   if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-      info[1].As<Napi::Float64Array>().ElementLength() < 4) {
-    Napi::TypeError::New(info.Env(), "devmap native: fstat needs a Float64Array(4)").ThrowAsJavaScriptException();
+      info[1].As<Napi::Float64Array>().ElementLength() < 6) {
+    Napi::TypeError::New(info.Env(), "devmap native: fstat needs a Float64Array(6)").ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
   struct stat st;
@@ -62,6 +72,8 @@ static Napi::Value Fstat(const Napi::CallbackInfo& info) {
   out[1] = static_cast<double>(st.st_mode);
   out[2] = static_cast<double>(st.st_uid);
   out[3] = static_cast<double>(st.st_gid);
+  out[4] = static_cast<double>(st.st_dev);
+  out[5] = static_cast<double>(st.st_ino);
   return Napi::Number::New(info.Env(), 0);
 }
 
@@ -87,10 +99,22 @@ static Napi::Value Fallocate(const Napi::CallbackInfo& info) {
                                       static_cast<off_t>(Num(info, 3))));
 }
 
-// fcntl(fd, cmd, intArg) -> result | -errno  (used for F_ADD_SEALS / F_GET_SEALS)
+// fcntl(fd, cmd, intArg) -> result | -errno  (F_ADD_SEALS / F_GET_SEALS / F_GETFL / F_DUPFD_CLOEXEC)
 static Napi::Value Fcntl(const Napi::CallbackInfo& info) {
   if (!CheckArgs(info, 3)) return info.Env().Undefined();
-  return Result(info.Env(), fcntl(Int(info, 0), Int(info, 1), Int(info, 2)));
+  int cmd = Int(info, 1);
+  long rc = fcntl(Int(info, 0), cmd, Int(info, 2));
+  if (cmd == F_DUPFD_CLOEXEC || cmd == F_DUPFD) return Opened(info.Env(), rc);
+  return Result(info.Env(), rc);
+}
+
+// link_fd(fd, path) -> 0 | -errno: gives the unnamed file behind `fd` (opened O_TMPFILE) the name `path`,
+// atomically; EEXIST when the name is taken. linkat(2) through /proc/self/fd with AT_SYMLINK_FOLLOW.
+static Napi::Value LinkFd(const Napi::CallbackInfo& info) {
+  std::string path;
+  if (!info[0].IsNumber() || !StringArg(info, 1, &path)) return info.Env().Undefined();
+  std::string from = "/proc/self/fd/" + std::to_string(Int(info, 0));
+  return Result(info.Env(), linkat(AT_FDCWD, from.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW));
 }
 
 // fsetxattr(fd, name, value, flags) -> 0 | -errno   (value: a TypedArray of the attribute's bytes)
@@ -131,6 +155,7 @@ void InitFiles(Napi::Env env, Napi::Object exports) {
   exports["ftruncate"] = Napi::Function::New(env, Ftruncate, "ftruncate");
   exports["fallocate"] = Napi::Function::New(env, Fallocate, "fallocate");
   exports["fcntl"] = Napi::Function::New(env, Fcntl, "fcntl");
+  exports["link_fd"] = Napi::Function::New(env, LinkFd, "link_fd");
   exports["fsetxattr"] = Napi::Function::New(env, Fsetxattr, "fsetxattr");
   exports["fgetxattr"] = Napi::Function::New(env, Fgetxattr, "fgetxattr");
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "regions.h"
 
 namespace devmap {
 
@@ -69,12 +70,105 @@ static Napi::Value Mincore(const Napi::CallbackInfo& info) {
   return Result(info.Env(), mincore(Ptr(info, 0), len, out.Data()));
 }
 
-// buffer(addr, length) -> external ArrayBuffer over memory the caller owns.
-// No finalizer: the Mapping in TypeScript owns the pages and detaches the
-// buffer (detach below) before it unmaps them.
+// V8 freed the backing store of a view: no ArrayBuffer holds those pages any more (regions.cc).
+static void StoreFreed(napi_env env, void* data, void* hint) {
+  CounterAdd(env, static_cast<int32_t>(reinterpret_cast<intptr_t>(hint)) - 1, -1);
+}
+
+// buffer(addr, length, counter) -> external ArrayBuffer over memory the caller owns. The store counter
+// `counter` (-1: none) counts it until V8 frees its backing store (regions.cc says when that is).
 static Napi::Value Buffer(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 3)) return info.Env().Undefined();
+  int32_t counter = Int(info, 2);
+  napi_value ab;
+  napi_status st = napi_create_external_arraybuffer(info.Env(), Ptr(info, 0), Size(info, 1), counter >= 0 ? StoreFreed : nullptr,
+                                                    reinterpret_cast<void*>(static_cast<intptr_t>(counter) + 1), &ab);
+  if (st != napi_ok) {
+    // V8 refused (too large): its RangeError is pending already, or we raise one.
+    bool pending = false;
+    napi_is_exception_pending(info.Env(), &pending);
+    if (!pending) Napi::RangeError::New(info.Env(), "devmap native: cannot make an ArrayBuffer of that length").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  if (counter >= 0) CounterAdd(info.Env(), counter, 1);
+  return Napi::Value(info.Env(), ab);
+}
+
+// mmap_row(addr, length, prot, flags, fd, offset, kind) -> address | -errno: mmap and a row of the range table
+// (regions.cc) in one call; the row's index is left in the environment's scratch word (tables()[1][0]).
+static Napi::Value MmapRow(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 7)) return info.Env().Undefined();
+  size_t len = Size(info, 1);
+  void* p = mmap(Ptr(info, 0), len, Int(info, 2), Int(info, 3), Int(info, 4), static_cast<off_t>(Num(info, 5)));
+  if (p == MAP_FAILED) return NumberOf(info.Env(), -errno);
+  long row = RowAdd(info.Env(), reinterpret_cast<uintptr_t>(p), len, Int(info, 6));
+  if (row < 0) {
+    munmap(p, len);
+    return NumberOf(info.Env(), static_cast<double>(row));
+  }
+  SetScratch(info.Env(), static_cast<int32_t>(row));
+  return NumberOf(info.Env(), static_cast<double>(reinterpret_cast<uintptr_t>(p)));
+}
+
+// Replaces [addr, addr + length) with private zero pages, read+write: memory nothing can fault on.
+static long Trash(void* addr, size_t len) {
+  void* p = mmap(addr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? -errno : 0;
+}
+
+// trash(addr, length) -> 0 | -errno
+static Napi::Value TrashJs(const Napi::CallbackInfo& info) {
   if (!CheckArgs(info, 2)) return info.Env().Undefined();
-  return Napi::ArrayBuffer::New(info.Env(), Ptr(info, 0), Size(info, 1));
+  return NumberOf(info.Env(), static_cast<double>(Trash(Ptr(info, 0), Size(info, 1))));
+}
+
+// retire(row, addr, length, kind, buffer?) -> 0 | -errno: detaches `buffer` (when it is an ArrayBuffer),
+// replaces the pages with trash and makes the row cover them as `kind` (a whole unmap in one call).
+static Napi::Value Retire(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 4)) return info.Env().Undefined();
+  if (info.Length() > 4 && info[4].IsArrayBuffer()) {
+    Napi::ArrayBuffer ab = info[4].As<Napi::ArrayBuffer>();
+    if (!ab.IsDetached()) ab.Detach();
+  }
+  long rc = Trash(Ptr(info, 1), Size(info, 2));
+  if (rc == 0) RowSet(static_cast<long>(Num(info, 0)), reinterpret_cast<uintptr_t>(Ptr(info, 1)), Size(info, 2), Int(info, 3));
+  return NumberOf(info.Env(), static_cast<double>(rc));
+}
+
+// row_add(addr, length, kind) -> row | -ENOMEM
+static Napi::Value RowAddJs(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 3)) return info.Env().Undefined();
+  return NumberOf(info.Env(), static_cast<double>(RowAdd(info.Env(), reinterpret_cast<uintptr_t>(Ptr(info, 0)), Size(info, 1), Int(info, 2))));
+}
+
+// row_set(row, addr, length, kind)
+static Napi::Value RowSetJs(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 4)) return info.Env().Undefined();
+  RowSet(static_cast<long>(Num(info, 0)), reinterpret_cast<uintptr_t>(Ptr(info, 1)), Size(info, 2), Int(info, 3));
+  return info.Env().Undefined();
+}
+
+// row_release(row, addr, length) -> 0 | -errno: munmap and remove the row (pages nothing can reach any more).
+static Napi::Value RowRelease(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 3)) return info.Env().Undefined();
+  long row = static_cast<long>(Num(info, 0));
+  if (row >= 0) RowRemove(row);
+  return Result(info.Env(), munmap(Ptr(info, 1), Size(info, 2)));
+}
+
+// row_remove(row)
+static Napi::Value RowRemoveJs(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 1)) return info.Env().Undefined();
+  RowRemove(static_cast<long>(Num(info, 0)));
+  return info.Env().Undefined();
+}
+
+// tables() -> [flags, counters]: ArrayBuffers over the range table's flags words (process-wide) and this
+// environment's store counters, whose word 0 is the scratch word mmap_row leaves the row index in.
+static Napi::Value TablesJs(const Napi::CallbackInfo& info) {
+  napi_value t = Tables(info.Env());
+  if (t == nullptr) return info.Env().Undefined();
+  return Napi::Value(info.Env(), t);
 }
 
 // read(addr, target: TypedArray) -> copies target.byteLength bytes from addr. The caller checked that the
@@ -115,6 +209,14 @@ void InitMemory(Napi::Env env, Napi::Object exports) {
   exports["munlock"] = Napi::Function::New(env, Munlock, "munlock");
   exports["mincore"] = Napi::Function::New(env, Mincore, "mincore");
   exports["buffer"] = Napi::Function::New(env, Buffer, "buffer");
+  exports["mmap_row"] = Napi::Function::New(env, MmapRow, "mmap_row");
+  exports["trash"] = Napi::Function::New(env, TrashJs, "trash");
+  exports["retire"] = Napi::Function::New(env, Retire, "retire");
+  exports["row_add"] = Napi::Function::New(env, RowAddJs, "row_add");
+  exports["row_set"] = Napi::Function::New(env, RowSetJs, "row_set");
+  exports["row_remove"] = Napi::Function::New(env, RowRemoveJs, "row_remove");
+  exports["row_release"] = Napi::Function::New(env, RowRelease, "row_release");
+  exports["tables"] = Napi::Function::New(env, TablesJs, "tables");
   exports["read"] = Napi::Function::New(env, Read, "read");
   exports["detach"] = Napi::Function::New(env, Detach, "detach");
   exports["page_size"] = Napi::Function::New(env, PageSize, "page_size");

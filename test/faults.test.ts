@@ -39,11 +39,25 @@ describe('fault injection', () => {
     expect(r.json.recovered).toBe(true);
   });
 
-  it('a regular file truncated under a mapping raises SIGBUS on the lost page (documented limit)', () => {
+  it('a regular file truncated under a mapping costs the Mapping (ERR_DEVMAP_TRUNCATED), not the process', () => {
     const file = join(dir, 'trunc');
     writeFileSync(file, Buffer.alloc(8192));
     const r = spawnSync(process.execPath, [fixture('fault-child.cjs'), 'truncated-file', file], { encoding: 'utf8' });
     expect(r.stdout).toContain('"touching":true');
+    expect(r.signal, r.stderr).toBeNull();
+    expect(r.status).toBe(0);
+    const json = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    expect(json.errors).toEqual([{ label: 'read after the truncation', code: 'ERR_DEVMAP_TRUNCATED', syscall: null }]);
+    expect(json.survived).toBe(true);
+  });
+
+  it('a SIGBUS outside devmap\'s ranges still reaches the default action (the previous handler, unchanged)', () => {
+    const file = join(dir, 'foreign');
+    writeFileSync(file, Buffer.alloc(8192));
+    const r = spawnSync(process.execPath, ['-e', `
+      require(${JSON.stringify(join(__dirname, '..', 'dist'))}).mapAnonymous(4096).unmap();
+      process.kill(process.pid, 'SIGBUS');
+      setTimeout(() => {}, 1000);`], { encoding: 'utf8' });
     expect(r.signal).toBe('SIGBUS');
   });
 

@@ -146,7 +146,22 @@ const INSTANCES: Record<string, (() => object | Promise<object>)[]> = {
     return devmap.handlesAt(p.as, a)[0];
   }],
   Uio: [async () => (await driverObjects()).uio],
+  // Closed channels only: a blocking receive() without a timeout on a live, empty channel waits by design.
+  Channel: [() => closedChannel('spsc').channel, () => closedChannel('mpmc').channel],
+  Subscriber: [() => closedChannel('broadcast').subscriber!],
 };
+
+/** A channel in a mapping released at the end, closed (and with one subscriber when it is a broadcast). */
+function closedChannel(mode: devmap.ChannelOptions['mode']): { channel: devmap.Channel; subscriber?: devmap.Subscriber } {
+  const opts = { capacity: 4096, mode };
+  const m = devmap.mapAnonymous(devmap.Channel.bytesFor(opts));
+  sharedMaps.push(m);
+  const channel = devmap.Channel.create(m, opts);
+  const subscriber = mode === 'broadcast' ? channel.subscribe() : undefined;
+  channel.trySend('x');
+  channel.close();
+  return { channel, subscriber };
+}
 
 const ENDINGS: (string | symbol)[] = ['unmap', 'close', 'exit', 'shutdown', 'destroy', 'detach', Symbol.dispose, Symbol.asyncDispose];
 

@@ -3,19 +3,26 @@
  * of open/fstat/ftruncate/close cost microseconds each (argument normalisation, a Stats object); these are
  * the system calls and a Node-style error, nothing else.
  */
+import { fchmodSync } from 'node:fs';
 import { check } from '../errors';
 import { native } from '../native';
 
 /** O_CLOEXEC (Node's fs.constants leaves it out; the value is the same on x86-64 and arm64). */
 export const O_CLOEXEC = 0o2000000;
 
-const statBuf = new Float64Array(4);
+/** errno values the memory layer branches on (positive; the addon returns them negated). */
+export const EEXIST = 17;
+export const ENOENT = 2;
+
+const statBuf = new Float64Array(6);
 
 export interface FdStat {
   size: number;
   mode: number;
   uid: number;
   gid: number;
+  dev: number;
+  ino: number;
 }
 
 /** open(2) with O_CLOEXEC. */
@@ -29,7 +36,26 @@ export function closeFd(fd: number): void {
 
 export function fstatFd(fd: number, path?: string): FdStat {
   check(native().fstat(fd, statBuf), 'fstat', path);
-  return { size: statBuf[0], mode: statBuf[1], uid: statBuf[2], gid: statBuf[3] };
+  return { size: statBuf[0], mode: statBuf[1], uid: statBuf[2], gid: statBuf[3], dev: statBuf[4], ino: statBuf[5] };
+}
+
+/** Names the memory object behind a descriptor within this machine: "<st_dev>:<st_ino>". */
+export function objectKey(st: FdStat): string {
+  return `${st.dev}:${st.ino}`;
+}
+
+/**
+ * Gives a file this process just created exactly `mode`: open(2) applied the umask, which may have narrowed it
+ * (umask 0o277 turns 0600 into 0400, and the creator could not reopen its own segment). One fchmod, only when
+ * the umask took bits away.
+ */
+export function exactMode(fd: number, mode: number, path?: string): void {
+  if ((mode & process.umask()) === 0) return;
+  try {
+    fchmodSync(fd, mode);
+  } catch (err) {
+    throw Object.assign(err as Error, path === undefined ? {} : { path });
+  }
 }
 
 /** The size of an open file (fstat's st_size). */

@@ -11,9 +11,16 @@
  *  2. Views are only created over pages that are readable and writable. A typed array cannot be made
  *     read-only, and a write to a read-only page kills the process, so read-only pages are reached through
  *     read() (a copy) or mapped copy-on-write (shared: false) instead.
- *  3. Lifetime: `owners` maps each view to its Mapping (a WeakMap, so a live view keeps its Mapping alive
+ *  3. Lifetime: each view carries its Mapping in a private field (a live view keeps its Mapping alive
  *     without a visible property), and a FinalizationRegistry unmaps a Mapping only once neither it nor any
  *     of its views is reachable. The held value is a small Cell that does not reference the Mapping.
+ *
+ * What takes pages away never unmaps them under JavaScript: quarantine.ts replaces them with trash pages first
+ * and gives the range back once nothing can reach it (the trash-page rule). A peer that truncates the object
+ * costs the Mapping, not the process: the addon's SIGBUS handler puts a trash page in place and flags the row,
+ * and the next call throws ERR_DEVMAP_TRUNCATED (so does a shrink of the object by this process, which takes
+ * the lost pages away first). Everything an argument or option says is read once, before any address is
+ * computed.
  *
  * A partial unmap is page-granular: the unmapped range is [offset, roundUp(offset + length)), the old
  * Mapping becomes unmapped and the 0, 1 or 2 surviving pieces come back as new Mappings, each with its own
@@ -24,6 +31,10 @@ import { DevmapError, check, integer, optionalInteger, options, rangeError, type
 import { native } from '../native';
 import { PROT_READ, PROT_WRITE, SAFE_ADVICE, MS_ASYNC, MS_INVALIDATE, MS_SYNC } from './constants';
 import { pageSize } from './page';
+import {
+  FLAG_PINNED, FLAG_TRUNCATED, ROW_LIVE, ROW_NESTED, ROW_TRASH, counterOf, newLineage, objectGone, quarantine, rowFlags, takeAway,
+  viewed, type Lineage,
+} from './quarantine';
 
 /** How a Mapping gives its pages back: munmap, or (inside a simulated address space) re-reserve them. */
 export type Releaser = (addr: number, length: number) => number;
@@ -33,7 +44,19 @@ interface Cell {
   /** Bytes really mapped: the requested length rounded up to the granule. */
   mapped: number;
   live: boolean;
-  release: Releaser;
+  /** The row of the addon's range table for these pages (-1: none). */
+  row: number;
+  lineage: Lineage;
+  /** Registered with the FinalizationRegistry (counted in lineage.objects). */
+  registered: boolean;
+  /** The memory object and the offset in it, for shrinkMappings (files and shm only). */
+  object: ObjectRef | undefined;
+}
+
+/** Which memory object a Mapping maps, and from where. */
+export interface ObjectRef {
+  key: string;
+  offset: number;
 }
 
 interface View {
@@ -51,23 +74,94 @@ const FIRST_RUN: number[] = [0];
 const SINGLE_RUN: number[][] = Array.from({ length: 8 }, (_, p) => [p]);
 /** Shared by every Mapping that never made a view; replaced on the first one, never written. */
 const NO_VIEWS: View[] = [];
-const munmap: Releaser = (addr, length) => native().munmap(addr, length);
-
+/*
+ * A Mapping collected while still mapped: nothing in JavaScript holds it or a view of it (each view holds its
+ * Mapping). Its pages are taken away like unmap's (a store a transfer moved elsewhere may still read them: it
+ * reads zeros from then on) and join the lineage's quarantine. A retired Mapping's pages are there already.
+ */
 const finalizer = new FinalizationRegistry<Cell>((cell) => {
   if (cell.live) {
     cell.live = false;
-    cell.release(cell.addr, cell.mapped);
+    forget(cell);
+    const nested = cell.lineage.nested ? ROW_NESTED : 0;
+    if (native().retire(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested) === 0) quarantine(cell.lineage, cell.row, cell.addr, cell.mapped);
   }
+  objectGone(cell.lineage);
 });
 
-/** Every view handed out, to the Mapping that owns its pages now. */
-const owners = new WeakMap<ArrayBuffer, Mapping>();
+/*
+ * Every view handed out carries the Mapping that owns its pages now in a private field: a strong edge from
+ * the view to its Mapping (a live view keeps the Mapping, and so its quarantine, alive), that no caller can see
+ * or forge, and cheaper than a WeakMap entry. The base class returns the buffer itself, so `new Owned(ab)`
+ * stamps `ab`.
+ */
+const Stamp = function (this: unknown, target: object) {
+  return target;
+} as unknown as new (target: object) => object;
+class Owned extends Stamp {
+  #owner: Mapping | undefined;
+  static set(ab: ArrayBuffer, m: Mapping): void {
+    if (#owner in ab) (ab as unknown as Owned).#owner = m;
+    else new Owned(ab).#owner = m;
+  }
+  static get(ab: object): Mapping | undefined {
+    return #owner in ab ? (ab as unknown as Owned).#owner : undefined;
+  }
+  private constructor(ab: object) {
+    super(ab);
+  }
+}
+
+/** Live mappings of files and shm objects, by object: what a shrink by this process must take pages from. */
+const byObject = new Map<string, Set<Cell>>();
+
+function remember(cell: Cell): void {
+  const ref = cell.object;
+  if (ref === undefined) return;
+  let set = byObject.get(ref.key);
+  if (set === undefined) byObject.set(ref.key, (set = new Set()));
+  set.add(cell);
+}
+
+function forget(cell: Cell): void {
+  const ref = cell.object;
+  if (ref === undefined) return;
+  const set = byObject.get(ref.key);
+  if (set !== undefined && set.delete(cell) && set.size === 0) byObject.delete(ref.key);
+}
+
+/**
+ * Before the object `key` is cut to `size` bytes: every live mapping of it in this thread loses the pages past
+ * the new end first (trash pages in their place, the Mapping flagged truncated), so the cut cannot SIGBUS us.
+ */
+export function shrinkMappings(key: string, size: number): void {
+  const set = byObject.get(key);
+  if (set === undefined) return;
+  const end = Math.ceil(size / pageSize) * pageSize;
+  for (const cell of set) {
+    const from = Math.max(0, end - cell.object!.offset);
+    if (!cell.live || from >= cell.mapped) continue;
+    check(takeAway(cell.addr + from, cell.mapped - from), 'mmap');
+    if (cell.row >= 0) Atomics.or(rowFlags(), cell.row, FLAG_TRUNCATED);
+  }
+}
+
+function truncated(): DevmapError {
+  return new DevmapError(
+    'ERR_DEVMAP_TRUNCATED',
+    'The object under this Mapping was truncated (a fault occurred in a recent access to its pages, or this process shrank it): ' +
+      'the lost pages now read as zeros. unmap() it and map the object again.',
+  );
+}
 
 /*
  * ArrayBuffer.prototype.transfer() and transferToFixedLength() (Node 21+; not in Node 20) MOVE an external
- * backing store into a new ArrayBuffer: devmap would not know that buffer, so unmap could not detach it, the
- * FinalizationRegistry could unmap under it, and its next read would kill the process (SIGSEGV). Refuse them
- * for devmap's views; slice() copies. Patched once per realm, only where the methods exist.
+ * backing store into a new ArrayBuffer devmap does not know. That is no longer a crash (the store counter keeps
+ * the pages quarantined until the new buffer dies, quarantine.ts), but the new buffer escapes unmap's detach —
+ * it keeps reading the trash pages — and unlike devmap's own views it can be posted to another thread, past
+ * the teardown of the Worker that mapped it. So this realm refuses them for devmap's views, as a courtesy
+ * that names the mistake; slice() copies. A transfer taken from another realm still works and is safe
+ * within this thread.
  */
 for (const name of ['transfer', 'transferToFixedLength'] as const) {
   const proto = ArrayBuffer.prototype as unknown as Record<string, (this: ArrayBuffer, ...args: unknown[]) => ArrayBuffer>;
@@ -75,7 +169,7 @@ for (const name of ['transfer', 'transferToFixedLength'] as const) {
   if (typeof original !== 'function') continue;
   const guarded = {
     [name](this: ArrayBuffer, ...args: unknown[]): ArrayBuffer {
-      if (owners.has(this)) {
+      if (Owned.get(this) !== undefined) {
         throw new DevmapError(
           'ERR_DEVMAP_TRANSFER',
           `A view of mapped memory cannot be transferred: ArrayBuffer.prototype.${name} would move it out of its ` +
@@ -127,8 +221,11 @@ export function unpin(m: Mapping): void {
 
 /** The Mapping whose pages `buffer` views, if it is one of devmap's views. */
 export function ownerOf(buffer: ArrayBuffer): Mapping | undefined {
-  return owners.get(buffer);
+  return buffer !== null && typeof buffer === 'object' ? Owned.get(buffer) : undefined;
 }
+
+/** The lineage the next Mapping constructed joins (set by #piece just before it constructs one). */
+let lineageInit: Lineage | undefined;
 
 export interface MappingInit {
   addr: number;
@@ -136,8 +233,12 @@ export interface MappingInit {
   prot: number;
   shared: boolean;
   granule?: number;
-  /** How the pages are given back on unmap (default munmap). */
+  /** How the pages are given back once released (default munmap); implies they lie inside a reservation. */
   release?: Releaser;
+  /** The row of the range table the caller made for these pages (default: none yet, one is added). */
+  row?: number;
+  /** The memory object mapped, for shrinkMappings. */
+  object?: ObjectRef;
   /**
    * Unmap by finalizer when nothing references the Mapping (default true). A mapping placed inside a
    * reservation turns this off: the reservation's own finalizer releases the whole range, and a late
@@ -166,10 +267,22 @@ export class Mapping {
 
   static {
     addPins = (m, delta) => {
-      m.#pins = Math.max(0, m.#pins + delta);
+      const was = m.#pins;
+      m.#pins = Math.max(0, was + delta);
+      // The row's PINNED flag keeps a Worker's teardown from unmapping a held Mutex's pages before the kernel
+      // walks the dying thread's robust list (native/regions.cc).
+      const row = m.#cell.row;
+      if (row >= 0 && (was === 0) !== (m.#pins === 0)) {
+        if (m.#pins > 0) Atomics.or(rowFlags(), row, FLAG_PINNED);
+        else Atomics.and(rowFlags(), row, ~FLAG_PINNED);
+      }
     };
     registerNow = (m) => {
-      if (m.#cell.live) finalizer.register(m, m.#cell);
+      const cell = m.#cell;
+      if (cell.registered || (!cell.live && !viewed(cell.lineage))) return;
+      cell.registered = true;
+      cell.lineage.objects++;
+      finalizer.register(m, cell);
     };
   }
 
@@ -177,7 +290,16 @@ export class Mapping {
   constructor(init: MappingInit, token?: symbol) {
     if (token !== internal) throw new TypeError('Mapping is not constructible; use mapAnonymous(), mapFile() or SharedMemory#map()');
     const granule = init.granule ?? pageSize;
-    this.#cell = { addr: init.addr, mapped: Math.ceil(init.length / granule) * granule, live: true, release: init.release ?? munmap };
+    const mapped = Math.ceil(init.length / granule) * granule;
+    const release = init.release;
+    const lineage = lineageInit ?? (release === undefined ? newLineage() : newLineage(true, (row, addr, len) => {
+      native().row_remove(row);
+      release(addr, len);
+    }));
+    lineageInit = undefined;
+    const row = init.row ?? native().row_add(init.addr, mapped, ROW_LIVE | (lineage.nested ? ROW_NESTED : 0));
+    this.#cell = { addr: init.addr, mapped, live: true, row, lineage, registered: false, object: init.object };
+    remember(this.#cell);
     this.#length = init.length;
     this.#shared = init.shared;
     this.#granule = granule;
@@ -208,6 +330,7 @@ export class Mapping {
   }
   /** The protection of the byte at `offset` (default 0). */
   protection(offset = 0): number {
+    offset = integer(offset, 'offset');
     this.#range(offset, 1, false);
     let i = this.#runStarts.length - 1;
     while (this.#runStarts[i] > offset) i--;
@@ -221,7 +344,7 @@ export class Mapping {
   get buffer(): ArrayBuffer {
     this.#assertMapped();
     if (this.#buffer === undefined || this.#buffer.byteLength === 0) {
-      this.#buffer = this.#newView(0, this.#length);
+      this.#buffer = this.#newView(0, this.#length, true);
     }
     return this.#buffer;
   }
@@ -252,7 +375,7 @@ export class Mapping {
    * surviving pieces (0, 1 or 2) as new Mappings; this Mapping is unmapped either way.
    */
   unmap(offset?: number, length?: number): Mapping[] {
-    this.#assertMapped();
+    this.#assertMapped(true);
     if (this.#pins > 0) {
       throw new DevmapError(
         'ERR_DEVMAP_BUSY',
@@ -260,8 +383,19 @@ export class Mapping {
       );
     }
     const cell = this.#cell;
+    const lineage = cell.lineage;
+    const n = native();
+    const nested = lineage.nested ? ROW_NESTED : 0;
     if (offset === undefined && length === undefined) {
-      check(cell.release(cell.addr, cell.mapped), 'munmap');
+      if (!viewed(lineage) && !cell.registered) {
+        // Nothing JavaScript could reach was ever made over these pages: give them back now.
+        check(lineage.give === undefined ? n.row_release(cell.row, cell.addr, cell.mapped) : (lineage.give(cell.row, cell.addr, cell.mapped), 0), 'munmap');
+      } else {
+        check(n.retire(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested, this.#buffer), 'mmap');
+        this.#buffer = undefined;
+        quarantine(lineage, cell.row, cell.addr, cell.mapped);
+        if (!cell.registered) registerSoon(this);
+      }
       this.#retire();
       this.#detachRange(0, cell.mapped);
       return [];
@@ -270,7 +404,15 @@ export class Mapping {
     const len = length === undefined ? this.#length - offset : integer(length, 'length', 1);
     this.#range(offset, len, true);
     const end = Math.min(Math.ceil((offset + len) / this.#granule) * this.#granule, cell.mapped);
-    check(cell.release(cell.addr + offset, end - offset), 'munmap');
+    if (!viewed(lineage)) {
+      check(n.munmap(cell.addr + offset, end - offset), 'munmap');
+    } else {
+      check(takeAway(cell.addr + offset, end - offset), 'mmap');
+      const row = n.row_add(cell.addr + offset, end - offset, ROW_TRASH | nested);
+      quarantine(lineage, row, cell.addr + offset, end - offset);
+      if (!cell.registered) registerSoon(this);
+    }
+    n.row_remove(cell.row);
     this.#retire();
     this.#detachRange(offset, end);
     const pieces: Mapping[] = [];
@@ -292,8 +434,8 @@ export class Mapping {
 
   /** msync(2): write dirty pages back to the file (MS_SYNC, or MS_ASYNC with async: true). */
   sync(opts?: { offset?: number; length?: number; async?: boolean; invalidate?: boolean }): void {
-    this.#assertMapped();
     const o = options<{ offset: number; length: number; async: boolean; invalidate: boolean }>(opts, 'options', ['offset', 'length', 'async', 'invalidate']);
+    this.#assertMapped();
     if (o.async !== undefined && typeof o.async !== 'boolean') throw typeError('a boolean', 'options.async', o.async);
     if (o.invalidate !== undefined && typeof o.invalidate !== 'boolean') throw typeError('a boolean', 'options.invalidate', o.invalidate);
     const [start, end] = this.#pages(o.offset ?? 0, o.length);
@@ -353,8 +495,17 @@ export class Mapping {
 
   // --- internals -------------------------------------------------------------------------------------------
 
-  #assertMapped(): void {
-    if (!this.#cell.live) throw new DevmapError('ERR_DEVMAP_UNMAPPED', 'This Mapping has been unmapped');
+  /** Throws unless mapped and (unless `evenTruncated`: unmap works on a truncated Mapping) not truncated. */
+  #assertMapped(evenTruncated = false): void {
+    const cell = this.#cell;
+    if (!cell.live) throw new DevmapError('ERR_DEVMAP_UNMAPPED', 'This Mapping has been unmapped');
+    if (!evenTruncated && (rowFlags()[cell.row] & FLAG_TRUNCATED) !== 0) throw truncated();
+  }
+
+  /** True when the object under this Mapping was truncated (by a peer, or by this process's shrink). */
+  get truncated(): boolean {
+    const cell = this.#cell;
+    return cell.live && cell.row >= 0 && (rowFlags()[cell.row] & FLAG_TRUNCATED) !== 0;
   }
 
   /** Validates [offset, offset + length) against the mapping; page-aligned offset when `aligned`. */
@@ -387,11 +538,12 @@ export class Mapping {
     }
   }
 
-  #newView(offset: number, length: number): ArrayBuffer {
+  /** A new view; `main` is the buffer getter's, which the Mapping holds itself (no WeakRef needed). */
+  #newView(offset: number, length: number, main = false): ArrayBuffer {
     this.#assertProt(offset, offset + length, RW, 'readable and writable');
     let ab: ArrayBuffer;
     try {
-      ab = native().buffer(this.#cell.addr + offset, length);
+      ab = native().buffer(this.#cell.addr + offset, length, counterOf(this.#cell.lineage));
     } catch (cause) {
       throw new DevmapError(
         'ERR_DEVMAP_VIEW_TOO_LARGE',
@@ -399,8 +551,8 @@ export class Mapping {
         { cause },
       );
     }
-    owners.set(ab, this);
-    this.#track({ ref: new WeakRef(ab), offset, length });
+    Owned.set(ab, this);
+    if (!main) this.#track({ ref: new WeakRef(ab), offset, length });
     return ab;
   }
 
@@ -426,21 +578,23 @@ export class Mapping {
     }
   }
 
-  /** Marks the pages as released. The registry entry stays until the Mapping is collected (unregistering
-   * costs more than the finalizer's check of `live`, and unmap is a hot path). */
+  /** Marks the pages as no longer this Mapping's. The registry entry stays until the Mapping is collected: its
+   * views may still be in use (a thread-pool request), and the quarantine waits for exactly that. */
   #retire(): void {
     this.#cell.live = false;
+    forget(this.#cell);
   }
 
   /** The surviving piece [start, end) of this (retired) mapping, inheriting the views wholly inside it. */
   #piece(start: number, end: number, length: number): Mapping {
+    const cell = this.#cell;
+    const object = cell.object === undefined ? undefined : { key: cell.object.key, offset: cell.object.offset + start };
+    lineageInit = cell.lineage;
     const piece = new Mapping(
-      {
-        addr: this.#cell.addr + start, length, prot: 0, shared: this.#shared, granule: this.#granule,
-        release: this.#cell.release, finalize: this.#finalize, anchor: this.#anchor,
-      },
+      { addr: cell.addr + start, length, prot: 0, shared: this.#shared, granule: this.#granule, finalize: this.#finalize, anchor: this.#anchor, object },
       internal,
     );
+    if ((rowFlags()[cell.row] & FLAG_TRUNCATED) !== 0) Atomics.or(rowFlags(), piece.#cell.row, FLAG_TRUNCATED);
     const starts: number[] = [];
     const prots: number[] = [];
     for (let i = 0; i < this.#runStarts.length; i++) {
@@ -456,7 +610,7 @@ export class Mapping {
     for (const v of this.#views) {
       const ab = v.ref.deref();
       if (ab !== undefined && ab.byteLength > 0 && v.offset >= start && v.offset + v.length <= end) {
-        owners.set(ab, piece);
+        Owned.set(ab, piece);
         piece.#track({ ref: v.ref, offset: v.offset - start, length: v.length });
       }
     }

@@ -52,11 +52,16 @@ interface Held {
   dead: boolean;
 }
 
+/**
+ * Bytes of the range the kernel maps, leaving out devmap's trash pages (pages taken away stay mapped, private
+ * and MAP_NORESERVE — VmFlags "nr" in smaps — until nothing can reach them).
+ */
 function kernelMapped(addr: number, len: number): number {
   let n = 0;
-  for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
-    if (!line) continue;
-    const [s, e] = line.split(' ')[0].split('-').map((x) => parseInt(x, 16));
+  for (const block of readFileSync('/proc/self/smaps', 'utf8').split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
+    const flags = /VmFlags:(.*)/.exec(block)?.[1].split(' ') ?? [];
+    if (flags.includes('nr')) continue;
+    const [s, e] = block.split(' ')[0].split('-').map((x) => parseInt(x, 16));
     n += Math.max(0, Math.min(e, addr + len) - Math.max(s, addr));
   }
   return n;

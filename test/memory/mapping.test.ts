@@ -20,10 +20,13 @@ function mapsOverlapping(addr: bigint, len: number): { start: bigint; end: bigin
     .filter((m) => m.start < addr + BigInt(len) && m.end > addr);
 }
 
-/** Bytes of [addr, addr+len) that are mapped, according to the kernel. */
+/**
+ * Bytes of [addr, addr+len) that map the memory object, according to the kernel (shared mappings: after unmap
+ * the range holds private trash pages until nothing can reach it, and those are not the object's).
+ */
 function mappedBytes(addr: bigint, len: number): number {
   let n = 0n;
-  for (const m of mapsOverlapping(addr, len)) {
+  for (const m of mapsOverlapping(addr, len).filter((x) => x.perms.endsWith('s'))) {
     const s = m.start > addr ? m.start : addr;
     const e = m.end < addr + BigInt(len) ? m.end : addr + BigInt(len);
     n += e - s;

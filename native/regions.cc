@@ -1,0 +1,248 @@
+// The range table, the SIGBUS handler that reads it, and what each Node environment owns.
+//
+// Every range of address space devmap holds for JavaScript has a row in one process-wide table: the pages of
+// a live Mapping (kRowLive), pages taken away and replaced by trash that wait to be given back (kRowTrash),
+// and the PROT_NONE reservations of simulated address spaces (kRowReserve; the rows inside them are
+// kRowNested). The table serves two readers that cannot call into JavaScript:
+//
+//  1. The SIGBUS handler. A peer that truncates a shared object makes the next touch of a page past its new
+//     end raise SIGBUS. When the faulting address lies in a live row, the handler replaces that one page with
+//     a private zero page (mmap MAP_FIXED: the "trash page" of illumos seg_dev), sets kFlagTruncated in the
+//     row's flags word and returns, so the instruction retries on harmless memory. The Mapping's next call
+//     reads the flag (JavaScript sees the flags words as an Int32Array, no native call) and throws
+//     ERR_DEVMAP_TRUNCATED. Any other SIGBUS goes to the handler that was installed before ours, unchanged
+//     (or, when that was the default, kills the process as it would have). The handler only loads atomics
+//     and calls mmap(2), which is async-signal-safe in practice on Linux (a plain system call); the table
+//     never moves (one mmap'd array, reserved once) and rows are published with release stores, so a signal
+//     arriving on any thread while another adds or removes rows reads either the old or the new row.
+//  2. An environment's teardown hook. When a Worker ends, JavaScript can no longer reach anything that
+//     environment made (its views cannot leave it: Node refuses to post external ArrayBuffers to another
+//     thread), so the hook gives back every range the environment's rows hold and closes the descriptors it
+//     opened through devmap and did not close. The main thread's hook runs at exit.
+//
+// Store counters: each view devmap makes counts +1 on a counter JavaScript chose, and V8's deleter of its
+// backing store counts -1 (Node calls the finalizer once no ArrayBuffer holds the store any more: after the
+// view is detached, collected, or — when ArrayBuffer.prototype.transfer or a BYOB stream moved the store into
+// another ArrayBuffer — after that one goes). JavaScript reads the counters to know when nothing can still
+// reach pages it took away.
+#include "regions.h"
+
+#include <atomic>
+#include <csignal>
+#include <cstring>
+#include <mutex>
+#include <unordered_set>
+#include <vector>
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace devmap {
+
+namespace {
+
+constexpr size_t kCapacity = size_t(1) << 20;  // rows; reserved address space, touched as rows are used
+constexpr size_t kCounters = size_t(1) << 20;  // store counters per environment
+
+struct Row {
+  std::atomic<uintptr_t> start;
+  std::atomic<uintptr_t> len;
+  std::atomic<int32_t> kind;  // 0: free
+  std::atomic<uint32_t> env;
+};
+
+Row* g_rows = nullptr;
+int32_t* g_flags = nullptr;
+std::atomic<size_t> g_used{0};  // rows ever handed out: the handler scans [0, g_used)
+std::mutex g_mu;                // add/remove (never taken by the handler)
+std::vector<int32_t>* g_free = nullptr;
+std::atomic<uint32_t> g_next_env{1};
+struct sigaction g_previous;
+size_t g_page = 4096;
+
+void* Reserve(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+void OnSigbus(int sig, siginfo_t* si, void* context) {
+  int saved = errno;
+  uintptr_t a = reinterpret_cast<uintptr_t>(si->si_addr);
+  Row* rows = g_rows;
+  size_t n = g_used.load(std::memory_order_acquire);
+  if (si->si_code > 0 && rows != nullptr) {
+    for (size_t i = 0; i < n; i++) {
+      int32_t kind = rows[i].kind.load(std::memory_order_acquire);
+      if ((kind & kRowLive) == 0) continue;
+      uintptr_t s = rows[i].start.load(std::memory_order_relaxed);
+      uintptr_t l = rows[i].len.load(std::memory_order_relaxed);
+      if (a < s || a >= s + l) continue;
+      void* page = reinterpret_cast<void*>(a & ~(g_page - 1));
+      if (mmap(page, g_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) !=
+          MAP_FAILED) {
+        __atomic_or_fetch(&g_flags[i], kFlagTruncated, __ATOMIC_SEQ_CST);
+        errno = saved;
+        return;
+      }
+      break;
+    }
+  }
+  errno = saved;
+  // Not ours: what would have happened without devmap.
+  if (g_previous.sa_flags & SA_SIGINFO) {
+    if (g_previous.sa_sigaction != nullptr) return g_previous.sa_sigaction(sig, si, context);
+  } else if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN) {
+    return g_previous.sa_handler(sig);
+  }
+  // Default action: restore it; a fault re-executes and kills, a signal sent by someone is raised again.
+  signal(SIGBUS, SIG_DFL);
+  if (si->si_code <= 0) raise(SIGBUS);
+}
+
+void InitProcess() {
+  g_page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  g_rows = static_cast<Row*>(Reserve(kCapacity * sizeof(Row)));
+  g_flags = static_cast<int32_t*>(Reserve(kCapacity * sizeof(int32_t)));
+  g_free = new std::vector<int32_t>();
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = OnSigbus;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGBUS, &sa, &g_previous);
+}
+
+}  // namespace
+
+struct EnvState {
+  uint32_t id;
+  int32_t* counters;
+  std::unordered_set<int> fds;
+};
+
+static void Teardown(void* arg) {
+  EnvState* s = static_cast<EnvState*>(arg);
+  if (g_rows != nullptr) {
+    std::lock_guard<std::mutex> lock(g_mu);
+    size_t n = g_used.load(std::memory_order_relaxed);
+    for (size_t i = 0; i < n; i++) {
+      Row& r = g_rows[i];
+      int32_t kind = r.kind.load(std::memory_order_acquire);
+      if (kind == 0 || r.env.load(std::memory_order_relaxed) != s->id) continue;
+      r.kind.store(0, std::memory_order_release);
+      // A held Mutex's pages stay: the kernel walks the dying thread's robust list after this and must find them.
+      bool pinned = (__atomic_load_n(&g_flags[i], __ATOMIC_ACQUIRE) & kFlagPinned) != 0;
+      if ((kind & kRowNested) == 0 && !pinned) {
+        munmap(reinterpret_cast<void*>(r.start.load(std::memory_order_relaxed)), r.len.load(std::memory_order_relaxed));
+      }
+      g_flags[i] = 0;
+      g_free->push_back(static_cast<int32_t>(i));
+    }
+  }
+  for (int fd : s->fds) close(fd);
+  if (s->counters != nullptr) munmap(s->counters, kCounters * sizeof(int32_t));
+  delete s;
+}
+
+bool InitEnvState(napi_env env) {
+  static std::once_flag once;
+  std::call_once(once, InitProcess);
+  if (g_rows == nullptr || g_flags == nullptr) return false;
+  EnvState* s = new EnvState();
+  s->id = g_next_env.fetch_add(1);
+  s->counters = static_cast<int32_t*>(Reserve(kCounters * sizeof(int32_t)));
+  if (s->counters == nullptr || napi_set_instance_data(env, s, nullptr, nullptr) != napi_ok) {
+    if (s->counters != nullptr) munmap(s->counters, kCounters * sizeof(int32_t));
+    delete s;
+    return false;
+  }
+  if (napi_add_env_cleanup_hook(env, Teardown, s) != napi_ok) {
+    napi_set_instance_data(env, nullptr, nullptr, nullptr);
+    munmap(s->counters, kCounters * sizeof(int32_t));
+    delete s;
+    return false;
+  }
+  return true;
+}
+
+EnvState* StateOf(napi_env env) {
+  void* data = nullptr;
+  if (napi_get_instance_data(env, &data) != napi_ok) return nullptr;
+  return static_cast<EnvState*>(data);
+}
+
+long RowAdd(napi_env env, uintptr_t start, size_t len, int32_t kind) {
+  EnvState* s = StateOf(env);
+  if (s == nullptr) return -EINVAL;
+  std::lock_guard<std::mutex> lock(g_mu);
+  size_t i;
+  if (!g_free->empty()) {
+    i = static_cast<size_t>(g_free->back());
+    g_free->pop_back();
+  } else {
+    i = g_used.load(std::memory_order_relaxed);
+    if (i >= kCapacity) return -ENOMEM;
+  }
+  Row& r = g_rows[i];
+  r.start.store(start, std::memory_order_relaxed);
+  r.len.store(len, std::memory_order_relaxed);
+  r.env.store(s->id, std::memory_order_relaxed);
+  __atomic_store_n(&g_flags[i], 0, __ATOMIC_RELAXED);
+  r.kind.store(kind, std::memory_order_release);
+  if (i >= g_used.load(std::memory_order_relaxed)) g_used.store(i + 1, std::memory_order_release);
+  return static_cast<long>(i);
+}
+
+void RowSet(long row, uintptr_t start, size_t len, int32_t kind) {
+  if (row < 0 || static_cast<size_t>(row) >= g_used.load(std::memory_order_acquire)) return;
+  Row& r = g_rows[row];
+  // Narrow first, then publish the kind: a concurrent signal sees a range that is ours either way.
+  r.kind.store(0, std::memory_order_release);
+  r.start.store(start, std::memory_order_relaxed);
+  r.len.store(len, std::memory_order_relaxed);
+  r.kind.store(kind, std::memory_order_release);
+}
+
+void RowRemove(long row) {
+  if (row < 0 || static_cast<size_t>(row) >= g_used.load(std::memory_order_acquire)) return;
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (g_rows[row].kind.load(std::memory_order_relaxed) == 0) return;
+  g_rows[row].kind.store(0, std::memory_order_release);
+  __atomic_store_n(&g_flags[row], 0, __ATOMIC_RELAXED);
+  g_free->push_back(static_cast<int32_t>(row));
+}
+
+void CounterAdd(napi_env env, int32_t counter, int32_t delta) {
+  EnvState* s = StateOf(env);
+  if (s == nullptr || counter < 0 || static_cast<size_t>(counter) >= kCounters) return;
+  s->counters[counter] += delta;
+}
+
+void SetScratch(napi_env env, int32_t value) {
+  EnvState* s = StateOf(env);
+  if (s != nullptr) s->counters[0] = value;
+}
+
+void FdOpened(napi_env env, long fd) {
+  if (fd < 0) return;
+  EnvState* s = StateOf(env);
+  if (s != nullptr) s->fds.insert(static_cast<int>(fd));
+}
+
+void FdClosed(napi_env env, int fd) {
+  EnvState* s = StateOf(env);
+  if (s != nullptr) s->fds.erase(fd);
+}
+
+napi_value Tables(napi_env env) {
+  EnvState* s = StateOf(env);
+  napi_value out, flags, counters;
+  if (s == nullptr || napi_create_array_with_length(env, 2, &out) != napi_ok) return nullptr;
+  if (napi_create_external_arraybuffer(env, g_flags, kCapacity * sizeof(int32_t), nullptr, nullptr, &flags) != napi_ok ||
+      napi_create_external_arraybuffer(env, s->counters, kCounters * sizeof(int32_t), nullptr, nullptr, &counters) != napi_ok ||
+      napi_set_element(env, out, 0, flags) != napi_ok || napi_set_element(env, out, 1, counters) != napi_ok) {
+    return nullptr;
+  }
+  return out;
+}
+
+}  // namespace devmap

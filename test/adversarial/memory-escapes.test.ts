@@ -1,0 +1,54 @@
+// Adversarial cases for the memory layer (issue 12, classes 1, 2, 3, 5, 10), each in a child process that
+// must exit normally with no signal: a peer truncating the object, this process shrinking it, views held by
+// the thread pool and moved by BYOB streams across unmap, option getters that unmap, Workers terminated at
+// random points.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { fixture } from '../helpers/child';
+import { trackLeaks } from '../helpers/leaks';
+
+trackLeaks();
+const dir = mkdtempSync(join(tmpdir(), 'devmap-test-adv-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function scenario(name: string): Record<string, unknown> {
+  const r = spawnSync(process.execPath, ['--expose-gc', fixture('memory-adversary.cjs'), name, dir], { encoding: 'utf8', timeout: 60_000 });
+  expect(r.signal, r.stderr).toBeNull();
+  expect(r.status, r.stderr).toBe(0);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+}
+
+describe('memory under attack', () => {
+  it('a peer truncating a mapped file costs the Mapping: the lost page reads zeros, the next call is ERR_DEVMAP_TRUNCATED, unmap works', () => {
+    expect(scenario('peer-truncates')).toEqual({ before: 7, lost: 0, truncated: true, next: 'ERR_DEVMAP_TRUNCATED', unmap: null });
+  });
+
+  it('SharedMemory#resize shrinking under a viewed mapping takes the pages away first (no SIGBUS); map() sizes from the object now', () => {
+    expect(scenario('own-shrink')).toEqual({ value: 1, next: 'ERR_DEVMAP_TRUNCATED', remap: 1024 });
+  });
+
+  it('crypto.randomFill on views unmapped while the request runs: no fault in a pool thread', () => {
+    expect(scenario('thread-pool')).toEqual({ done: 32 });
+  });
+
+  it('a BYOB read moves a view\'s store out; after unmap it stays safe to touch (trash pages, kept until it is collected)', () => {
+    expect(scenario('byob')).toEqual({ read: 9, after: 5, still: 5 });
+  });
+
+  it('ArrayBuffer.prototype.transfer from another realm (where it exists) is safe within the thread', () => {
+    const r = scenario('transfer-other-realm');
+    if (r.hasTransfer) expect(r.moved).toBe(3);
+  });
+
+  it('option getters that resize or unmap run before anything is computed', () => {
+    expect(scenario('option-getters')).toEqual({ map: 'ERR_OUT_OF_RANGE', sync: 'ERR_DEVMAP_UNMAPPED' });
+  });
+
+  it('Workers terminated at random points (during load, mid-map, ready) never abort the process and leave no memfd behind', () => {
+    const r = scenario('workers');
+    expect(r.memfdsLeft).toBe(0);
+  });
+});
