@@ -41,6 +41,11 @@ export class Writer {
    * the one seq_cst store of TAIL (in publish()) is the commit. Set by reserveDirect() for one reservation.
    */
   #direct = false;
+  /** spsc sendBatch(): records reserved and written whole, published together by one TAIL store (endRun). */
+  #run = false;
+  #runTail = 0;
+  #runCount = 0;
+  #runBytes = 0;
   #pendingDirect = false;
   #directSpan = 0;
 
@@ -96,7 +101,7 @@ export class Writer {
     const span = (16 + length + 7) & ~7;
     if (this.#multi) this.#lock();
     try {
-      const tail = Atomics.load(i32, H.TAIL) >>> 0;
+      const tail = this.#run ? this.#runTail : Atomics.load(i32, H.TAIL) >>> 0;
       if (((tail + span - this.#limit) >>> 0) > s.g.ring || ((tail - this.#limitTail) >>> 0) > 0x40000000) {
         this.#limit = this.#refreshLimit(tail);
         this.#limitTail = tail;
@@ -110,7 +115,13 @@ export class Writer {
       i32[r + R.LENGTH] = length;
       i32[r + R.WRITER] = this.#tag;
       // Plain stores: the seq_cst store of TAIL below publishes them (a reader reads TAIL before the header).
-      i32[r + R.STATE] = this.#direct ? State.COMMITTED : State.RESERVED;
+      i32[r + R.STATE] = this.#direct || this.#run ? State.COMMITTED : State.RESERVED;
+      if (this.#run) {
+        this.#runTail = (tail + span) >>> 0;
+        this.#runCount++;
+        this.#runBytes += length;
+        return tail;
+      }
       if (this.#direct) {
         this.#pendingDirect = true;
         this.#directSpan = span;
@@ -135,6 +146,31 @@ export class Writer {
     } finally {
       this.#direct = false;
     }
+  }
+
+  /** spsc: starts a run of records that endRun() publishes at once. */
+  beginRun(): void {
+    this.#run = this.#s.g.mode === 'spsc' && this.#s.g.overflow !== 'overwrite';
+    this.#runTail = Atomics.load(this.#s.i32, H.TAIL) >>> 0;
+    this.#runCount = 0;
+    this.#runBytes = 0;
+  }
+
+  /** Publishes the run (one seq_cst store of TAIL), counts it and wakes the readers once. */
+  endRun(): void {
+    if (!this.#run) return;
+    this.#run = false;
+    if (this.#runCount === 0) return;
+    const s = this.#s;
+    Atomics.store(s.i32, H.TAIL, this.#runTail | 0);
+    this.count(C.COUNT, this.#runCount);
+    this.count(C.BYTES, this.#runBytes);
+    s.wakeReaders();
+  }
+
+  /** Whether beginRun() started a run (spsc without overwrite); otherwise each record is published alone. */
+  get inRun(): boolean {
+    return this.#run;
   }
 
   /** After reserveDirect(): moves TAIL past the record (its commit), counts it and wakes the readers. */

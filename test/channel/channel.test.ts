@@ -94,6 +94,21 @@ describe('send and receive', () => {
     expect(st.received).toBe(1200);
   });
 
+  it.each(['spsc', 'mpsc'] as const)('%s sendBatch: in order, published together; fewer on timeout, counted', (mode) => {
+    using c = make({ capacity: 4096, mode, maxMessage: 64 });
+    const batch = Array.from({ length: 10 }, (_, i) => `b ${i}`);
+    expect(c.channel.sendBatch(batch)).toBe(10);
+    expect(c.channel.stats().sent).toBe(10);
+    for (const m of batch) expect(text(c.channel.tryReceive())).toBe(m);
+    const many = Array.from({ length: 200 }, () => new Uint8Array(64)); // 80-byte records: 51 fit
+    expect(c.channel.sendBatch(many, { timeout: 5 })).toBe(51);
+    expect(c.channel.stats().dropped).toBe(1);
+    expect(c.channel.consumeBatch(() => {})).toBe(51);
+    expect(() => c.channel.sendBatch('x' as never)).toThrow(code('ERR_INVALID_ARG_TYPE'));
+    expect(() => c.channel.sendBatch([new Uint8Array(65)])).toThrow(code('ERR_OUT_OF_RANGE'));
+    expect(c.channel.tryReceive()).toBeNull();
+  });
+
   it('random sizes against a model: every message arrives intact and in order', () => {
     fc.assert(
       fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 2048 }), fc.integer({ min: 0, max: 3 })), { minLength: 1, maxLength: 200 }), (ops) => {
