@@ -196,11 +196,6 @@ export class AddressSpace {
     return { addr, len, mapping };
   }
 
-  /** Re-reserves [addr, addr + len) without a Mapping (pages a driver never backed). */
-  rereserve(addr: number, len: number): void {
-    this.#rereserve(addr, len);
-  }
-
   readonly #rereserve = (addr: number, len: number): number => {
     const rc = native().mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
     return rc < 0 ? rc : 0;
