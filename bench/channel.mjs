@@ -94,10 +94,10 @@ async function child(role, args) {
   } else if (role === 'ipc') {
     process.on('message', (msg) => {
       if (msg === 'bye') process.disconnect();
-      else if (typeof msg === 'object' && msg.flood) {
+      else if (typeof msg === 'object' && msg !== null && 'flood' in msg) {
         const m = 'x'.repeat(64);
-        for (let i = 0; i < msg.flood; i++) process.send(m);
-      } else process.send(msg);
+        for (let i = 0; i < Number(msg.flood); i++) process.send?.(m);
+      } else process.send?.(msg);
     });
   }
 }
