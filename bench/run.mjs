@@ -23,6 +23,7 @@ export const SUITES = [
   { name: 'kernel', module: './kernel.mjs', exportName: 'kernelCases' },
   { name: 'sync', module: './sync.mjs', exportName: 'syncCases' },
   { name: 'channel', module: './channel.mjs', exportName: 'channelCases' },
+  { name: 'clients', module: './clients.mjs', exportName: 'clientsCases' },
 ];
 /** Suites of per-operation samples (bench/latency.mjs format). */
 export const LATENCY_SUITES = [{ name: 'latency', module: './latency.mjs', exportName: 'latencyCases' }];

@@ -42,6 +42,23 @@ export interface SegmentOps {
   fault(seg: Segment, addr: number, len: number, rw: Rw): Promise<number> | number;
   /** A label for pmap: the driver's handle for the page at `addr`. */
   label(seg: Segment, addr: number): string;
+  /**
+   * True when touching the segment's pages must call into the driver (devmap_access): such a segment cannot
+   * be mapped loaded into a client process until real faults exist (SPEC A.9).
+   */
+  needsFaults?(seg: Segment): boolean;
+}
+
+/**
+ * The other back end of an address space: a client process (lib/kernel/remote) whose reservation mirrors
+ * this one. Each real change made here is told to it, in order, so that it makes the same change at the same
+ * offset in its own reservation. Offsets are from the reservation's base.
+ */
+export interface AddressSpaceMirror {
+  /** [off, off + len) now maps `fd` at `fileOff` (fd -1: anonymous memory) with `prot`, MAP_SHARED or MAP_PRIVATE. */
+  mapped(off: number, len: number, prot: number, type: number, fd: number, fileOff: number): void;
+  /** [off, off + len) is reserved again: nothing is mapped there. */
+  reserved(off: number, len: number): void;
 }
 
 /** One real mapping inside a segment. */
@@ -123,6 +140,9 @@ export class AddressSpace {
   /** The owning process's pid (for traces of entry points called on its behalf). */
   readonly pid: number;
 
+  /** Set for a client process's address space: told of every real change (lib/kernel/remote). */
+  mirror: AddressSpaceMirror | null = null;
+
   constructor(size: number, pid: number) {
     this.pid = pid;
     this.size = Math.ceil(size / pageSize) * pageSize;
@@ -190,14 +210,21 @@ export class AddressSpace {
     const flags = type | MAP_FIXED | (fd < 0 ? MAP_ANONYMOUS : 0);
     const rc = native().mmap(addr, len, prot, flags, fd, off);
     if (rc < 0) return -rc;
+    this.mirror?.mapped(addr - this.rawBase, len, prot, type, fd, off);
     const mapping = adoptMapping({
       addr, length: len, prot, shared: type === MAP_SHARED, release: this.#rereserve, finalize: false, anchor: this.#reservation,
     });
     return { addr, len, mapping };
   }
 
+  /** Re-reserves [addr, addr + len) that no piece covers (a client applying its host's changes, lib/kernel/remote). */
+  rereserve(addr: number, len: number): void {
+    this.#rereserve(addr, len);
+  }
+
   readonly #rereserve = (addr: number, len: number): number => {
     const rc = native().mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    if (rc >= 0) this.mirror?.reserved(addr - this.rawBase, len);
     return rc < 0 ? rc : 0;
   };
 
