@@ -450,7 +450,12 @@ static int64_t dmc_next(dm_channel* ch, uint32_t* length, uint32_t* span_out) {
   for (;;) {
     uint32_t pos = DMC_LOAD(&ch->w[ch->cursor_word]);
     uint32_t tail = DMC_LOAD(&ch->w[DMC_TAIL]);
-    if (pos == tail) return DMC_LOAD(&ch->w[DMC_H_CLOSED]) == 1 ? -EPIPE : -EAGAIN;
+    if (pos == tail) {
+      /* Closed, and still nothing after it: TAIL is read again after CLOSED (a writer may have sent more between
+       * our read of TAIL and its close). */
+      int ended = DMC_LOAD(&ch->w[DMC_H_CLOSED]) == 1 && DMC_LOAD(&ch->w[DMC_TAIL]) == pos;
+      return ended ? -EPIPE : -EAGAIN;
+    }
     if (tail - pos > ch->ring) return -EBADMSG;
     uint32_t* r = dmc_rec(ch, pos);
     uint32_t state = DMC_LOAD(&r[DMC_R_STATE]);

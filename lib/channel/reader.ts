@@ -217,7 +217,10 @@ export class Reader {
         const pos = Atomics.load(i32, H.HEAD) >>> 0;
         const tail = Atomics.load(i32, H.TAIL) >>> 0;
         if (pos === tail) {
-          if (Atomics.load(i32, H.CLOSED) === 1 && Atomics.load(i32, H.RELEASE) >>> 0 === pos) found = DRAINED;
+          // TAIL is read again after CLOSED: a writer may have sent more between our read of it and its close.
+          if (Atomics.load(i32, H.CLOSED) === 1 && Atomics.load(i32, H.TAIL) >>> 0 === pos && Atomics.load(i32, H.RELEASE) >>> 0 === pos) {
+            found = DRAINED;
+          }
           break;
         }
         s.distance(pos, tail, 'the claim cursor');
