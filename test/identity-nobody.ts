@@ -22,7 +22,12 @@ export function asNobody(script: string, hidepid: boolean): NobodyResult {
 }
 
 const isRoot = process.getuid?.() === 0;
-/** Root can drop to nobody, and nobody can run this Node and read dist/ (not so under a private checkout). */
-export const nobodyCanRun = isRoot && asNobody(`require(${distModule('identity.js')})`, false).status === 0;
+/**
+ * Root can drop to nobody, and nobody can run this Node, read dist/ and load the addon this run uses — not so
+ * under a private checkout, with a Node binary in root's home (the Node-matrix cache) or a sanitizer build in a
+ * private scratch directory.
+ */
+export const nobodyCanRun =
+  isRoot && asNobody(`require(${distModule('native.js')}).native().page_size()`, false).status === 0;
 /** ... and a hidepid=2 /proc can be mounted in a private mount namespace (not in every container). */
 export const hidepidWorks = nobodyCanRun && asNobody(`process.exit(require('fs').existsSync('/proc/1/stat') ? 1 : 0)`, true).status === 0;

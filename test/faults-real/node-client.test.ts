@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEVMAP_ACCESS, DEVMAP_READ, DEVMAP_WRITE, Kernel } from '../../lib';
 import { fixture, run, runNode } from '../helpers/child';
+import { nobodyCanRun } from '../identity-nobody';
 import { trackLeaks } from '../helpers/leaks';
 import { compile, serve, until } from '../clients/helpers';
 import { P, faultDriver, type FaultDriverOptions } from './driver';
@@ -136,7 +137,7 @@ describe('hazards', () => {
     expect(resumed).toMatchObject({ resumed: true, code: 'ERR_DEVMAP_HOST_GONE' });
   });
 
-  it.runIf(process.getuid?.() === 0)('an unprivileged client (uid 65534) faults through UFFD_USER_MODE_ONLY', async () => {
+  it.runIf(nobodyCanRun)('an unprivileged client (uid 65534) faults through UFFD_USER_MODE_ONLY', async () => {
     const { flt, served } = await setup({}, [65534]);
     chmodSync(join(served.path, '..'), 0o711);
     flt.regs[0] = 7;
@@ -161,7 +162,7 @@ describe('hazards', () => {
       expect(served.errors).toEqual([]);
     });
 
-    it.runIf(process.getuid?.() === 0)('an unprivileged user where the sysctl and /dev/userfaultfd both refuse (EPERM, EACCES)', async () => {
+    it.runIf(nobodyCanRun)('an unprivileged user where the sysctl and /dev/userfaultfd both refuse (EPERM, EACCES)', async () => {
       const { served } = await setup({}, [65534]);
       chmodSync(join(served.path, '..'), 0o711);
       const noUffd = await compile('no-uffd');

@@ -77,9 +77,10 @@ describe('SharedResourceMap across processes', () => {
     let stoppedInside = 0;
     const finished: { code: number | null; signal: string | null; stderr: string }[] = [];
     const live = new Set<Promise<void>>();
-    const launch = (n: number) => {
-      // Every third child stops itself inside the lock after a random number of journaled writes.
-      const stopAfter = n % 3 === 0 ? String(1 + ((n * 7) % 60)) : '';
+    const launch = (n: number, survivor = false) => {
+      // Every third child stops itself inside the lock after a random number of journaled writes; a survivor
+      // is never stopped or killed, so that however slow the machine, some child runs the whole workload.
+      const stopAfter = !survivor && n % 3 === 0 ? String(1 + ((n * 7) % 60)) : '';
       const c = spawnPeer(s.args('fault', 1500, 100 + n), stopAfter ? { DEVMAP_SRMAP_STOP_AFTER: stopAfter } : {});
       const run = (async () => {
         const first = await c.next();
@@ -92,7 +93,7 @@ describe('SharedResourceMap across processes', () => {
             c.proc.kill('SIGKILL');
             killed++;
           }
-        } else if (killed < KILLS) {
+        } else if (!survivor && killed < KILLS) {
           await new Promise((r) => setTimeout(r, Math.random() * 40));
           if (c.proc.exitCode === null && c.proc.kill('SIGKILL')) killed++;
         }
@@ -118,6 +119,7 @@ describe('SharedResourceMap across processes', () => {
       while (live.size < 4) launch(n++);
       await Promise.race(live);
     }
+    launch(n++, true);
     await Promise.all(all);
     // Survivors (children that were not killed) found no unit held twice and exited normally.
     for (const f of finished) expect(f, f.stderr).toMatchObject({ code: 0, signal: null });
