@@ -22,6 +22,7 @@ export const SUITES = [
   { name: 'memory', module: './memory.mjs', exportName: 'memoryCases' },
   { name: 'kernel', module: './kernel.mjs', exportName: 'kernelCases' },
   { name: 'sync', module: './sync.mjs', exportName: 'syncCases' },
+  { name: 'channel', module: './channel.mjs', exportName: 'channelCases' },
   { name: 'clients', module: './clients.mjs', exportName: 'clientsCases' },
   { name: 'faults', module: './faults.mjs', exportName: 'faultsCases' },
 ];

@@ -11,6 +11,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitRmapBaselines(env, exports);
   InitSyncBaselines(env, exports);
   InitFaultBaselines(env, exports);
+  InitChannelBaselines(env, exports);
   return exports;
 }
 
