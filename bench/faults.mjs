@@ -127,6 +127,7 @@ export async function faultsCases({ quick = false } = {}) {
   const held = handles[handles.length - 1];
   const reps = quick ? 5 : 11;
 
+  /** @type {import('./harness.mjs').Case[]} */
   const cases = [
     {
       name: `a client's fault round trip (touch → devmap_access → devmap_load → resume), ${pages} pages`,
