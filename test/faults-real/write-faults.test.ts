@@ -55,6 +55,15 @@ describe('DEVMAP_WRITE_FAULTS: a write to a page loaded for reading faults into 
     expect(served.errors).toEqual([]);
   });
 
+  it('the same with a UFFD_USER_MODE_ONLY uffd (what an unprivileged client gets)', async () => {
+    const { flt, served } = await setup({ writeFaults: true });
+    const r = await runNode('fault-client.cjs', [served.path, 'readwrite'], { env: { ...process.env, DEVMAP_UFFD_USER_MODE_ONLY: '1' } });
+    expect(r.signal).toBeNull();
+    expect(lines(r.stdout)).toEqual([{ read: 0 }, { wrote: 0x77 }, { again: 0x77 }]);
+    expect(calls(flt).map((a) => a.rw)).toEqual([DEVMAP_READ, DEVMAP_WRITE, DEVMAP_READ]);
+    await served.untilExits(1);
+  });
+
   it('without the flag the same client sees one call per page (seg_dev loads maximal permissions)', async () => {
     const { flt, served } = await setup({});
     const r = await runNode('fault-client.cjs', [served.path, 'readwrite']);
