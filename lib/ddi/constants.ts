@@ -3,12 +3,20 @@ import { integer } from '../errors';
 
 export const DEVMAP_OPS_REV = 1;
 
-// Driver flags to devmap_devmem_setup / devmap_umem_setup (only DEVMAP_SETUP_FLAGS bits are kept).
+// Driver flags to devmap_devmem_setup / devmap_umem_setup (only DEVMAP_SETUP_FLAGS bits and devmap's own
+// DEVMAP_WRITE_FAULTS are kept).
 export const DEVMAP_DEFAULTS = 0x00;
 export const DEVMAP_MAPPING_INVALID = 0x01;
 export const DEVMAP_ALLOW_REMAP = 0x02;
 export const DEVMAP_USE_PAGESIZE = 0x04;
 export const DEVMAP_SETUP_FLAGS = 0x07;
+/**
+ * devmap's own setup flag (not illumos'): the driver sees write faults. A page its devmap_load loads for
+ * reading (rw DEVMAP_READ) is loaded without write permission, and the first write to it is a new
+ * devmap_access(..., DEVMAP_ACCESS, DEVMAP_WRITE). Without it, pages load with their maximal permissions, as
+ * seg_dev loads them. For a client process this is userfaultfd's write-protect mode (SPEC A.9).
+ */
+export const DEVMAP_WRITE_FAULTS = 0x10000;
 // Internal handle flags.
 export const DEVMAP_SETUP_DONE = 0x100;
 export const DEVMAP_LOCK_INITED = 0x200;

@@ -11,8 +11,10 @@
  *    dh_* getters.
  *
  * 2. Translations
- *    Each handle keeps one byte per page: loaded or not, and the page's protection. A loaded page is really
- *    mapped with its protection; an unloaded page is really PROT_NONE, so every view of it has been detached
+ *    Each handle keeps one byte per page: unloaded, loaded, or loaded for reading only (a handle set up with
+ *    DEVMAP_WRITE_FAULTS whose page devmap_load loaded for a read: its write is a new fault, rw DEVMAP_WRITE;
+ *    a read load never takes write permission back, only devmap_unload does), and the page's protection. A
+ *    loaded page is really mapped with its protection (less PROT_WRITE when loaded for reading); an unloaded page is really PROT_NONE, so every view of it has been detached
  *    (Mapping.protect detaches) and the next access — proc.access() or taking a view — is a page fault that
  *    goes to the driver's devmap_access (or loads silently without one). devmap_load may only be called for the
  *    process whose fault is being handled (tracked with AsyncLocalStorage across awaits); devmap_unload works
@@ -63,7 +65,7 @@ import { PROT_USER } from '../kernel/process';
 import { syscallError } from '../kernel/syscall';
 import {
   DDI_FAILURE, DDI_MODEL_LP64, DEVMAP_ACCESS, DEVMAP_ALLOW_REMAP, DEVMAP_EXEC, DEVMAP_MAPPING_INVALID, DEVMAP_OTHER,
-  DEVMAP_READ, DEVMAP_SETUP_DONE, DEVMAP_SETUP_FLAGS, DEVMAP_WRITE, FC_HWERR, FC_MAKE_ERR, FC_NOMAP, HZ, UMEM_TRASH,
+  DEVMAP_READ, DEVMAP_SETUP_DONE, DEVMAP_SETUP_FLAGS, DEVMAP_WRITE, DEVMAP_WRITE_FAULTS, FC_HWERR, FC_MAKE_ERR, FC_NOMAP, HZ, UMEM_TRASH,
 } from './constants';
 import { registerFd, registerOf, type DevInfo, type RegisterSet } from './devinfo';
 import { UmemCookie } from './umem';
@@ -97,6 +99,11 @@ export interface DevmapDriver extends CharDriver {
   devmap(dev: number, dhp: DevmapHandle, off: number, len: number, maplen: Out<number>, model: number): EntryResult;
 }
 
+/** Translation states of a page (HState.loaded). */
+const UNLOADED = 0;
+const LOADED = 1;
+const LOADED_READ = 2;
+
 type Backing = { kind: 'devmem'; reg: RegisterSet } | { kind: 'umem'; cookie: UmemCookie } | null;
 
 /** The device context shared by the handles with the same (dev, devmap_access): devmap_do_ctxmgt's oncpu flag. */
@@ -126,7 +133,7 @@ interface HState {
   callbacks: DevmapCallbackCtl | null;
   ctx: Ctx | null;
   type: number;
-  /** Per page: 1 when a translation is loaded. */
+  /** Per page: UNLOADED, LOADED, or LOADED_READ (no write permission: a write faults). */
   loaded: Uint8Array;
   /** Per page: the protection (PROT_USER included). */
   pprot: Uint8Array;
@@ -200,7 +207,7 @@ export class DevmapHandle {
   }
   /** Per page of the handle: is a translation loaded? */
   loadedPages(): boolean[] {
-    return Array.from(st(this).loaded, (b) => b === 1);
+    return Array.from(st(this).loaded, (b) => b !== UNLOADED);
   }
 
   toString(): string {
@@ -271,7 +278,7 @@ function finishSetup(s: HState, callbackops: DevmapCallbackCtl | null | undefine
   s.len = Math.ceil(len / pageSize) * pageSize;
   s.roff = Math.floor(roff / pageSize) * pageSize;
   s.maxprot = maxprot & s.origMaxprot;
-  s.flags |= (flags & DEVMAP_SETUP_FLAGS) | DEVMAP_SETUP_DONE;
+  s.flags |= (flags & (DEVMAP_SETUP_FLAGS | DEVMAP_WRITE_FAULTS)) | DEVMAP_SETUP_DONE;
   s.callbacks = copyCallbacks(callbackops);
   return 0;
 }
@@ -321,7 +328,7 @@ function mapPages(seg: Segment, s: HState, fromPage: number, toPage: number): nu
   const step = trash ? 1 : toPage - fromPage;
   for (let p = fromPage; p < toPage; p += step) {
     const [fd, off] = source(s, p * pageSize);
-    const prot = s.loaded[p] ? s.pprot[p] & 7 : PROT_NONE;
+    const prot = translationProt(s, p);
     const piece = seg.as.mapPiece(s.uvaddr + p * pageSize, step * pageSize, prot, s.type, fd, off);
     if (typeof piece === 'number') return piece;
     if (step > 1) for (let q = p + 1; q < toPage; q++) protectPage(piece, s, q, p);
@@ -330,8 +337,20 @@ function mapPages(seg: Segment, s: HState, fromPage: number, toPage: number): nu
   return 0;
 }
 
+/** The real protection of a handle's page: its own when loaded, less PROT_WRITE when loaded for reading. */
+function translationProt(s: HState, page: number): number {
+  const state = s.loaded[page];
+  if (state === UNLOADED) return PROT_NONE;
+  return state === LOADED_READ ? s.pprot[page] & 7 & ~PROT_WRITE : s.pprot[page] & 7;
+}
+
+/** True when page `p` of the handle needs no fault for an access in direction `rw`. */
+function loadedFor(s: HState, p: number, rw: Rw): boolean {
+  return s.loaded[p] === LOADED || (s.loaded[p] === LOADED_READ && rw !== 'write');
+}
+
 function protectPage(piece: Piece, s: HState, page: number, firstPage: number): void {
-  const want = s.loaded[page] ? s.pprot[page] & 7 : PROT_NONE;
+  const want = translationProt(s, page);
   const at = (page - firstPage) * pageSize;
   if (piece.mapping.protection(at) !== want) piece.mapping.protect(want, at, pageSize);
 }
@@ -381,15 +400,18 @@ function pagesOf(s: HState, off: unknown, len: unknown): [number, number] | numb
 }
 
 /** devmap_load(9F): validates translations for [off, off + len) — only for the faulting process. 0 or a fault code. */
-export function devmap_load(dhp: DevmapHandle, off: number, len: number, _type: number, _rw: number): number {
+export function devmap_load(dhp: DevmapHandle, off: number, len: number, _type: number, rw: number): number {
   const s = st(dhp);
   if (s.dead || faulting.getStore() !== s.as) return FC_MAKE_ERR(EINVAL);
   const pages = pagesOf(s, off, len);
   if (typeof pages === 'number') return pages;
   if (s.backing === null) return FC_NOMAP;
-  s.loaded.fill(1, pages[0], pages[1]);
+  // DEVMAP_WRITE_FAULTS: anything but a write loads for reading; a page loaded for writing stays so.
+  const forRead = (s.flags & DEVMAP_WRITE_FAULTS) !== 0 && rw !== DEVMAP_WRITE;
+  for (let p = pages[0]; p < pages[1]; p++) if (!forRead || s.loaded[p] !== LOADED) s.loaded[p] = forRead ? LOADED_READ : LOADED;
   applyTranslations(s, pages[0], pages[1]);
-  s.as.mirror?.loaded?.(s.uvaddr - s.as.rawBase + pages[0] * pageSize, (pages[1] - pages[0]) * pageSize);
+  const wp = (s.flags & DEVMAP_WRITE_FAULTS) === 0 ? undefined : forRead ? 'protect' : 'unprotect';
+  s.as.mirror?.loaded?.(s.uvaddr - s.as.rawBase + pages[0] * pageSize, (pages[1] - pages[0]) * pageSize, wp);
   return 0;
 }
 
@@ -686,7 +708,7 @@ const ops: SegmentOps = {
       for (let p = from; p < to; p++) if ((s.pprot[p] & need) === 0) return EFAULT; // FC_PROT: the driver is not asked
       if (s.backing === null) return EFAULT; // DEVMAP_MAPPING_INVALID: FC_NOMAP, a SIGSEGV
       let first = from;
-      while (first < to && s.loaded[first]) first++;
+      while (first < to && loadedFor(s, first, rw)) first++;
       if (first === to) continue;
       const access = s.callbacks?.devmap_access;
       if (access) {
@@ -695,9 +717,9 @@ const ops: SegmentOps = {
           kernelInternals(s.kernel).call(seg.as.pid, { devmap_access: access }, 'devmap_access', [h, s.pvtp, off, (to - first) * pageSize, DEVMAP_ACCESS, RW_CODE[rw]]),
         );
         if (rc !== 0) return rc;
-        for (let p = first; p < to; p++) if (!s.loaded[p]) return EIO; // the driver did not load the pages
+        for (let p = first; p < to; p++) if (!loadedFor(s, p, rw)) return EIO; // the driver did not load the pages
       } else {
-        s.loaded.fill(1, first, to);
+        s.loaded.fill(LOADED, first, to);
         applyTranslations(s, first, to);
       }
     }
@@ -716,6 +738,10 @@ const ops: SegmentOps = {
 
   needsFaults(seg) {
     return chainOf(seg).some((h) => typeof st(h).callbacks?.devmap_access === 'function');
+  },
+
+  needsWriteFaults(seg) {
+    return chainOf(seg).some((h) => typeof st(h).callbacks?.devmap_access === 'function' && (st(h).flags & DEVMAP_WRITE_FAULTS) !== 0);
   },
 };
 

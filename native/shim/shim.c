@@ -273,7 +273,8 @@ static void apply_changes(const struct reply* r, int at) {
       syscall(SYS_mprotect, a, len, prot & 7);
     } else if (c[0] == DM_CHANGE_REGISTER && uffd >= 0) {
       // Its pages fault into the host from now on; a forked child's inherited pages start unloaded (SPEC A.5).
-      struct uffdio_register reg = {{(uint64_t)(uintptr_t)a, len}, UFFDIO_REGISTER_MODE_MINOR, 0};
+      // The host's mode: minor faults, and write-protect for a driver that asked to see writes.
+      struct uffdio_register reg = {{(uint64_t)(uintptr_t)a, len}, (uint64_t)type & (UFFDIO_REGISTER_MODE_MINOR | UFFDIO_REGISTER_MODE_WP), 0};
       ioctl_raw(uffd, UFFDIO_REGISTER, &reg);
       madvise(a, len, MADV_DONTNEED);
     }
@@ -319,7 +320,7 @@ static int welcome(const struct reply* r) {
 
 // A userfaultfd for minor faults on shared memory (see lib/kernel/remote/agent.ts for the order of attempts);
 // -errno and a reason when there is none.
-static int open_uffd(const char** why) {
+static int open_uffd(const char** why, const char** no_wp) {
   int fd = -1;
   const char* force = getenv("DEVMAP_UFFD_USER_MODE_ONLY");
   if (!(force && strcmp(force, "1") == 0)) fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
@@ -342,8 +343,19 @@ static int open_uffd(const char** why) {
       return -err;
     }
   }
-  struct uffdio_api api = {UFFD_API, UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_THREAD_ID, 0};
-  if (ioctl_raw(fd, UFFDIO_API, &api) < 0) {
+  // Write-protect mode too where the kernel has it (a refused feature leaves the uffd uninitialised: ask again).
+  const char* no = getenv("DEVMAP_UFFD_NO_WRITE_FAULTS");
+  struct uffdio_api api = {UFFD_API, UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_WP_HUGETLBFS_SHMEM, 0};
+  *no_wp = NULL;
+  if ((no && strcmp(no, "1") == 0) || ioctl_raw(fd, UFFDIO_API, &api) < 0) {
+    *no_wp = no && strcmp(no, "1") == 0 ? "DEVMAP_UFFD_NO_WRITE_FAULTS=1 asked for a userfaultfd without write-protect mode"
+                                        : "this kernel has no write-protect mode on shared memory (UFFD_FEATURE_WP_HUGETLBFS_SHMEM, Linux 5.19 with "
+                                          "CONFIG_PTE_MARKER_UFFD_WP; UFFDIO_CONTINUE_MODE_WP since 6.4). To fix: run on Linux 6.4 or later, or map "
+                                          "this driver without DEVMAP_WRITE_FAULTS";
+    api.api = UFFD_API;
+    api.features = UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_THREAD_ID;
+  }
+  if (*no_wp && ioctl_raw(fd, UFFDIO_API, &api) < 0) {
     int err = errno;
     syscall(SYS_close, fd);
     *why = "this kernel has no minor faults on shared memory (UFFD_FEATURE_MINOR_SHMEM). To fix: run on Linux 5.14 or later";
@@ -357,8 +369,9 @@ static int open_uffd(const char** why) {
 // driver with devmap_access with that reason. Called with the lock held, on a fresh connection.
 static void setup_faults(void) {
   const char* why = NULL;
+  const char* no_wp = NULL;
   struct reply r;
-  int fd = open_uffd(&why);
+  int fd = open_uffd(&why, &no_wp);
   if (fd < 0) {
     int64_t w[1] = {fd};
     if (call(DM_FAULTS, w, 1, why, strlen(why), &r) == 0) drop_fds();
@@ -374,7 +387,9 @@ static void setup_faults(void) {
   in_nfds = 0;  // ours now
   if (dm_agent_hello(agent_sock, fd, base, size) < 0) goto fail;
   uffd = fd;
-  if (call(DM_FAULTS, w, 1, NULL, 0, &r) < 0) goto fail;
+  // Word 1: 0 when the uffd has write-protect mode, else -ENOTSUP and the reason.
+  int64_t fw[2] = {0, no_wp ? -ENOTSUP : 0};
+  if (call(DM_FAULTS, fw, 2, no_wp, no_wp ? strlen(no_wp) : 0, &r) < 0) goto fail;
   apply_changes(&r, 1);
   agent_id = dm_agent_start(agent_sock, uffd, base, size, 1);
   return;

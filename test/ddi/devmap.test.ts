@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   DDI_UMEM_NOSLEEP, DDI_UMEM_TRASH, DEVMAP_ACCESS, DEVMAP_ALLOW_REMAP, DEVMAP_MAPPING_INVALID, DEVMAP_READ,
-  DEVMAP_WRITE, DevInfo, FC_HWERR, FC_MAKE_ERR, Kernel, KernelPanic, MAP_PRIVATE, MAP_SHARED, PROT_ALL, PROT_READ,
+  DEVMAP_WRITE, DEVMAP_WRITE_FAULTS, DevInfo, FC_HWERR, FC_MAKE_ERR, Kernel, KernelPanic, MAP_PRIVATE, MAP_SHARED, PROT_ALL, PROT_READ,
   PROT_USER, PROT_WRITE, ddi_umem_alloc, ddi_umem_free, devmap_devmem_remap, devmap_devmem_setup, devmap_do_ctxmgt,
   devmap_load, devmap_set_ctx_timeout, devmap_umem_setup, devmap_unload, handlesAt, errno,
   type DevmapDriver, type DevmapHandle, type Process, type UmemAllocation, type UmemCookie,
@@ -291,6 +291,21 @@ describe('faults, devmap_load and devmap_unload', () => {
     expect(rec.calls.map((c) => c.cb)).toEqual(['access']);
     expect(devmap_unload(h, 2 * P, P)).toBe(FC_MAKE_ERR(errno.EINVAL));
     expect(devmap_unload(h, P, 2 * P)).toBe(FC_MAKE_ERR(errno.EINVAL));
+  });
+
+  it('DEVMAP_WRITE_FAULTS (devmap\'s own flag): a page loaded for reading is read-only; its write faults into devmap_access(DEVMAP_WRITE)', async () => {
+    const { rec, proc, addr } = await setup({ access: true, flags: DEVMAP_WRITE_FAULTS }, 0, 2 * P);
+    const [h] = handlesAt(proc.as, addr);
+    expect(h.dh_flags & DEVMAP_WRITE_FAULTS).toBe(DEVMAP_WRITE_FAULTS);
+    rec.calls.length = 0;
+    await proc.access(addr, 1, 'read');
+    await proc.access(addr, 1, 'read'); // loaded for reading: no fault
+    await proc.access(addr, 1, 'write');
+    await proc.access(addr, 1, 'read'); // loaded for writing: no fault
+    expect(rec.calls.map((c) => [c.cb, c.off, c.rw])).toEqual([['access', 0, DEVMAP_READ], ['access', 0, DEVMAP_WRITE]]);
+    const v = new Uint8Array(await proc.view(addr + BigInt(P), 1)); // a view faults for writing
+    v[0] = 1;
+    expect(rec.calls.slice(2).map((c) => [c.cb, c.off, c.rw])).toEqual([['access', P, DEVMAP_WRITE]]);
   });
 
   it('a write fault on a read-only page is a SIGSEGV and the driver is not asked', async () => {

@@ -1,7 +1,7 @@
 // A devmap driver for the real-fault tests: one register set whose pages a client maps; devmap_access records
 // every call (off, len, type, rw, pid) and loads, refuses, widens or waits as the test asks; ioctl UNLOAD
 // unloads the last mapping's handle from the host's side (devmap_unload for another process).
-import { DevInfo, Kernel, PROT_ALL, devmap_devmem_setup, devmap_load, devmap_unload, pageSize, type DevmapDriver, type DevmapHandle, type Out } from '../../lib';
+import { DEVMAP_WRITE, DEVMAP_WRITE_FAULTS, DevInfo, Kernel, PROT_ALL, devmap_devmem_setup, devmap_load, devmap_unload, pageSize, type DevmapDriver, type DevmapHandle, type Out } from '../../lib';
 
 export const P = pageSize;
 /** ioctl commands (no size, no direction: the argument is an integer, the page to unload). */
@@ -22,6 +22,10 @@ export interface FaultDriverOptions {
   loadPages?: number;
   /** Wait this long in devmap_access before loading (a slow fault). */
   delayMs?: number;
+  /** Set the mapping up with DEVMAP_WRITE_FAULTS (a write to a page loaded for reading faults again). */
+  writeFaults?: boolean;
+  /** Refuse (14) every write fault. */
+  refuseWrites?: boolean;
 }
 
 export function faultDriver(kernel: Kernel, opts: FaultDriverOptions = {}) {
@@ -50,13 +54,14 @@ export function faultDriver(kernel: Kernel, opts: FaultDriverOptions = {}) {
           try {
             if (opts.delayMs) await new Promise((r) => setTimeout(r, opts.delayMs));
             if (opts.refuseFrom !== undefined && aoff >= opts.refuseFrom) return 14;
+            if (opts.refuseWrites && rw === DEVMAP_WRITE) return 14;
             const pages = Math.min(opts.loadPages ?? 1, (h.dh_uoff + h.dh_len - aoff) / P);
             return devmap_load(h, aoff, pages * P, type, rw);
           } finally {
             inAccess--;
           }
         },
-      }, 0, off, len, PROT_ALL, 0);
+      }, 0, off, len, PROT_ALL, opts.writeFaults ? DEVMAP_WRITE_FAULTS : 0);
       if (rc !== 0) return 6;
       handles.push(dhp);
       maplen.value = len;

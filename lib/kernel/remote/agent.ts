@@ -9,6 +9,9 @@
  * uffd that also serves faults taken inside system calls: a plain userfaultfd(2) first (root, or the sysctl at 1),
  * then UFFD_USER_MODE_ONLY (any user since 5.11; a system call handed an unloaded page then gets EFAULT), then
  * /dev/userfaultfd (whose file mode decides). DEVMAP_UFFD_USER_MODE_ONLY=1 asks for user-mode-only at once.
+ * Write-protect mode (UFFD_FEATURE_WP_HUGETLBFS_SHMEM) is asked for when the kernel has it, and only
+ * DEVMAP_WRITE_FAULTS drivers need it: without it the host refuses to map those, naming the reason;
+ * DEVMAP_UFFD_NO_WRITE_FAULTS=1 asks for a uffd without it.
  *
  * The agent thread (native/shim/agent.c) carries out devmap_unload here and watches for the host's death.
  */
@@ -17,6 +20,7 @@ import { native } from '../../native';
 export const UFFD_USER_MODE_ONLY = 1;
 export const UFFD_FEATURE_THREAD_ID = 1 << 8;
 export const UFFD_FEATURE_MINOR_SHMEM = 1 << 10;
+export const UFFD_FEATURE_WP_HUGETLBFS_SHMEM = 1 << 12;
 
 /** Agent messages (native/shim/agent.h). */
 export const DM_AGENT_UNLOAD = 1;
@@ -52,8 +56,17 @@ export function decodeAgentMsg(buf: Uint8Array): AgentMsg {
   return { op: dv.getUint32(0, true), seq: dv.getUint32(4, true), a: Number(dv.getBigInt64(8, true)), b: Number(dv.getBigInt64(16, true)) };
 }
 
-/** A uffd ready for minor faults on shared memory, or the errno and the reason (with its fix) there is none. */
-export type UffdResult = { fd: number; userModeOnly: boolean } | { errno: number; reason: string };
+/**
+ * A uffd ready for minor faults on shared memory, or the errno and the reason (with its fix) there is none.
+ * `noWriteFaults` is '' when the uffd also reports writes to write-protected shared memory (what a
+ * DEVMAP_WRITE_FAULTS driver needs), else why not.
+ */
+export type UffdResult = { fd: number; userModeOnly: boolean; noWriteFaults: string } | { errno: number; reason: string };
+
+/** Why a uffd whose kernel refused UFFD_FEATURE_WP_HUGETLBFS_SHMEM has no write faults on shared memory. */
+export const NO_WP_REASON = 'this kernel has no write-protect mode on shared memory (UFFD_FEATURE_WP_HUGETLBFS_SHMEM, ' +
+  'Linux 5.19 with CONFIG_PTE_MARKER_UFFD_WP; UFFDIO_CONTINUE_MODE_WP since 6.4). To fix: run on Linux 6.4 or later, ' +
+  'or map this driver without DEVMAP_WRITE_FAULTS';
 
 export function openUserfaultfd(): UffdResult {
   const n = native();
@@ -83,7 +96,14 @@ export function openUserfaultfd(): UffdResult {
     return { errno: -fd, reason: `userfaultfd(2) failed with errno ${-fd}` };
   }
   const out = new Float64Array(2);
-  const rc = n.uffd_api(fd, UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_THREAD_ID, out);
+  // Write-protect mode is asked for too; a kernel without it refuses the feature (EINVAL, the uffd stays
+  // uninitialised) and the uffd is set up without it.
+  let noWriteFaults = process.env.DEVMAP_UFFD_NO_WRITE_FAULTS === '1' ? 'DEVMAP_UFFD_NO_WRITE_FAULTS=1 asked for a userfaultfd without write-protect mode' : '';
+  let rc = noWriteFaults ? -EINVAL : n.uffd_api(fd, UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_WP_HUGETLBFS_SHMEM, out);
+  if (rc === -EINVAL) {
+    noWriteFaults ||= NO_WP_REASON;
+    rc = n.uffd_api(fd, UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_THREAD_ID, out);
+  }
   if (rc < 0) {
     n.close(fd);
     return {
@@ -91,5 +111,5 @@ export function openUserfaultfd(): UffdResult {
       reason: 'this kernel has no minor faults on shared memory (UFFD_FEATURE_MINOR_SHMEM). To fix: run on Linux 5.14 or later',
     };
   }
-  return { fd, userModeOnly };
+  return { fd, userModeOnly, noWriteFaults };
 }

@@ -26,7 +26,7 @@ import { AddressSpace, type Piece } from '../as';
 import { AGENT_MSG, DM_AGENT_HELLO, encodeAgentMsg, openUserfaultfd } from './agent';
 import { servedHere } from './host';
 import {
-  CHANGE_WORDS, Change, HEADER, UFFDIO_REGISTER_MODE_MINOR, MAX_FRAME, MAX_IO, Op, PROTOCOL_VERSION, REPLY, decode, decodeChanges, encode,
+  CHANGE_WORDS, Change, HEADER, UFFDIO_REGISTER_MODE_MINOR, UFFDIO_REGISTER_MODE_WP, MAX_FRAME, MAX_IO, Op, PROTOCOL_VERSION, REPLY, decode, decodeChanges, encode,
   frameSize, iocDir, iocSize, IOC_READ, IOC_WRITE, type Frame,
 } from './protocol';
 
@@ -121,7 +121,8 @@ export class RemoteProcess {
       const sent = n.socket_send(this.#agentSock, hello, Int32Array.of(u.fd), false);
       if (sent !== AGENT_MSG) throw this.#hostGone(sent < 0 ? sent : 0);
       this.#uffd = u.fd;
-      this.#call(Op.FAULTS, [0], undefined, 'userfaultfd', 1);
+      // Word 1: 0 when the uffd has write-protect mode, else -ENOTSUP and the reason in the bytes.
+      this.#call(Op.FAULTS, [0, u.noWriteFaults ? -95 : 0], u.noWriteFaults ? new TextEncoder().encode(u.noWriteFaults) : undefined, 'userfaultfd', 1);
       const id = n.agent_start(this.#agentSock, this.#uffd, this.#as.rawBase, this.#as.size);
       if (id < 0) throw systemError(id, 'pthread_create');
       this.#agent = id;
@@ -372,7 +373,7 @@ export class RemoteProcess {
         }
       } else if (c.kind === Change.REGISTER && this.#uffd >= 0) {
         // Its pages fault into the host from now on (they were just mapped, so none is loaded yet).
-        const rc = native().uffd_register(this.#uffd, addr, c.len, c.type & UFFDIO_REGISTER_MODE_MINOR);
+        const rc = native().uffd_register(this.#uffd, addr, c.len, c.type & (UFFDIO_REGISTER_MODE_MINOR | UFFDIO_REGISTER_MODE_WP));
         if (rc < 0) throw systemError(rc, 'ioctl(UFFDIO_REGISTER)');
       } else {
         throw new DevmapError('ERR_DEVMAP_PROTOCOL', `The host sent a change of unknown kind ${c.kind}`);

@@ -24,6 +24,13 @@
  *    retried access is then a real SIGSEGV at that address; the host reports it ('fault' event, and the
  *    kernel's entry trace).
  *
+ * Write faults (a DEVMAP_WRITE_FAULTS driver; the range is registered in write-protect mode too): a devmap_load
+ * for reading is UFFDIO_CONTINUE_MODE_WP, so the page is mapped write-protected and the client's first write to
+ * it is a write-protect fault, served as devmap_access(..., DEVMAP_ACCESS, DEVMAP_WRITE); a devmap_load for
+ * writing clears the protection (UFFDIO_WRITEPROTECT, which wakes the writer) before it CONTINUEs the pages
+ * not mapped yet. A kernel without UFFDIO_CONTINUE_MODE_WP (before 6.4) answers EINVAL: the pages are then
+ * CONTINUEd without waking, write-protected, and woken.
+ *
  * The cases of UFFDIO_CONTINUE: success wakes the waiters of the range; EEXIST means a page of the range is
  * mapped already (two threads faulted on one page, or the driver loaded more than the fault) — the page is
  * skipped and its waiters woken, since the kernel wakes nobody then; EAGAIN means the address space is
@@ -35,7 +42,7 @@ import { EFAULT } from '../errno';
 import { F_GETFL } from '../../memory/constants';
 import { pageSize } from '../../memory/page';
 import { native } from '../../native';
-import type { Rw } from '../as';
+import type { Rw, Segment } from '../as';
 import type { Process } from '../process';
 import { DM_AGENT_HELLO, DM_AGENT_REFUSE, DM_AGENT_UNLOAD, decodeAgentMsg, AGENT_MSG } from './agent';
 
@@ -45,6 +52,10 @@ const UFFD_PAGEFAULT_FLAG_WRITE = 1;
 const UFFD_PAGEFAULT_FLAG_WP = 2;
 const EEXIST = 17;
 const EAGAIN = 11;
+const EINVAL = 22;
+const UFFDIO_CONTINUE_MODE_DONTWAKE = 1;
+const UFFDIO_CONTINUE_MODE_WP = 2;
+const UFFDIO_WRITEPROTECT_MODE_WP = 1;
 /** How long the host waits for an agent's acknowledgement before it gives the client up. */
 const AGENT_TIMEOUT_MS = 5000;
 const MAX_EAGAIN_RETRIES = 1000;
@@ -94,6 +105,8 @@ export class FaultServer {
   /** The page being served, and whether a devmap_load of this process covered it (then no extra CONTINUE). */
   #serving = -1;
   #served = false;
+  /** False once the kernel refused UFFDIO_CONTINUE_MODE_WP (before Linux 6.4). */
+  #continueWp = true;
 
   /**
    * Reads the client's agent hello from the host's end of the agent socket (it arrived before the FAULTS
@@ -128,11 +141,20 @@ export class FaultServer {
     native().fd_ref(watch, false);
   }
 
-  /** devmap_load for this process: maps [off, off + len) in the client (UFFDIO_CONTINUE). */
-  loaded(off: number, len: number): void {
+  /**
+   * devmap_load for this process: maps [off, off + len) in the client (UFFDIO_CONTINUE); `wp` for a
+   * DEVMAP_WRITE_FAULTS handle: 'protect' maps them write-protected, 'unprotect' makes them writable.
+   */
+  loaded(off: number, len: number, wp?: 'protect' | 'unprotect'): void {
     if (this.#closed) return;
     if (this.#serving >= off && this.#serving < off + len) this.#served = true;
-    this.#continue(off, len, 0);
+    this.#map(off, len, wp);
+  }
+
+  #map(off: number, len: number, wp?: 'protect' | 'unprotect'): void {
+    // Pages mapped write-protected already become writable (and their writers wake) before the others map.
+    if (wp === 'unprotect') native().uffd_writeprotect(this.#uffd, this.#base + off, len, 0);
+    this.#continue(off, len, 0, wp === 'protect' ? UFFDIO_CONTINUE_MODE_WP : 0);
   }
 
   /** devmap_unload for this process: the agent drops the pages and acknowledges before this returns. */
@@ -149,7 +171,7 @@ export class FaultServer {
     if (!seg) return EFAULT;
     len = Math.min(len, seg.end - as.rawBase - off); // past the segment the copy itself stops with EFAULT
     const rc = await seg.ops.fault(seg, as.rawBase + off, len, rw);
-    if (rc === 0) this.#continue(Math.floor(off / pageSize) * pageSize, Math.ceil((off % pageSize + len) / pageSize) * pageSize, 0);
+    if (rc === 0) this.#map(Math.floor(off / pageSize) * pageSize, Math.ceil((off % pageSize + len) / pageSize) * pageSize, this.#wpFor(seg, rw));
     return rc;
   }
 
@@ -200,20 +222,41 @@ export class FaultServer {
     }
     if (this.#closed || proc.exited) return;
     if (rc === 0) {
-      if (!this.#served) this.#continue(off, pageSize, 0);
+      // The page was loaded already (in the host's belief): map it as a load in this direction would.
+      if (!this.#served) this.#map(off, pageSize, seg ? this.#wpFor(seg, rw) : undefined);
     } else {
       native().agent_call(this.#agent, DM_AGENT_REFUSE, off, pageSize, AGENT_TIMEOUT_MS);
     }
     this.#client.report(rc === 0 ? { pid: proc.pid, off, rw, result: 0 } : { pid: proc.pid, off, rw, result: rc, signal: 'SIGSEGV' });
   }
 
+  /** How a fault in direction `rw` maps a page it found loaded: write-protected unless it is a write. */
+  #wpFor(seg: Segment, rw: Rw): 'protect' | 'unprotect' | undefined {
+    if (!seg.ops.needsWriteFaults?.(seg)) return undefined;
+    return rw === 'write' ? 'unprotect' : 'protect';
+  }
+
   /** UFFDIO_CONTINUE over [off, off + len) of the client, page by page past pages mapped already. */
-  #continue(off: number, len: number, tries: number): void {
+  #continue(off: number, len: number, tries: number, mode: number): void {
     const n = native();
     let at = this.#base + off;
     const end = at + len;
     while (at < end && !this.#closed) {
-      const rc = n.uffd_continue(this.#uffd, at, end - at, 0);
+      let rc: number;
+      if (mode === UFFDIO_CONTINUE_MODE_WP && !this.#continueWp) {
+        // Before 6.4: map without waking, write-protect, then wake (the thread must not run between the two).
+        rc = n.uffd_continue(this.#uffd, at, end - at, UFFDIO_CONTINUE_MODE_DONTWAKE);
+        if (rc > 0) {
+          n.uffd_writeprotect(this.#uffd, at, rc, UFFDIO_WRITEPROTECT_MODE_WP);
+          n.uffd_wake(this.#uffd, at, rc);
+        }
+      } else {
+        rc = n.uffd_continue(this.#uffd, at, end - at, mode);
+        if (rc === -EINVAL && mode === UFFDIO_CONTINUE_MODE_WP && this.#continueWp) {
+          this.#continueWp = false;
+          continue;
+        }
+      }
       if (rc > 0) at += rc;
       else if (rc === -EEXIST) {
         n.uffd_wake(this.#uffd, at, pageSize);
@@ -224,7 +267,7 @@ export class FaultServer {
           return;
         }
         const rest = at - this.#base;
-        setImmediate(() => this.#continue(rest, end - at, tries + 1));
+        setImmediate(() => this.#continue(rest, end - at, tries + 1, mode));
         return;
       } else {
         return; // the range or the process is gone

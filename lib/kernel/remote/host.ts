@@ -38,7 +38,7 @@ import type { Process } from '../process';
 import { FaultServer, type FaultClient, type FaultEvent } from './faults';
 import {
   Change, MAX_IO, Op, PROTOCOL_VERSION, ProtocolError, REPLY, decode, encode, encodeChanges, frameSize, iocDir,
-  iocSize, IOC_READ, IOC_WRITE, UFFDIO_REGISTER_MODE_MINOR, word, type Frame, type ReservationChange,
+  iocSize, IOC_READ, IOC_WRITE, UFFDIO_REGISTER_MODE_MINOR, UFFDIO_REGISTER_MODE_WP, word, type Frame, type ReservationChange,
 } from './protocol';
 
 export interface ListenOptions {
@@ -245,6 +245,8 @@ class Connection implements AddressSpaceMirror, FaultClient {
   #agentSock = -1;
   #faults: FaultServer | null = null;
   #noFaults = 'the client set up no userfaultfd';
+  /** '' when the client's uffd has write-protect mode (DEVMAP_WRITE_FAULTS drivers), else why not. */
+  #noWriteFaults = 'the client set up no userfaultfd';
 
   constructor(host: KernelHost, socket: Socket, fd: number, cred: { osPid: number; uid: number; gid: number }) {
     this.#host = host;
@@ -282,8 +284,8 @@ class Connection implements AddressSpaceMirror, FaultClient {
     this.#changes.push({ kind: Change.RESERVE, off, len, prot: 0, type: 0, fdIndex: -1, fileOff: 0 });
   }
 
-  loaded(off: number, len: number): void {
-    this.#faults?.loaded(off, len);
+  loaded(off: number, len: number, wp?: 'protect' | 'unprotect'): void {
+    this.#faults?.loaded(off, len, wp);
   }
 
   unloaded(off: number, len: number): void {
@@ -549,6 +551,12 @@ class Connection implements AddressSpaceMirror, FaultClient {
           `the host, and ${this.#noFaults}`;
         return this.#reply(f, [-ENOTSUP, 0], new TextEncoder().encode(why), true);
       }
+      if (this.#noWriteFaults && seg.ops.needsWriteFaults?.(seg)) {
+        await proc.munmap(at, length).catch(() => undefined);
+        const why = `ERR_DEVMAP_NO_WRITE_FAULTS: this driver set up its mapping with DEVMAP_WRITE_FAULTS, so writes to its ` +
+          `pages loaded for reading must fault into the host, and ${this.#noWriteFaults}`;
+        return this.#reply(f, [-ENOTSUP, 0], new TextEncoder().encode(why), true);
+      }
       this.#faultServed(addr, length);
     } else {
       this.#settle(addr, length);
@@ -596,7 +604,10 @@ class Connection implements AddressSpaceMirror, FaultClient {
       // A minor fault needs the page in the page cache: a sparse object's holes would load silently instead.
       if (c.fdIndex >= 0) native().fallocate(this.#fds[c.fdIndex], FALLOC_FL_KEEP_SIZE, c.fileOff, c.len);
     }
-    this.#changes.push({ kind: Change.REGISTER, off, len, prot: 0, type: UFFDIO_REGISTER_MODE_MINOR, fdIndex: -1, fileOff: 0 });
+    // A driver that asked to see write faults gets write-protect mode too: a page loaded for reading is mapped
+    // write-protected (UFFDIO_CONTINUE_MODE_WP), and a write to it is a fault.
+    const type = UFFDIO_REGISTER_MODE_MINOR | (seg.ops.needsWriteFaults?.(seg) ? UFFDIO_REGISTER_MODE_WP : 0);
+    this.#changes.push({ kind: Change.REGISTER, off, len, prot: 0, type, fdIndex: -1, fileOff: 0 });
   }
 
   /** AGENT: a socket pair for the client's agent; the client gets its end with the reply. */
@@ -625,6 +636,8 @@ class Connection implements AddressSpaceMirror, FaultClient {
       return this.#reply(f, [-EINVAL], undefined, true);
     }
     this.#faults = server;
+    const wp = f.words.length > 1 ? word(f, 1, 'wp', -4095, 0) : -ENOTSUP;
+    this.#noWriteFaults = wp === 0 ? '' : new TextDecoder('utf-8', { fatal: false }).decode(f.bytes.subarray(0, 1024)) || 'the client\'s userfaultfd has no write-protect mode';
     // A forked child's mappings came with the real fork: they register now and start unloaded (SPEC A.5).
     const as = this.proc!.as;
     for (const seg of as.segments) if (seg.ops.needsFaults?.(seg)) this.#faultServed(seg.base, seg.len);
