@@ -39,6 +39,9 @@ export const FLAG_PINNED = 2;
 /** Gives back a released range; the default munmaps it (and removes its row). */
 export type Giver = (row: number, addr: number, len: number) => void;
 
+/** Told when a range of a nested lineage starts waiting (held) and when it is given back (reservation.ts). */
+export type HoldWatcher = (addr: number, len: number, held: boolean, lineage: Lineage) => void;
+
 export interface Lineage {
   /** Mapping objects of this lineage that the FinalizationRegistry still waits for. */
   objects: number;
@@ -49,6 +52,12 @@ export interface Lineage {
   /** Rows are ROW_NESTED (inside a reservation) and released through `give`. */
   nested: boolean;
   give: Giver | undefined;
+  hold: HoldWatcher | undefined;
+  /**
+   * Views made in a nested lineage, by address (nested lineages only: a mapping placed over a held range
+   * detaches the stale views there, reservation.ts).
+   */
+  views: { ref: WeakRef<ArrayBuffer>; addr: number; len: number }[] | undefined;
 }
 
 let tables: { flags: Int32Array; counts: Int32Array } | undefined;
@@ -68,8 +77,8 @@ export function storeCounts(): Int32Array {
   return (tables ?? load()).counts;
 }
 
-export function newLineage(nested = false, give?: Giver): Lineage {
-  return { objects: 0, counter: 0, trash: [], nested, give };
+export function newLineage(nested = false, give?: Giver, hold?: HoldWatcher): Lineage {
+  return { objects: 0, counter: 0, trash: [], nested, give, hold, views: nested ? [] : undefined };
 }
 
 const freeCounters: number[] = [];
@@ -91,9 +100,18 @@ export function takeAway(addr: number, len: number): number {
   return native().trash(addr, len);
 }
 
+/** Detaches the views of a nested lineage that reach into [addr, addr + len) (pages a placement took over). */
+export function detachViewsIn(l: Lineage, addr: number, len: number): void {
+  for (const v of l.views ?? []) {
+    const ab = v.ref.deref();
+    if (ab !== undefined && v.addr < addr + len && v.addr + v.len > addr) native().detach(ab);
+  }
+}
+
 /** Records [addr, addr + len), already trash, with its row, as waiting for release. */
 export function quarantine(l: Lineage, row: number, addr: number, len: number): void {
   l.trash.push(row, addr, len);
+  l.hold?.(addr, len, true, l);
 }
 
 /** Called by the FinalizationRegistry: one more Mapping object of the lineage is gone. */
@@ -137,7 +155,10 @@ const POOL_DEPTH = 16;
 const pool = new Map<number, number[]>();
 
 function give(l: Lineage, row: number, addr: number, len: number): void {
-  if (l.give !== undefined) return l.give(row, addr, len);
+  if (l.give !== undefined) {
+    l.hold?.(addr, len, false, l);
+    return l.give(row, addr, len);
+  }
   const list = pool.get(len);
   if (list !== undefined ? list.length < 2 * POOL_DEPTH : pool.size < POOL_SIZES) {
     if (list === undefined) pool.set(len, [row, addr]);

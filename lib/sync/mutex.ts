@@ -296,8 +296,9 @@ export class Mutex {
 
   #check(): void {
     // A detached array reads as length 0; an attached one holds at least the Mutex's words (checked when made).
+    // unmap() leaves the caller's views attached over trash pages: the Mapping says whether they are gone.
     // (length is a field load; .buffer.byteLength would materialise the buffer object on every call.)
-    if (this.#array.length === 0) {
+    if (this.#array.length === 0 || !this.#mappingNow().mapped) {
       throw new DevmapError('ERR_DEVMAP_UNMAPPED', `The Mutex at index ${this.#index} is gone: the pages under it have been unmapped`);
     }
   }

@@ -107,7 +107,7 @@
  */
 
 import { DevmapError, func, integer, options, rangeError, string, typeError } from '../../errors';
-import type { Mapping } from '../../memory/mapping';
+import { internalBuffer, type Mapping } from '../../memory/mapping';
 import { Mutex } from '../../sync/mutex';
 import { ClassicEngine, OVERFLOW_RULES, type OverflowRule } from '../classic';
 import {
@@ -184,7 +184,7 @@ export class SharedResourceMap extends ResourceMap {
     if (nameBytes.length > NAME_MAX) throw rangeError(`a name of at most ${NAME_MAX} bytes of UTF-8`, 'options.name', name);
     const onWarning = o.onWarning === undefined ? emitWarning : func<WarnFn>(o.onWarning, 'options.onWarning');
     const layout = layoutOf(s.policy, s.capacity, s.owners);
-    const buffer = mapping.buffer;
+    const buffer = internalBuffer(mapping); // devmap's own words: detached by unmap
     const base = checkOffset(o.offset, buffer.byteLength, layout.total);
     const i32 = new Int32Array(buffer, base, layout.total / 4);
     const f64 = new Float64Array(buffer, base, layout.total / 8);
@@ -223,7 +223,7 @@ export class SharedResourceMap extends ResourceMap {
     const o = options<SharedResourceMapAttachOptions>(opts, 'options', ATTACH_KEYS);
     const onWarning = o.onWarning === undefined ? emitWarning : func<WarnFn>(o.onWarning, 'options.onWarning');
     if (o.name !== undefined) string(o.name, 'options.name');
-    const buffer = mapping.buffer;
+    const buffer = internalBuffer(mapping); // devmap's own words: detached by unmap
     const base = checkOffset(o.offset, buffer.byteLength, JOURNAL_AT);
     const room = buffer.byteLength - base;
     const header = new Int32Array(buffer, base, JOURNAL_AT / 4);
