@@ -48,11 +48,35 @@ if (argv[0] === 'pong') {
   process.exit(0);
 }
 
+// The child of --breakdown: like 'pong', but it stamps the moment of its store (CLOCK_MONOTONIC, the clock
+// of process.hrtime and of the addon's own stamps) into a[4..5] before it notifies.
+if (argv[0] === 'pong-stamped') {
+  const [, name, rounds] = argv;
+  setSpin({ iterations: 0 });
+  const shm = SharedMemory.open(name);
+  const m = shm.map();
+  shm.close();
+  const a = new Int32Array(m.buffer);
+  const stamp = new BigInt64Array(m.buffer, 16, 1);
+  Atomics.store(a, 1, 1);
+  notify(a, 1);
+  for (let i = 0; i < Number(rounds); i++) {
+    while (Atomics.load(a, 0) === 0) wait(a, 0, 0);
+    Atomics.store(stamp, 0, process.hrtime.bigint());
+    Atomics.store(a, 0, 0);
+    notify(a, 0, 1);
+  }
+  m.unmap();
+  process.exit(0);
+}
+
 if (argv[0] === 'ipc') {
   process.on('message', (msg) => {
     if (msg === 'bye') process.disconnect();
     else process.send(msg);
   });
+} else if (process.argv[1] === self && argv.includes('--breakdown')) {
+  await breakdown();
 } else if (process.argv[1] === self) {
   await main();
 }
@@ -153,6 +177,54 @@ async function pingPong(rounds, spin, asyncParent, counted = false) {
   SharedMemory.unlink(name);
   setSpin({ iterations: DEFAULT_SPIN_ITERATIONS });
   return ns / rounds;
+}
+
+/**
+ * Where a waitAsync round trip goes (node bench/sync.mjs --breakdown [--rounds N]): per round, from the
+ * parent's notify to the moment its await resumes, split at the stamps the child and the addon leave.
+ */
+async function breakdown() {
+  const rounds = opt('rounds', 3000);
+  const { native } = require('../dist/native.js');
+  const name = `devmap-bench-${process.pid}-bd`;
+  const shm = SharedMemory.create(name, 4096);
+  const m = shm.map();
+  shm.close();
+  const a = new Int32Array(m.buffer);
+  const stamp = new BigInt64Array(m.buffer, 16, 1);
+  const warm = 500;
+  const child = spawn(process.execPath, [self, 'pong-stamped', name, String(rounds + warm)], { stdio: 'inherit' });
+  while (Atomics.load(a, 1) === 0) await waitAsync(a, 1, 0, { timeout: 100 });
+  const parts = { 'child wakes and answers': [], 'waiter thread wakes': [], 'waiter thread settles and queues': [], 'thread-safe function reaches the JS thread': [], 'JS: completion to await resumed': [], 'round trip': [], 'round trip, every round': [], 'next waitAsync: add to asleep (overlaps the child)': [] };
+  for (let i = 0; i < rounds + warm; i++) {
+    const t0 = process.hrtime.bigint();
+    Atomics.store(a, 0, 1);
+    notify(a, 0, 1);
+    while (Atomics.load(a, 0) === 1) await waitAsync(a, 0, 1);
+    const t5 = process.hrtime.bigint();
+    if (i < warm) continue;
+    parts['round trip, every round'].push(Number(t5 - t0));
+    const [added, asleep, woke, queued, delivered] = native().waitv_times();
+    const tc = Number(Atomics.load(stamp, 0) - t0);
+    const base = Number(t0);
+    if (woke < base) continue; // answered before the wait was registered: no thread involved this round
+    parts['child wakes and answers'].push(tc);
+    parts['waiter thread wakes'].push(woke - base - tc);
+    parts['waiter thread settles and queues'].push(queued - woke);
+    parts['thread-safe function reaches the JS thread'].push(delivered - queued);
+    parts['JS: completion to await resumed'].push(Number(t5) - delivered);
+    parts['round trip'].push(Number(t5 - t0));
+    parts['next waitAsync: add to asleep (overlaps the child)'].push(asleep - added);
+  }
+  await new Promise((resolve) => child.on('exit', resolve));
+  m.unmap();
+  SharedMemory.unlink(name);
+  const ipc = await ipcPingPong(Math.min(rounds, 3000));
+  console.log(`node ${process.version}, ${os.cpus().length} CPUs, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; ${parts['round trip'].length} rounds with a sleep`);
+  console.log('| step | median | p10 |\n|---|---:|---:|');
+  const q = (xs, f) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length * f)];
+  for (const [k, xs] of Object.entries(parts)) console.log(`| ${k} | ${(q(xs, 0.5) / 1000).toFixed(1)} µs | ${(q(xs, 0.1) / 1000).toFixed(1)} µs |`);
+  console.log(`| process.send round trip (same run) | ${(ipc / 1000).toFixed(1)} µs | |`);
 }
 
 async function ipcPingPong(rounds) {

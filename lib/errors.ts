@@ -24,7 +24,8 @@ for (const [name, n] of Object.entries(errno)) if (!errnoNames.has(n)) errnoName
 export class DevmapError extends Error {
   readonly code: string;
   constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(string(message, 'message'), options);
+    string(code, 'code');
     this.name = 'DevmapError';
     this.code = code;
   }

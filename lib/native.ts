@@ -57,12 +57,15 @@ export interface Native {
   // from a validated view.
   futex_wait_spin(address: number, expected: number, timeoutMs: number, spin: number, waitersAddress: number): number;
   futex_wake_addr(address: number, count: number): number;
-  /** The same word through a new one-page mapping of its page (unmap the page when done), or -errno. */
+  /** The same word through a new one-page mapping of its page, or -errno; release it with futex_alias_release. */
   futex_alias(address: number): number;
+  futex_alias_release(aliasAddress: number): number;
   waitv_init(onComplete: (batch: number[]) => void): number;
   waitv_add(address: number, expected: number, timeoutMs: number, tag: number): number;
   waitv_cancel(id: number): number;
   waitv_threads(): number;
+  /** [added, asleep, woke, queued, delivered] of the latest async wait, CLOCK_MONOTONIC ns (bench/sync.mjs). */
+  waitv_times(): number[];
   mutex_layout(): [size: number, align: number, lockWordOffset: number];
   mutex_init(address: number): number;
   mutex_lock(address: number): number;

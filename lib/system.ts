@@ -18,8 +18,10 @@ export type Driver = IrixDriver | DevmapDriver;
 /** A simulated kernel whose drivers may map through IRIX drvmap or the devmap framework. */
 export class Kernel extends KernelCore {
   constructor(opts?: KernelOptions) {
-    const given = opts !== null && typeof opts === 'object' && Object.hasOwn(opts, 'mappers');
-    super(given ? opts : { ...(opts as object | undefined), mappers: [drvmapInterface, devmapInterface] });
+    const mappers = [drvmapInterface, devmapInterface];
+    const plain = opts !== null && typeof opts === 'object' && !Array.isArray(opts);
+    // Options the base refuses (not an object) go to it as they are, so that it names the mistake.
+    super(opts === undefined ? { mappers } : plain && !Object.hasOwn(opts, 'mappers') ? { ...opts, mappers } : opts);
   }
 
   /** Installs a driver; returns its major number. Its minor 0 is reachable at /dev/<name>. */

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <linux/futex.h>
+#include <unordered_set>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -107,18 +108,45 @@ static Napi::Value WordAddressJs(const Napi::CallbackInfo& info) {
 // (mremap with old_size 0 duplicates a shared mapping) | -errno. The futex key of a shared mapping is
 // (object, offset), so a wake through the alias reaches the word's waiters even after the caller's mapping
 // is gone; lib/sync/mutex.ts keeps one while a lockAsync sleeps, to pass on a wake it may have consumed.
-// The caller unmaps the page (address rounded down to the page) when done.
+// futex_alias_release(aliasAddress) unmaps it. The environment keeps the list of its aliases, and its
+// cleanup hook unmaps those still there, so a Worker terminated while a lockAsync sleeps leaves none behind.
+struct Aliases {
+  std::unordered_set<uintptr_t> pages;  // JS-thread only
+};
+
+static uintptr_t PageSize() {
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  return page;
+}
+
 static Napi::Value FutexAlias(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Aliases* aliases = static_cast<Aliases*>(info.Data());
   uint8_t* p = nullptr;
   long rc;
   if (!Addr(info, 0, 4, &p, &rc)) return env.Undefined();
   if (rc < 0) return NumberOf(env, static_cast<double>(rc));
-  uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  uintptr_t base = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
-  void* alias = mremap(reinterpret_cast<void*>(base), 0, page, MREMAP_MAYMOVE);
+  uintptr_t base = reinterpret_cast<uintptr_t>(p) & ~(PageSize() - 1);
+  void* alias = mremap(reinterpret_cast<void*>(base), 0, PageSize(), MREMAP_MAYMOVE);
   if (alias == MAP_FAILED) return NumberOf(env, -errno);
+  aliases->pages.insert(reinterpret_cast<uintptr_t>(alias));
   return NumberOf(env, static_cast<double>(reinterpret_cast<uintptr_t>(alias) + (reinterpret_cast<uintptr_t>(p) - base)));
+}
+
+// futex_alias_release(aliasAddress) -> 0 | -errno | -ENOENT (not an alias futex_alias made)
+static Napi::Value FutexAliasRelease(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Aliases* aliases = static_cast<Aliases*>(info.Data());
+  if (!CheckArgs(info, 1)) return env.Undefined();
+  uintptr_t page = static_cast<uintptr_t>(Num(info, 0)) & ~(PageSize() - 1);
+  if (aliases->pages.erase(page) == 0) return NumberOf(env, -ENOENT);
+  return Result(env, munmap(reinterpret_cast<void*>(page), PageSize()));
+}
+
+static void ReleaseAliases(void* arg) {
+  Aliases* aliases = static_cast<Aliases*>(arg);
+  for (uintptr_t page : aliases->pages) munmap(reinterpret_cast<void*>(page), PageSize());
+  delete aliases;
 }
 
 // gettid() -> the calling thread's kernel id (the owner id a held mutex records)
@@ -129,7 +157,10 @@ static Napi::Value GetTid(const Napi::CallbackInfo& info) {
 void InitFutex(Napi::Env env, Napi::Object exports) {
   exports["futex_wait_spin"] = Napi::Function::New(env, FutexWaitSpin, "futex_wait_spin");
   exports["futex_wake_addr"] = Napi::Function::New(env, FutexWakeAddr, "futex_wake_addr");
-  exports["futex_alias"] = Napi::Function::New(env, FutexAlias, "futex_alias");
+  Aliases* aliases = new Aliases();
+  napi_add_env_cleanup_hook(env, ReleaseAliases, aliases);
+  exports["futex_alias"] = Napi::Function::New(env, FutexAlias, "futex_alias", aliases);
+  exports["futex_alias_release"] = Napi::Function::New(env, FutexAliasRelease, "futex_alias_release", aliases);
   exports["word_address"] = Napi::Function::New(env, WordAddressJs, "word_address");
   exports["gettid"] = Napi::Function::New(env, GetTid, "gettid");
 }

@@ -2,6 +2,27 @@
 // pthread_mutex_t that lives in a shared mapping, plus the two steps of glibc's slow path that waitAsync needs
 // to sleep without blocking the JS thread (mutex_wait_value, mutex_mark_waiters). A misaligned address gives
 // -EINVAL.
+//
+// Bytes JavaScript can overwrite. The mutex lives in memory any typed array over the mapping can write (a
+// stray fill()), and glibc trusts it: its unlock follows the mutex's robust-list pointers and writes through
+// them (DEQUEUE_MUTEX), so garbage there is a SIGSEGV, or a write to a random address, inside glibc. So lock
+// and unlock look first (CheckedUnlock), and -EUCLEAN (ERR_DEVMAP_MUTEX_CORRUPT in JS) means "these bytes are
+// not a mutex any more":
+//  - lock/trylock: the type word (__kind) differs from what mutex_init writes here.
+//  - unlock: the mutex is found on this thread's robust list (glibc registers the list's head with the
+//    kernel; get_robust_list gives it, once per thread) and its type, lock word (our thread id), owner and
+//    list pointers all agree with what glibc left there. If they do, glibc unlocks. If they do not, glibc
+//    never sees it: we unlink the mutex from the list ourselves, from its neighbours' pointers (found by
+//    walking from the head, forwards to its predecessor and backwards to its successor), so that neither
+//    glibc's next lock or unlock of another robust mutex nor the kernel's walk at thread exit ever follows a
+//    pointer out of the overwritten bytes. The words are then rewritten as a mutex that is not recoverable,
+//    unlocked, and every waiter is woken: a peer inside glibc's lock() returns ENOTRECOVERABLE, one that
+//    locks later too (ERR_DEVMAP_MUTEX_NOT_RECOVERABLE), until Mutex.init() makes it anew.
+//  - A mutex this thread does not hold (not on its list) is left to glibc's own check (EPERM), unless its
+//    lock word claims our thread id, which glibc would act on: that too is -EUCLEAN.
+//  - The walk reads other mutexes' pointers, which may be garbage as well, through process_vm_readv on our
+//    own pid (a bad pointer is EFAULT, not a fault); it stops after the kernel's own limit of 2048 entries.
+//    A list we cannot walk back to its head is not touched: -EBADMSG, and the mutex stays pinned.
 #include <napi.h>
 
 #include <cerrno>
@@ -10,6 +31,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -55,9 +77,122 @@ static int InitMutex(pthread_mutex_t* m) {
 }
 
 MUTEX_CALL(MutexInit, InitMutex(m))
-MUTEX_CALL(MutexLock, pthread_mutex_lock(m))            // 0 | -EOWNERDEAD | -ENOTRECOVERABLE | -EDEADLK
+
+// --- checking the bytes before glibc sees them (see the essay above) --------------------------------------
 
 static uint32_t* LockWord(pthread_mutex_t* m);
+
+#if defined(__GLIBC__) && __PTHREAD_MUTEX_HAVE_PREV
+#define DEVMAP_CHECKED_MUTEX 1
+
+// The __kind mutex_init writes (robust | process-shared | error-checking), read from a scratch mutex.
+static int ExpectedKind() {
+  static const int kind = [] {
+    pthread_mutex_t scratch;
+    InitMutex(&scratch);
+    return scratch.__data.__kind;
+  }();
+  return kind;
+}
+
+static bool KindOk(pthread_mutex_t* m) { return __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) == ExpectedKind(); }
+
+static const int kMutexNotRecoverable = 0x7ffffffe;  // glibc's PTHREAD_MUTEX_NOTRECOVERABLE
+static const int kMutexInconsistent = 0x7fffffff;    // glibc's PTHREAD_MUTEX_INCONSISTENT
+static const int kListLimit = 2048;                  // the kernel's ROBUST_LIST_LIMIT
+
+struct RobustHead {  // the kernel's struct robust_list_head, as glibc registers it; robust_prev precedes it
+  uintptr_t list;
+  long futex_offset;
+  uintptr_t list_op_pending;
+};
+
+static thread_local RobustHead* t_head = nullptr;
+static thread_local uint32_t t_tid = 0;
+
+// A word of our own address space that may not be mapped: false instead of a fault.
+static bool ReadOwn(uintptr_t addr, uintptr_t* out) {
+  struct iovec local = {out, sizeof(*out)};
+  struct iovec remote = {reinterpret_cast<void*>(addr), sizeof(*out)};
+  return addr % sizeof(uintptr_t) == 0 && process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == sizeof(*out);
+}
+
+// Rewrites a mutex that is on no thread's list of ours as unlocked and not recoverable, and wakes every waiter.
+static int Poison(pthread_mutex_t* m) {
+  m->__data.__list.__prev = nullptr;
+  m->__data.__list.__next = nullptr;
+  m->__data.__count = 0;
+  m->__data.__nusers = 0;
+  m->__data.__owner = kMutexNotRecoverable;
+  m->__data.__kind = ExpectedKind();
+  __atomic_store_n(LockWord(m), 0, __ATOMIC_RELEASE);
+  syscall(SYS_futex, LockWord(m), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+  return EUCLEAN;
+}
+
+static int CheckedUnlock(pthread_mutex_t* m) {
+  if (t_head == nullptr) {
+    size_t len;
+    if (syscall(SYS_get_robust_list, 0, &t_head, &len) != 0 || t_head == nullptr) return pthread_mutex_unlock(m);
+    t_tid = static_cast<uint32_t>(syscall(SYS_gettid));
+  }
+  const uintptr_t head = reinterpret_cast<uintptr_t>(t_head);
+  uintptr_t* head_prev = reinterpret_cast<uintptr_t*>(head) - 1;  // glibc's robust_prev
+  const uintptr_t self = reinterpret_cast<uintptr_t>(&m->__data.__list.__next);
+  uint32_t lockv = __atomic_load_n(LockWord(m), __ATOMIC_RELAXED);
+  bool ours = (lockv & FUTEX_TID_MASK) == t_tid;
+
+  // Forwards from the head to our node: its predecessor.
+  uintptr_t pred = head;
+  uintptr_t cur = t_head->list & ~uintptr_t(1);
+  int steps = 0;
+  while (cur != self && cur != head) {
+    uintptr_t next;
+    if (++steps > kListLimit || !ReadOwn(cur, &next)) return EBADMSG;
+    pred = cur;
+    cur = next & ~uintptr_t(1);
+  }
+  // Not on this thread's list: not held here. glibc would trust a lock word that names us and unlink the
+  // mutex through its (garbage) pointers, so such words are corrupt; otherwise glibc's answer is EPERM.
+  if (cur == head) return ours ? Poison(m) : EPERM;
+
+  uintptr_t next = reinterpret_cast<uintptr_t>(m->__data.__list.__next) & ~uintptr_t(1);
+  uintptr_t prev = reinterpret_cast<uintptr_t>(m->__data.__list.__prev) & ~uintptr_t(1);
+  uintptr_t next_prev = 0;  // the successor's back pointer, which must name us
+  bool next_ok = next == head ? (*head_prev & ~uintptr_t(1)) == self
+                              : ReadOwn(next - sizeof(uintptr_t), &next_prev) && (next_prev & ~uintptr_t(1)) == self;
+  int owner = m->__data.__owner;
+  if (KindOk(m) && ours && prev == pred && next_ok && (owner == static_cast<int>(t_tid) || owner == kMutexInconsistent)) {
+    return pthread_mutex_unlock(m);
+  }
+
+  // Corrupt. Our successor, if our own pointer cannot be trusted: backwards from the head.
+  uintptr_t succ = next;
+  if (!next_ok) {
+    succ = head;
+    cur = *head_prev & ~uintptr_t(1);
+    steps = 0;
+    while (cur != self) {
+      uintptr_t back;
+      if (cur == head || ++steps > kListLimit || !ReadOwn(cur - sizeof(uintptr_t), &back)) return EBADMSG;
+      succ = cur;
+      cur = back & ~uintptr_t(1);
+    }
+  }
+  // Unlink: predecessor -> successor, successor <- predecessor (the kernel reads only the forward links).
+  if (pred == head) t_head->list = succ;
+  else *reinterpret_cast<uintptr_t*>(pred) = succ;
+  if (succ == head) *head_prev = pred;
+  else *(reinterpret_cast<uintptr_t*>(succ) - 1) = pred;
+  // What is left: an unlocked mutex that is not recoverable, and every waiter woken to find that out.
+  return Poison(m);
+}
+#else
+static bool KindOk(pthread_mutex_t*) { return true; }
+static int CheckedUnlock(pthread_mutex_t* m) { return pthread_mutex_unlock(m); }  // another C library: trusted
+#endif
+MUTEX_CALL(MutexLock, KindOk(m) ? pthread_mutex_lock(m) : EUCLEAN)  // 0 | -EOWNERDEAD | -ENOTRECOVERABLE | -EDEADLK | -EUCLEAN
+
 
 // pthread_mutex_trylock, with one repair. On a robust mutex that is not recoverable, glibc's trylock
 // (2.36, and master as of this writing) takes the futex word with a CAS and then means to release it before
@@ -76,8 +211,8 @@ static int TrylockMutex(pthread_mutex_t* m) {
   }
   return rc;
 }
-MUTEX_CALL(MutexTrylock, TrylockMutex(m))               // 0 | -EBUSY | -EOWNERDEAD | -ENOTRECOVERABLE | -EDEADLK
-MUTEX_CALL(MutexUnlock, pthread_mutex_unlock(m))        // 0 | -EPERM
+MUTEX_CALL(MutexTrylock, KindOk(m) ? TrylockMutex(m) : EUCLEAN)               // 0 | -EBUSY | -EOWNERDEAD | -ENOTRECOVERABLE | -EDEADLK
+MUTEX_CALL(MutexUnlock, CheckedUnlock(m))              // 0 | -EPERM | -EUCLEAN | -EBADMSG
 MUTEX_CALL(MutexConsistent, pthread_mutex_consistent(m))  // 0 | -EINVAL
 
 static uint32_t* LockWord(pthread_mutex_t* m) {

@@ -92,6 +92,10 @@ struct State {
   std::vector<std::pair<double, int>> done;        // (id, 0 | 1 | -errno) not yet delivered
   bool call_queued = false;
   bool stopping = false;
+  // When each step of the latest wait happened (CLOCK_MONOTONIC ns), for bench/sync.mjs --breakdown: the JS
+  // thread added it; the waiter thread went to sleep with it, woke for it, queued its completion; the JS
+  // thread received it. Relaxed stores: a diagnostic, not a synchronisation.
+  int64_t t_add = 0, t_asleep = 0, t_woke = 0, t_queued = 0, t_js = 0;
   // JS-thread-only fields.
   napi_env env = nullptr;
   napi_threadsafe_function tsfn = nullptr;
@@ -110,12 +114,21 @@ static void Kick(Group* g) {
 static void QueueDelivery(State* s) {
   if (s->call_queued || (s->done.empty() && s->finished.empty())) return;
   s->call_queued = true;
+  __atomic_store_n(&s->t_queued, MonoNs(), __ATOMIC_RELAXED);
   napi_call_threadsafe_function(s->tsfn, nullptr, napi_tsfn_nonblocking);
 }
 
 static void FreeSlot(State* s, Slot* sl) {
   s->slots.erase(sl->key);
   munmap(sl->alias, sl->alias_len);
+  delete sl;
+}
+
+// FreeSlot for the waiter thread, which unmaps the alias later, outside the lock (an munmap in a threaded
+// process waits for other CPUs to drop the page from their TLBs, and the JS thread may want the lock).
+static void DropSlot(State* s, Slot* sl, std::vector<std::pair<void*, size_t>>* unmap_later) {
+  s->slots.erase(sl->key);
+  unmap_later->emplace_back(sl->alias, sl->alias_len);
   delete sl;
 }
 
@@ -191,6 +204,7 @@ static void* WaiterThread(void* arg) {
   std::vector<Slot*> snapshot;
   std::vector<uint32_t> values;
   std::vector<char> gone;
+  std::vector<std::pair<void*, size_t>> unmap_later;
   bool fault_unexplained = false;  // futex_waitv said EFAULT: the re-read must find the page that is gone
   std::unique_lock<std::mutex> lk(s->mu);
   for (;;) {
@@ -226,10 +240,11 @@ static void* WaiterThread(void* arg) {
       for (Slot* sl : g->slots) Complete(s, sl, -EFAULT);  // nothing to single out: fail rather than spin
     }
     fault_unexplained = false;
+    QueueDelivery(s);  // first: the JS thread can run while we tidy up
     for (size_t i = 0; i < g->slots.size();) {
       Slot* sl = g->slots[i];
       if (sl->entries.empty()) {
-        FreeSlot(s, sl);
+        DropSlot(s, sl, &unmap_later);
         g->slots[i] = g->slots.back();
         g->slots.pop_back();
       } else {
@@ -248,9 +263,10 @@ static void* WaiterThread(void* arg) {
       }
       s->finished.push_back(g);
       QueueDelivery(s);
+      lk.unlock();
+      for (auto& a : unmap_later) munmap(a.first, a.second);
       return nullptr;
     }
-    QueueDelivery(s);
     vec.assign(g->slots.size() + 1, {});
     snapshot.assign(g->slots.begin(), g->slots.end());
     vec[0].uaddr = reinterpret_cast<uintptr_t>(&g->control);
@@ -263,9 +279,13 @@ static void* WaiterThread(void* arg) {
     }
     struct timespec ts = ToTimespec(next_deadline);
     lk.unlock();
+    for (auto& a : unmap_later) munmap(a.first, a.second);
+    unmap_later.clear();
+    __atomic_store_n(&s->t_asleep, MonoNs(), __ATOMIC_RELAXED);
     long r = syscall(SYS_futex_waitv, vec.data(), static_cast<unsigned>(vec.size()), 0,
                      next_deadline == kNever ? nullptr : &ts, CLOCK_MONOTONIC);
     int err = r < 0 ? errno : 0;
+    if (r >= 1) __atomic_store_n(&s->t_woke, MonoNs(), __ATOMIC_RELAXED);
     lk.lock();
     // Slots are freed only by this thread (or by teardown after joining it), so snapshot[] is still valid;
     // but the Slot may have lost its entries to cancellation meanwhile, which Complete() handles.
@@ -276,6 +296,7 @@ static void* WaiterThread(void* arg) {
         syscall(SYS_futex, woken->word, FUTEX_WAKE, 1, nullptr, nullptr, 0);
       } else {
         Complete(s, woken, 0);
+        QueueDelivery(s);  // before the re-read: the JS thread can start at once
       }
     } else if (r < 0 && err == EFAULT) {
       fault_unexplained = true;
@@ -289,6 +310,7 @@ static void* WaiterThread(void* arg) {
 static void CallJs(napi_env env, napi_value, void* context, void*) {
   if (env == nullptr) return;  // the thread-safe function is being torn down
   State* s = static_cast<State*>(context);
+  __atomic_store_n(&s->t_js, MonoNs(), __ATOMIC_RELAXED);
   std::vector<std::pair<double, int>> done;
   std::vector<Group*> finished;
   {
@@ -304,13 +326,23 @@ static void CallJs(napi_env env, napi_value, void* context, void*) {
   if (done.empty()) return;
   s->js_pending -= static_cast<int64_t>(done.size());
   if (s->js_pending == 0) napi_unref_threadsafe_function(env, s->tsfn);
-  Napi::Env e(env);
-  Napi::Array out = Napi::Array::New(e, done.size() * 2);
+  // The C API, each status checked: a Worker being terminated can still drain the queue here (its loop runs
+  // once more during cleanup), when JS can no longer run; node-addon-api would turn the failing call into a
+  // fatal error ("napi_throw"). Then the completions are simply dropped, as the promises die with the Worker.
+  if (s->on_complete.IsEmpty()) return;
+  napi_value out, fn, recv, num;
+  if (napi_create_array_with_length(env, done.size() * 2, &out) != napi_ok) return;
   for (size_t i = 0; i < done.size(); i++) {
-    out.Set(static_cast<uint32_t>(2 * i), NumberOf(e, done[i].first));
-    out.Set(static_cast<uint32_t>(2 * i + 1), NumberOf(e, done[i].second));
+    if (napi_create_double(env, done[i].first, &num) != napi_ok || napi_set_element(env, out, static_cast<uint32_t>(2 * i), num) != napi_ok ||
+        napi_create_double(env, done[i].second, &num) != napi_ok || napi_set_element(env, out, static_cast<uint32_t>(2 * i + 1), num) != napi_ok) {
+      return;
+    }
   }
-  if (!s->on_complete.IsEmpty()) s->on_complete.Call({out});
+  if (napi_get_reference_value(env, static_cast<napi_ref>(s->on_complete), &fn) != napi_ok || fn == nullptr ||
+      napi_get_undefined(env, &recv) != napi_ok) {
+    return;
+  }
+  napi_call_function(env, recv, fn, 1, &out, nullptr);  // an exception stays pending: Node reports it
 }
 
 // Environment teardown: stop and join every waiter thread, free the aliases, release the thread-safe
@@ -363,6 +395,7 @@ static Napi::Value WaitvAdd(const Napi::CallbackInfo& info) {
   if (rc < 0) return NumberOf(env, static_cast<double>(rc));
   if (!CheckArgs(info, 4, 1)) return env.Undefined();
   if (!s->supported) return NumberOf(env, -ENOSYS);
+  __atomic_store_n(&s->t_add, MonoNs(), __ATOMIC_RELAXED);
   uint32_t expected = info[1].As<Napi::Number>().Uint32Value();
   int64_t deadline = Deadline(info[2].As<Napi::Number>().DoubleValue());
   std::pair<double, uintptr_t> key(info[3].As<Napi::Number>().DoubleValue(), reinterpret_cast<uintptr_t>(p));
@@ -454,6 +487,15 @@ static Napi::Value WaitvThreads(const Napi::CallbackInfo& info) {
   return NumberOf(info.Env(), static_cast<double>(s->groups.size() + s->finished.size()));
 }
 
+// waitv_times() -> [added, asleep, woke, queued, delivered] of the latest wait, CLOCK_MONOTONIC ns (diagnostic)
+static Napi::Value WaitvTimes(const Napi::CallbackInfo& info) {
+  State* s = StateOf(info);
+  Napi::Array out = Napi::Array::New(info.Env(), 5);
+  const int64_t* t[] = {&s->t_add, &s->t_asleep, &s->t_woke, &s->t_queued, &s->t_js};
+  for (uint32_t i = 0; i < 5; i++) out.Set(i, NumberOf(info.Env(), static_cast<double>(__atomic_load_n(t[i], __ATOMIC_RELAXED))));
+  return out;
+}
+
 void InitWaitv(Napi::Env env, Napi::Object exports) {
   g_pid = getpid();
   State* s = new State();
@@ -477,6 +519,7 @@ void InitWaitv(Napi::Env env, Napi::Object exports) {
   exports["waitv_add"] = Napi::Function::New(env, WaitvAdd, "waitv_add", s);
   exports["waitv_cancel"] = Napi::Function::New(env, WaitvCancel, "waitv_cancel", s);
   exports["waitv_threads"] = Napi::Function::New(env, WaitvThreads, "waitv_threads", s);
+  exports["waitv_times"] = Napi::Function::New(env, WaitvTimes, "waitv_times", s);
 }
 
 }  // namespace devmap

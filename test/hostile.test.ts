@@ -1,9 +1,10 @@
 /*
  * Walks every export of the package (found by enumerating the module, so a new export is covered the day it
  * lands) and calls every function, constructor, static method, method and getter with hostile values. The
- * process must survive and every error must be a TypeError, a RangeError, or carry a string `code`.
+ * process must survive and every error must carry a `code` (see acceptable()).
  * An exported class must have a factory below, so that its instances are probed too.
  */
+import { EventEmitter } from 'node:events';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as devmap from '../lib';
 import { trackLeaks } from './helpers/leaks';
@@ -167,10 +168,41 @@ const ENDINGS: (string | symbol)[] = ['unmap', 'close', 'exit', 'shutdown', 'des
 
 const isClass = (f: Function) => /^class\b/.test(Function.prototype.toString.call(f));
 
+/**
+ * An error is acceptable when it carries a `code` a caller can branch on: Node's argument codes
+ * (ERR_INVALID_ARG_TYPE, ERR_INVALID_ARG_VALUE, ERR_OUT_OF_RANGE), devmap's ERR_DEVMAP_*, an errno name, or a
+ * simulated signal (SIGSEGV, SIGBUS). V8's own TypeErrors ("Cannot read properties of undefined") have none:
+ * they mean a function never validated its argument.
+ */
+const ACCEPTED_CODE = /^(ERR_INVALID_ARG_TYPE|ERR_INVALID_ARG_VALUE|ERR_OUT_OF_RANGE|ERR_DEVMAP_[A-Z0-9_]+|E[A-Z0-9]+|SIGSEGV|SIGBUS)$/;
+
+/**
+ * TEMPORARY — entry points outside lib/kernel, lib/ddi and lib/irix that still throw an uncoded error (or a V8
+ * TypeError) for hostile input; the branch named beside each owns the fix, and the lead empties this list when
+ * those branches merge. A probe whose label starts with one of these is not counted as a failure, and an entry
+ * that no longer fails is reported (remove it then).
+ */
+const KNOWN_UNCODED: [label: string, owner: string][] = [
+  ['new Mapping', 'memory'], // "Mapping is not constructible": a TypeError without a code
+  ['new SharedMemory', 'memory'], // "SharedMemory is not constructible": no code
+  ['new SharedResourceMap', 'rmap'], // "Use SharedResourceMap.create() or …": no code
+  ['SharedResourceMap.inspect', 'rmap'], // inspect(detached buffer): "Cannot perform Construct on a detached ArrayBuffer"
+  ['new ResourceMapPanic', 'rmap'], // a symbol message: "Cannot convert a Symbol value to a string"
+  ['new Channel', 'channel'], // the constructor reads its arguments unchecked: "Cannot read properties of undefined"
+  ['new Subscriber', 'channel'], // the same
+];
+const knownUncodedSeen = new Set<string>();
+
+function knownUncoded(label: string): boolean {
+  const entry = KNOWN_UNCODED.find(([prefix]) => label === prefix || label.startsWith(`${prefix}(`));
+  if (entry) knownUncodedSeen.add(entry[0]);
+  return entry !== undefined;
+}
+
 function acceptable(err: unknown): boolean {
   if (err instanceof HostileGetterError) return true; // the caller's own exception, passed through
-  if (err instanceof TypeError || err instanceof RangeError) return true;
-  return err instanceof Error && typeof (err as { code?: unknown }).code === 'string';
+  const code = err instanceof Error ? (err as { code?: unknown }).code : undefined;
+  return typeof code === 'string' && ACCEPTED_CODE.test(code);
 }
 
 /** Releases whatever a successful hostile call created. */
@@ -207,7 +239,7 @@ async function probe(label: string, call: () => unknown, failures: string[]): Pr
     }
     await release(result);
   } catch (err) {
-    if (!acceptable(err)) failures.push(`${label}: ${(err as Error)?.constructor?.name} ${(err as Error)?.message}`);
+    if (!acceptable(err) && !knownUncoded(label)) failures.push(`${label}: ${(err as Error)?.constructor?.name} ${(err as Error)?.message}`);
   }
 }
 
@@ -253,8 +285,17 @@ describe('hostile input', () => {
       for (const make of factories) {
         for (const [shown, args] of argLists()) {
           const obj = (await make()) as Record<string | symbol, unknown>;
+          // Own function-valued properties too: the kernel's kmem_alloc, kbytes, ... are arrow properties.
+          for (const key of Reflect.ownKeys(obj)) {
+            const desc = Object.getOwnPropertyDescriptor(obj, key)!;
+            if (typeof desc.value === 'function' && !ENDINGS.includes(key)) {
+              await probe(`${cls}#${String(key)}${shown}`, () => desc.value.apply(obj, args), failures);
+            }
+          }
           let proto = Object.getPrototypeOf(obj);
-          while (proto && proto !== Object.prototype && proto !== Error.prototype) {
+          // Node's own prototypes are not devmap's to probe (EventEmitter#setMaxListeners(1) would only make
+          // warnings for the rest of the run).
+          while (proto && proto !== Object.prototype && proto !== Error.prototype && proto !== EventEmitter.prototype) {
             for (const key of Reflect.ownKeys(proto)) {
               if (key === 'constructor') continue;
               const desc = Object.getOwnPropertyDescriptor(proto, key)!;
@@ -274,5 +315,9 @@ describe('hostile input', () => {
       }
     }
     expect(failures).toEqual([]);
+  });
+
+  it('every KNOWN_UNCODED entry still fails (an entry that passes must be removed from the list)', () => {
+    expect(KNOWN_UNCODED.map(([label]) => label).filter((label) => !knownUncodedSeen.has(label))).toEqual([]);
   });
 });

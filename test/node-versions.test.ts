@@ -44,7 +44,7 @@ describe(`Node ${process.version}`, () => {
       process.dlopen(m, ${JSON.stringify(file)}, os.constants.dlopen.RTLD_NOW);
       const n = m.exports, size = n.page_size();
       const addr = n.mmap(0, size, 3, 0x22, -1, 0); // PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS
-      const ab = n.buffer(addr, size, -1);
+      const ab = n.buffer(addr, size, -1); // -1: no store counter (native/memory.cc)
       new Uint32Array(ab)[0] = 0xfeedface;
       const back = new Uint32Array(ab)[0];
       n.detach(ab);

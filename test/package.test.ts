@@ -93,7 +93,10 @@ function cleanCopy(name: string): string {
 }
 
 beforeAll(() => {
-  const out = npm(['pack', '--json', '--pack-destination', work], root);
+  // --ignore-scripts: `npm test` has just compiled dist/, and `prepare` would compile it again (the compile
+  // empties dist/ first) under the feet of the test files running beside this one. The git-URL install
+  // below runs `prepare` in a copy of its own.
+  const out = npm(['pack', '--ignore-scripts', '--json', '--pack-destination', work], root);
   tarball = join(work, JSON.parse(out.slice(out.indexOf('[')))[0].filename);
   listing = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).split('\n').filter(Boolean).map((f) => f.replace(/^package\//, ''));
 }, 120_000);

@@ -119,6 +119,17 @@ describe('the documentation', () => {
     expect(pages).toEqual(expect.arrayContaining(['docs/guide-sharing.md', 'docs/guide-performance.md', 'docs/guide-drivers.md']));
   });
 
+  it('links its table of contents to headings that exist (GitHub anchors), and lists every section', () => {
+    const readme = readFileSync(join(root, 'README.md'), 'utf8').replace(/^```[\s\S]*?^```$/gm, '');
+    const slug = (h: string) => h.trim().toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-');
+    const headings = [...readme.matchAll(/^#{2,3} (.+)$/gm)].map((m) => m[1]);
+    const contents = readme.slice(readme.indexOf('## Contents'), readme.indexOf('\n## ', readme.indexOf('## Contents') + 1));
+    const anchors = [...contents.matchAll(/\]\(#([^)]+)\)/g)].map((m) => m[1]);
+    expect(anchors.filter((a) => !headings.map(slug).includes(a))).toEqual([]);
+    const sections = headings.filter((h) => readme.includes(`\n## ${h}\n`) && h !== 'Contents').map(slug);
+    expect(sections.filter((s) => !anchors.includes(s))).toEqual([]);
+  });
+
   it('uses `using` only in TypeScript blocks (plain JavaScript has it only from Node 24)', () => {
     const offending = all.filter((b) => b.lang === 'js' && /^\s*(await\s+)?using\s+\w+\s*=/m.test(b.code));
     expect(offending.map((b) => `${b.page} block ${b.index}`)).toEqual([]);

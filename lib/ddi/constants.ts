@@ -1,4 +1,5 @@
 /** Constants of the devmap framework (SPEC A.1: sys/ddidevmap.h, sys/mman.h, vm/faultcode.h). */
+import { integer } from '../errors';
 
 export const DEVMAP_OPS_REV = 1;
 
@@ -42,8 +43,8 @@ export const FC_OBJERR = 0x3;
 export const FC_PROT = 0x4;
 export const FC_NOMAP = 0x5;
 export const FC_NOSUPPORT = 0x6;
-/** FC_MAKE_ERR(e): a fault code carrying an errno. */
-export const FC_MAKE_ERR = (e: number): number => (e << 8) | FC_OBJERR;
+/** FC_MAKE_ERR(e): a fault code carrying an errno (a positive errno below 2^23, so the code stays positive). */
+export const FC_MAKE_ERR = (e: number): number => (integer(e, 'e', 0, 2 ** 23 - 1) << 8) | FC_OBJERR;
 
 // Data models handed to devmap(9E).
 export const DDI_MODEL_ILP32 = 0x00100000;

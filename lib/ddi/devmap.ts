@@ -21,9 +21,10 @@
  * 3. mmap (SPEC A.3): one devmap(9E) call per handle until the length is covered; each must call a setup
  *    helper exactly once and report maplen equal to the setup length (decision: the emulator requires it).
  *    Any driver error is ENXIO, a bad maplen EINVAL, MAP_PRIVATE without devmap_access EINVAL, handles with
- *    different (dev, devmap_access) contexts ENOTSUP. Then the pages are mapped at consecutive addresses and
- *    devmap_map runs over the chain in order; a failure unmaps the earlier handles (devmap_unmap with NULLs)
- *    and is ENXIO.
+ *    different (dev, devmap_access) contexts ENOTSUP. Only then — devmap_device's place — does MAP_FIXED remove
+ *    what the range held, so every refusal above leaves an old mapping intact. Then the pages are mapped at
+ *    consecutive addresses and devmap_map runs over the chain in order; a failure unmaps the earlier handles
+ *    (devmap_unmap with NULLs) and is ENXIO (the old mapping is gone by then, as in illumos).
  *
  * 4. munmap and exit (SPEC A.6) — the real pages go first, then the map count (which may run close(9E)), then
  *    one devmap_unmap per touched handle in chain order, with the pre-unmap handle state; handle offsets and
@@ -35,7 +36,8 @@
  *      starts before a, ends in (a, e]      (uoff + (a-start), end-a, H, NULL)      tail trimmed: len = a-start
  *      starts in [a, e), ends after e       (uoff, e-start, NULL, H)                head trimmed by e-start
  *      strictly contains [a, e)             (uoff + (a-start), e-a, H, H2)          H keeps the part below a; H2,
- *                                                                                   a new copy, the part above e
+ *                                                                                   a byte copy of H during the
+ *                                                                                   callback, the part above e
  *      ends at or before a / starts at e+   none                                    unchanged (moves to the upper
  *                                                                                   segment when above)
  *
@@ -44,7 +46,10 @@
  *
  * 5. fork (SPEC A.5): every handle is copied in chain order (the copy's private data aliases the parent's)
  *    and devmap_dup runs; a refusal fails the fork, and the refused copy's devmap_unmap is cleared so the
- *    driver never hears of it. The child's translations start unloaded when the driver has devmap_access.
+ *    driver never hears of it. The partial copy is freed at once — the handles copied before the refusal get
+ *    their whole-handle devmap_unmap — and the child's earlier segments go afterwards (illumos as_dup: seg_free
+ *    of the new segment, then as_free). The child's translations start unloaded when the driver has
+ *    devmap_access.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { DevmapError, integer, typeError } from '../errors';

@@ -14,7 +14,7 @@
  * checks every kmem_free: the address and size must match one allocation exactly, or the call is a
  * KernelPanic and the arena is left as it was.
  */
-import { DevmapError, integer } from '../errors';
+import { DevmapError, integer, rangeError, string } from '../errors';
 import { SharedMemory } from '../memory/shared-memory';
 import type { Mapping } from '../memory/mapping';
 import { pageSize } from '../memory/page';
@@ -33,7 +33,7 @@ export const CACHE_LINE = 64;
 /** A kernel panic: the simulated kernel refused an impossible request; nothing was changed. */
 export class KernelPanic extends DevmapError {
   constructor(message: string) {
-    super('ERR_DEVMAP_KERNEL_PANIC', `panic: ${message}`);
+    super('ERR_DEVMAP_KERNEL_PANIC', `panic: ${string(message, 'message')}`);
     this.name = 'KernelPanic';
   }
 }
@@ -78,8 +78,10 @@ export class Arena {
 
   /** The kernel's bytes at [kaddr, kaddr + len). */
   bytes(kaddr: number, len: number): Uint8Array {
-    if (!this.contains(kaddr, len) || !Number.isInteger(len) || len < 0) {
-      throw new RangeError(`Kernel address range 0x${kaddr.toString(16)}+${len} is outside the arena`);
+    kaddr = integer(kaddr, 'kaddr');
+    len = integer(len, 'len');
+    if (!this.contains(kaddr, len)) {
+      throw rangeError(`a kernel address range inside the arena [0x${this.base.toString(16)}, +${this.size})`, 'kaddr', `0x${kaddr.toString(16)}+${len}`);
     }
     return this.#bytes.subarray(kaddr - this.base, kaddr - this.base + len);
   }
@@ -87,7 +89,7 @@ export class Arena {
   alloc(size: number, flags: number, zero: boolean): number | null | Promise<number | null> {
     size = integer(size, 'size');
     flags = integer(flags, 'flags', 0, 0x7fffffff);
-    if ((flags & ~KM_FLAGS) !== 0) throw new RangeError(`Unknown kmem flags 0x${(flags & ~KM_FLAGS).toString(16)}`);
+    if ((flags & ~KM_FLAGS) !== 0) throw rangeError('KM_* flags (KM_NOSLEEP, KM_CACHEALIGN, KM_PHYSCONTIG, KM_NODESPECIFIC)', 'flags', flags);
     const sleep = (flags & KM_NOSLEEP) === 0;
     if (size === 0) return sleep ? Promise.resolve(null) : null; // SPEC B.3: size 0 gives NULL whatever the flags
     const rounded = Math.ceil(size / CACHE_LINE) * CACHE_LINE;

@@ -216,7 +216,7 @@ export class Kernel extends EventEmitter {
   lastDriverError: unknown = undefined;
 
   #newProcess(parent: Process | null): Process {
-    const p = createProcess(this, this.#nextPid++, parent);
+    const p = createProcess(this, this.#internals, this.#nextPid++, parent);
     this.#processes.set(p.pid, p);
     return p;
   }

@@ -25,7 +25,7 @@ import { pageSize } from '../memory/page';
 import { AddressSpace, mapAnonymousSegment, type PmapEntry, type Rw } from './as';
 import { FREAD, FWRITE, OTYP_CHR, type Cred } from './device';
 import { EACCES, EBADF, EFAULT, EINVAL, ENODEV, ENOENT, ENOMEM, ENOTTY, ENXIO } from './errno';
-import { kernelInternals, type Kernel, type KernelInternals } from './kernel';
+import type { Kernel, KernelInternals } from './kernel';
 import { causeOfSyscall, runSyscall, syscallError } from './syscall';
 import { makeUio, UIO_READ, UIO_WRITE } from './uio';
 
@@ -48,11 +48,14 @@ interface OpenFile {
 }
 
 const constructing = Symbol('devmap.process');
-let construct: (kernel: Kernel, pid: number, parent: Process | null) => Process;
+let construct: (kernel: Kernel, internals: KernelInternals, pid: number, parent: Process | null) => Process;
 
-/** A process of `kernel` (Kernel#spawn and fork make them; the class has no public constructor). */
-export function createProcess(kernel: Kernel, pid: number, parent: Process | null): Process {
-  return construct(kernel, pid, parent);
+/**
+ * A process of `kernel` (Kernel#spawn and fork make them; the class has no public constructor). The kernel hands
+ * over its internals, so this module imports no value from kernel.ts.
+ */
+export function createProcess(kernel: Kernel, internals: KernelInternals, pid: number, parent: Process | null): Process {
+  return construct(kernel, internals, pid, parent);
 }
 
 export class Process {
@@ -67,15 +70,15 @@ export class Process {
   #queue: Promise<unknown> = Promise.resolve();
 
   static {
-    construct = (kernel, pid, parent) => new Process(kernel, pid, parent, constructing);
+    construct = (kernel, internals, pid, parent) => new Process(kernel, internals, pid, parent, constructing);
   }
 
-  private constructor(kernel: Kernel, pid: number, parent: Process | null, token: symbol) {
+  private constructor(kernel: Kernel, internals: KernelInternals, pid: number, parent: Process | null, token: symbol) {
     if (token !== constructing) {
       throw new DevmapError('ERR_DEVMAP_NOT_CONSTRUCTIBLE', 'Process is not constructible; use kernel.spawn() or proc.fork()');
     }
     this.kernel = kernel;
-    this.#k = kernelInternals(kernel);
+    this.#k = internals;
     this.pid = pid;
     this.parent = parent;
     this.as = new AddressSpace(kernel.addressSpaceSize, pid);
@@ -397,7 +400,7 @@ export class Process {
 const RW: readonly unknown[] = ['read', 'write', 'exec', 'other'];
 
 /** The error an access gets where a real process would get a signal. */
-export function faultError(signal: 'SIGSEGV' | 'SIGBUS', addr: number, pid: number, errno?: number): DevmapError {
+function faultError(signal: 'SIGSEGV' | 'SIGBUS', addr: number, pid: number, errno?: number): DevmapError {
   const cause = causeOfSyscall();
   const err = new DevmapError(signal, `${signal} at 0x${addr.toString(16)} in process ${pid}` + (errno ? ` (driver returned ${errno})` : ''), cause === undefined ? undefined : { cause });
   Object.assign(err, { address: BigInt(addr), pid, signal });

@@ -64,6 +64,12 @@ export function uiomove(kmem: KernelMemory, kaddr: number, n: number, rw: number
   n = integer(n, 'n');
   rw = integer(rw, 'rw', UIO_READ, UIO_WRITE);
   if (!(uio instanceof Uio)) throw typeError('a Uio', 'uio', uio);
+  // The vectors and counts are the driver's to advance, so they are checked here rather than trusted.
+  integer(uio.resid, 'uio.resid');
+  for (const v of uio.iov) {
+    if (v === null || typeof v !== 'object' || typeof v.base !== 'bigint') throw typeError('an iovec { base: bigint, len }', 'uio.iov[]', v);
+    integer(v.len, 'uio.iov[].len');
+  }
   let left = Math.min(n, uio.resid);
   let k = kaddr;
   while (left > 0 && uio.iov.length > 0) {

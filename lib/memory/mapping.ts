@@ -418,12 +418,7 @@ export class Mapping {
    */
   unmap(offset?: number, length?: number): Mapping[] {
     this.#assertMapped(true);
-    if (this.#pins > 0) {
-      throw new DevmapError(
-        'ERR_DEVMAP_BUSY',
-        'A Mutex in this mapping is held by this thread: unlock it first (its words are on the thread\'s robust list, which the kernel reads if the thread dies)',
-      );
-    }
+    this.#assertUnpinned('unmap');
     const cell = this.#cell;
     const lineage = cell.lineage;
     const n = native();
@@ -472,6 +467,7 @@ export class Mapping {
     this.#assertMapped();
     prot = integer(prot, 'prot', 0, 7);
     const [start, end] = this.#pages(offset, length);
+    if ((prot & RW) !== RW) this.#assertUnpinned('protect');
     check(native().mprotect(this.#cell.addr + start, end - start, prot), 'mprotect');
     if ((prot & RW) !== RW) this.#detachRange(start, end);
     this.#setProt(start, end, prot);
@@ -551,6 +547,16 @@ export class Mapping {
   get truncated(): boolean {
     const cell = this.#cell;
     return cell.live && cell.row >= 0 && (rowFlags()[cell.row] & FLAG_TRUNCATED) !== 0;
+  }
+
+  /** A held Mutex's words are on its thread's robust list: glibc and the kernel must always reach them. */
+  #assertUnpinned(what: string): void {
+    if (this.#pins > 0) {
+      throw new DevmapError(
+        'ERR_DEVMAP_BUSY',
+        `${what}: a Mutex in this mapping is held by this thread; unlock it first (its words are on the thread's robust list, which the C library and the kernel read)`,
+      );
+    }
   }
 
   /** Validates [offset, offset + length) against the mapping; page-aligned offset when `aligned`. */

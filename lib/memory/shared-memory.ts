@@ -218,6 +218,7 @@ export class SharedMemory {
     this.#assertOpen();
     size = integer(size, 'size', 1);
     if (this.#readOnly) throw new DevmapError('ERR_DEVMAP_READ_ONLY', 'Cannot resize a SharedMemory opened read-only');
+    for (const guard of shrinkGuards) guard(this.#fd, size);
     const st = fstatFd(this.#fd, this.#name ?? undefined);
     // A cut takes the lost pages from this thread's mappings of the object first: no SIGBUS for us.
     if (size < st.size) shrinkMappings(objectKey(st), size);
@@ -261,6 +262,16 @@ export class SharedMemory {
   #assertOpen(): void {
     if (this.#fd < 0) throw new DevmapError('ERR_DEVMAP_CLOSED', 'This SharedMemory has been closed');
   }
+}
+
+/**
+ * Checks that run before resize() sets a size: a guard throws to refuse (lib/sync refuses while a Mutex this
+ * thread holds lives in pages past the new end). Registered by the layers above; memory knows none of them.
+ */
+const shrinkGuards: ((fd: number, size: number) => void)[] = [];
+/** @internal */
+export function addShrinkGuard(guard: (fd: number, size: number) => void): void {
+  shrinkGuards.push(guard);
 }
 
 /** ftruncate + fallocate: the size, with every byte's memory reserved now. */

@@ -48,7 +48,7 @@
  */
 import { DevmapError, integer, options, rangeError, systemError, typeError } from '../errors';
 import { native } from '../native';
-import { address, int32, tagOf, timeoutMs } from './word';
+import { address, int32, tagOf, timeoutMs, wordsOf } from './word';
 
 export type WaitResult = 'ok' | 'not-equal' | 'timed-out';
 
@@ -115,7 +115,7 @@ function hotOptions<T extends object>(value: unknown, name: string, known: reado
 
 function waitersIndex(array: Int32Array, value: unknown, index: number, name: string): number {
   if (value === undefined) return -1;
-  const w = integer(value, name, 0, array.length - 1);
+  const w = integer(value, name, 0, wordsOf(array) - 1);
   if (w === index) throw rangeError('an index other than the waited word', name, value);
   return w;
 }
@@ -199,7 +199,7 @@ const pending = new Map<number, Pending>();
 let initialized = false;
 
 function settle(p: Pending, rc: number): void {
-  if (p.waiters >= 0 && p.array.length > 0) Atomics.sub(p.array, p.waiters, 1);
+  if (p.waiters >= 0 && wordsOf(p.array) > 0) Atomics.sub(p.array, p.waiters, 1);
   if (p.signal !== undefined && p.onAbort !== undefined) p.signal.removeEventListener('abort', p.onAbort);
   if (rc === 0) p.resolve('ok');
   else if (rc === 1) p.resolve('timed-out');
@@ -262,7 +262,7 @@ export function waitAsync(array: Int32Array, index: number, expected: number, op
         if (!pending.delete(id)) return;
         const rc = native().waitv_cancel(id);
         if (rc !== CANCELLED) return settle(p, rc);
-        if (p.waiters >= 0 && array.length > 0) Atomics.sub(array, p.waiters, 1);
+        if (p.waiters >= 0 && wordsOf(array) > 0) Atomics.sub(array, p.waiters, 1);
         reject(signal.reason);
       };
       signal.addEventListener('abort', p.onAbort, { once: true });

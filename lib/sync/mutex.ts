@@ -36,17 +36,19 @@
  * 5. Rules. The memory of a held Mutex must stay mapped until it is unlocked: the C library links a held
  *    mutex into the owner thread's robust list, whose pointers live in those words, and the kernel reads them
  *    when the thread dies. A Mutex keeps its array, hence its Mapping, from being garbage-collected, and a
- *    held Mutex pins its Mapping: unmap() throws ERR_DEVMAP_BUSY until the Mutex is unlocked. Mutex.init must run
+ *    held Mutex pins its pages against every call that could take them away: unmap(), protect() below
+ *    read+write and a SharedMemory#resize() that would cut them off all throw ERR_DEVMAP_BUSY until the Mutex
+ *    is unlocked (lib/sync/held.ts). Mutex.init must run
  *    exactly once per location, before any process uses it, and never while it may be in use.
  */
 import { DevmapError, options, systemError, typeError } from '../errors';
 import { native } from '../native';
-import { PROT_READ, PROT_WRITE } from '../memory/constants';
-import { adoptMapping, ownerOf, pin, unpin, type Mapping } from '../memory/mapping';
-import { pageSize } from '../memory/page';
+import type { Mapping } from '../memory/mapping';
 import { waitAsync } from './futex';
+import { hold, release } from './held';
 import { CLAIM_WORD, MARKER, MARKER_WORD, claimOrAttach } from './open-or-create';
-import { address, timeoutMs } from './word';
+import { address, mappingOf, timeoutMs, wordsOf } from './word';
+import { typedArrayBuffer, typedArrayByteOffset } from '../intrinsics';
 
 export interface LockResult {
   /** The previous owner died holding the lock: repair the protected state, then call consistent(). */
@@ -69,6 +71,8 @@ const EINVAL = -22;
 const EOWNERDEAD = -130;
 const ENOTRECOVERABLE = -131;
 const EPERM = -1;
+const EUCLEAN = -117;
+const EBADMSG = -74;
 const TID_MASK = 0x3fffffff;
 const WORDS = 16;
 
@@ -109,21 +113,19 @@ function mutexError(rc: number, what: string): Error {
       return new DevmapError('ERR_DEVMAP_MUTEX_NOT_OWNER', `${what}: this thread does not hold the Mutex`);
     case EINVAL:
       return new DevmapError('ERR_DEVMAP_MUTEX_UNINITIALIZED', `${what}: these words do not hold a Mutex made by Mutex.init()`);
+    case EUCLEAN:
+      return new DevmapError(
+        'ERR_DEVMAP_MUTEX_CORRUPT',
+        `${what}: the Mutex's bytes were overwritten (not by the C library); it was left unlocked and not recoverable: re-create it with Mutex.init() once nobody uses it`,
+      );
+    case EBADMSG:
+      return new DevmapError(
+        'ERR_DEVMAP_MUTEX_CORRUPT',
+        `${what}: this thread's robust-mutex list is overwritten beyond repair; the Mutex stays held and its mapping pinned`,
+      );
     default:
       return systemError(rc, `pthread_mutex_${what}`);
   }
-}
-
-/**
- * A one-page Mapping of the same pages as the word at `addr`, and the word's address in it; [undefined, 0]
- * where the kernel cannot make one (a hugetlb mapping), and then a wake can only be passed on while the
- * caller's own mapping lasts.
- */
-function aliasOf(addr: number): [Mapping | undefined, number] {
-  const word = native().futex_alias(addr);
-  if (word < 0) return [undefined, 0];
-  const base = word - (word % pageSize);
-  return [adoptMapping({ addr: base, length: pageSize, prot: PROT_READ | PROT_WRITE, shared: true }), word];
 }
 
 /** pthread_mutex_init of a robust, process-shared, error-checking mutex at `addr` (native/sync.cc). */
@@ -166,7 +168,7 @@ export class Mutex {
     const o = options<{ timeout: number }>(opts, 'options', ['timeout']);
     const ms = timeoutMs(o.timeout, 'options.timeout');
     const addr = address(array, index, 8, WORDS);
-    const claim = new BigInt64Array(array.buffer, array.byteOffset + 4 * (index + CLAIM_WORD), 1);
+    const claim = new BigInt64Array(typedArrayBuffer(array), typedArrayByteOffset(array) + 4 * (index + CLAIM_WORD), 1);
     const created = claimOrAttach(array, index, claim, selfId(), ms, () => initAt(addr));
     return { mutex: new Mutex(array, index), created };
   }
@@ -182,7 +184,7 @@ export class Mutex {
     this.#index = index;
     this.#addr = addr;
     this.#lockIndex = index + l.lockWord;
-    this.#mapping = ownerOf(array.buffer as ArrayBuffer)!; // address() accepted it: a devmap view
+    this.#mapping = mappingOf(array)!; // address() accepted it: a devmap view
   }
 
   /** Blocks the calling thread until it holds the Mutex. */
@@ -214,9 +216,9 @@ export class Mutex {
     const deadline = ms < 0 ? Infinity : performance.now() + ms;
     const n = native();
     let slept = false;
-    // While this task sleeps, a second mapping of the lock word's page: an unlock's single wake may end our
-    // sleep after the caller unmapped its mapping, and then this is the only address left to pass it on.
-    let forwarder: Mapping | undefined;
+    // While this task sleeps, a second mapping of the lock word's page (native/futex.cc, futex_alias): an
+    // unlock's single wake may end our sleep after the caller unmapped its mapping, and then this is the only
+    // address left to pass it on through. 0 where the kernel cannot make one (a hugetlb mapping).
     let forwardWord = 0;
     try {
       for (;;) {
@@ -234,7 +236,7 @@ export class Mutex {
         if (remaining <= 0) {
           throw new DevmapError('ERR_DEVMAP_MUTEX_TIMEOUT', `lockAsync: the Mutex was not acquired within ${ms} ms`);
         }
-        if (forwarder === undefined) [forwarder, forwardWord] = aliasOf(this.#addr + 4 * (this.#lockIndex - this.#index));
+        if (forwardWord === 0) forwardWord = Math.max(0, n.futex_alias(this.#addr + 4 * (this.#lockIndex - this.#index)));
         await waitAsync(this.#array, this.#lockIndex, value | 0, { timeout: remaining === Infinity ? undefined : remaining, signal });
         slept = true;
       }
@@ -242,10 +244,10 @@ export class Mutex {
       // Giving up after a sleep (timeout, abort, unmap, an error): the unlock's single wake may have been
       // ours, and then nobody else would get one. Pass it on (a spare wake is harmless: the waker re-checks).
       if (slept && forwardWord !== 0) n.futex_wake_addr(forwardWord, 1);
-      else if (slept && this.#array.length > 0) n.futex_wake_addr(this.#addr + 4 * (this.#lockIndex - this.#index), 1);
+      else if (slept && wordsOf(this.#array) > 0) n.futex_wake_addr(this.#addr + 4 * (this.#lockIndex - this.#index), 1);
       throw err;
     } finally {
-      forwarder?.unmap();
+      if (forwardWord !== 0) n.futex_alias_release(forwardWord);
     }
   }
 
@@ -253,19 +255,21 @@ export class Mutex {
   unlock(): void {
     this.#check();
     const rc = native().mutex_unlock(this.#addr);
-    if (rc < 0) throw mutexError(rc, 'unlock');
-    unpin(this.#mappingNow());
+    if (rc < 0 && rc !== EUCLEAN) throw mutexError(rc, 'unlock');
+    // Unlocked, or (EUCLEAN) left unlocked and not recoverable: not held by this thread either way.
+    release(this.#addr);
+    if (rc === EUCLEAN) throw mutexError(rc, 'unlock');
   }
 
   /** While held, the mapping under the words cannot be unmapped (see rule 5 above). */
   #held(result: LockResult): LockResult {
-    pin(this.#mappingNow());
+    hold(this.#addr, this.#mappingNow());
     return result;
   }
 
   /** The Mapping the words are in now (a partial unmap, never while held, hands them to a surviving piece). */
   #mappingNow(): Mapping {
-    if (!this.#mapping.mapped) this.#mapping = ownerOf(this.#array.buffer as ArrayBuffer)!;
+    if (!this.#mapping.mapped) this.#mapping = mappingOf(this.#array)!;
     return this.#mapping;
   }
 
@@ -295,10 +299,10 @@ export class Mutex {
   }
 
   #check(): void {
-    // A detached array reads as length 0; an attached one holds at least the Mutex's words (checked when made).
+    // A detached array's [[ArrayLength]] is 0; an attached one holds at least the Mutex's words (checked when
+    // made). Read through the captured getter: an own `length` property must not make a dead address live.
     // unmap() leaves the caller's views attached over trash pages: the Mapping says whether they are gone.
-    // (length is a field load; .buffer.byteLength would materialise the buffer object on every call.)
-    if (this.#array.length === 0 || !this.#mappingNow().mapped) {
+    if (wordsOf(this.#array) === 0 || !this.#mappingNow().mapped) {
       throw new DevmapError('ERR_DEVMAP_UNMAPPED', `The Mutex at index ${this.#index} is gone: the pages under it have been unmapped`);
     }
   }

@@ -18,8 +18,16 @@
  * array at `base` is at `base + 4 * i`, and the caller's reference to the array keeps its Mapping (and so
  * the pages) alive for the duration of the call. A partial unmap hands a view wholly inside a surviving
  * piece to that piece: the array is described again, keeping its tag (a pending waitAsync still matches).
+ *
+ * Every fact about the array comes from its internal slots, through the getters lib/intrinsics.ts captured
+ * at load — never from its properties. An own `length` property, a subclass's `length` getter, a spoofed
+ * `buffer`, a Proxy or an object that merely inherits from Int32Array.prototype cannot make an address out
+ * of range: the brand check refuses all but real Int32Arrays, and [[ArrayLength]] reads 0 once detached
+ * whatever `length` says. Callers read their options before they call address(), so nothing the caller
+ * controls runs between the check and the system call.
  */
 import { DevmapError, integer, rangeError, typeError } from '../errors';
+import { arrayBufferByteLength, isArrayBuffer, typedArrayBuffer, typedArrayKind, typedArrayLength } from '../intrinsics';
 import { ownerOf, type Mapping } from '../memory/mapping';
 import { native } from '../native';
 
@@ -40,13 +48,18 @@ function unmapped(): DevmapError {
   return new DevmapError('ERR_DEVMAP_UNMAPPED', 'The array is detached: the pages under it have been unmapped');
 }
 
+function notDevmap(array: unknown): TypeError {
+  return typeError('an Int32Array over a devmap mapping (Mapping#buffer or Mapping#view)', 'array', array);
+}
+
 function describeArray(array: unknown, before?: ArrayInfo): ArrayInfo {
-  if (!(array instanceof Int32Array)) throw typeError('an Int32Array over a devmap mapping', 'array', array);
-  const buffer = array.buffer as ArrayBuffer;
-  if (buffer.byteLength === 0) throw unmapped();
+  if (typedArrayKind(array) !== 'Int32Array') throw typeError('an Int32Array over a devmap mapping', 'array', array);
+  const buffer = typedArrayBuffer(array as Int32Array);
+  if (!isArrayBuffer(buffer)) throw notDevmap(array); // a SharedArrayBuffer: memory of this process only
+  if (arrayBufferByteLength(buffer) === 0) throw unmapped();
   const mapping = ownerOf(buffer);
   if (mapping === undefined) {
-    throw typeError('an Int32Array over a devmap mapping (Mapping#buffer or Mapping#view)', 'array', array);
+    throw notDevmap(array);
   }
   if (!mapping.mapped) throw unmapped();
   if (!mapping.shared) {
@@ -57,8 +70,8 @@ function describeArray(array: unknown, before?: ArrayInfo): ArrayInfo {
   }
   let tag = tags.get(mapping);
   if (tag === undefined) tags.set(mapping, (tag = before?.tag ?? nextTag++));
-  const info = { base: native().word_address(array, 0), tag, mapping };
-  arrays.set(array, info);
+  const info = { base: native().word_address(array as Int32Array, 0), tag, mapping };
+  arrays.set(array as Int32Array, info);
   return info;
 }
 
@@ -69,14 +82,24 @@ function describeArray(array: unknown, before?: ArrayInfo): ArrayInfo {
 export function address(array: Int32Array, index: unknown, align = 4, words = 1): number {
   let info = arrays.get(array);
   if (info === undefined || !info.mapping.mapped) info = describeArray(array, info);
-  const length = array.length;
-  if (length === 0 && (array.buffer as ArrayBuffer).byteLength === 0) throw unmapped();
+  const length = typedArrayLength(array);
+  if (length === 0 && arrayBufferByteLength(typedArrayBuffer(array) as ArrayBuffer) === 0) throw unmapped();
   if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index + words > length) {
     integer(index, 'index', 0, length - words);
   }
   const addr = info.base + 4 * (index as number);
   if (addr % align !== 0) throw rangeError(`an index whose word is ${align}-byte aligned in memory`, 'index', index);
   return addr;
+}
+
+/** [[ArrayLength]] of an array that address() has accepted: 0 once its pages are unmapped. */
+export function wordsOf(array: Int32Array): number {
+  return typedArrayLength(array);
+}
+
+/** The Mapping under an array that address() has accepted (its [[ViewedArrayBuffer]]'s owner now). */
+export function mappingOf(array: Int32Array): Mapping | undefined {
+  return ownerOf(typedArrayBuffer(array) as ArrayBuffer);
 }
 
 /** The tag of an array that address() has accepted. */

@@ -10,7 +10,7 @@ import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import {
   DevInfo, Kernel, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_ALL, PROT_READ, PROT_WRITE, devmap_devmem_setup,
-  pageSize, v_mapphys, type DevmapHandle, type IrixDriver, type Out, type VHandle,
+  UIO_READ, pageSize, v_mapphys, type DevmapHandle, type IrixDriver, type Out, type Uio, type VHandle,
 } from '../../lib';
 import { trackLeaks } from '../helpers/leaks';
 import { kernelsForTests } from './boot';
@@ -117,6 +117,8 @@ describe('install() refuses what a driver cannot mean', () => {
     expect(() => k.mknod('/tmp/x', 0)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
     expect(() => k.mknod('/dev/y', 99 * 2 ** 18)).toThrow(expect.objectContaining({ code: 'ERR_DEVMAP_NO_DRIVER' }));
     expect(() => new Kernel({ mappers: 'irix' as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => new Kernel(5 as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => new Kernel({ arenaSiz: 2 ** 20 } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining('did you mean "arenaSize"?') }));
   });
 });
 
@@ -148,6 +150,22 @@ describe('an entry point that throws fails the system call with EIO and the exce
     // A failure the driver returned has no cause; one call's exception never leaks into the next call.
     k.install('e', { open: () => 16 });
     await expect(p.open('/dev/e')).rejects.toSatisfy((e: Error) => (e as { code?: string }).code === 'EBUSY' && e.cause === undefined);
+    await p.exit();
+  });
+
+  it('a driver that corrupts its uio gets a coded error from uiomove, and read(2) fails with EIO', async () => {
+    const k = boot();
+    const kaddr = k.kmem_alloc(64, 1) as number;
+    k.install('u', {
+      read(dev: number, uio: Uio) {
+        (uio.iov[0] as { base: unknown }).base = 5;
+        return k.uiomove(kaddr, 8, UIO_READ, uio);
+      },
+    });
+    const p = k.spawn();
+    const buf = await p.mmap(0n, P, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    await expect(p.read(await p.open('/dev/u'), buf, 8)).rejects.toMatchObject({ code: 'EIO', cause: { code: 'ERR_INVALID_ARG_TYPE' } });
+    k.kmem_free(kaddr, 64);
     await p.exit();
   });
 

@@ -101,6 +101,20 @@ describe('Mutex in one process', () => {
     expect(m.mapped).toBe(false);
   });
 
+  it('unlock through another Mutex object over the same words releases the pin the locking one took', () => {
+    const m = mapAnonymous(pageSize);
+    const a = new Int32Array(m.buffer);
+    const first = Mutex.init(a, 0);
+    const other = Mutex.init(a, 16);
+    other.lock();
+    first.lock();
+    new Mutex(a, 0).unlock(); // same words, same thread: the C library accepts it
+    expect(() => m.unmap()).toThrow(expect.objectContaining({ code: 'ERR_DEVMAP_BUSY' })); // `other` is still held
+    other.unlock();
+    m.unmap();
+    expect(m.mapped).toBe(false);
+  });
+
   it('pending lockAsync calls reject with ERR_DEVMAP_UNMAPPED when the mapping goes, and the process lives', async () => {
     const r = await runNode('sync-unmap-pending.cjs');
     expect(r.signal).toBeNull();
