@@ -114,26 +114,31 @@ export function latencyCases({ quick = false } = {}) {
   /** @type {import('./harness.mjs').Case[]} */
   const cases = [
     {
-      name: 'map+unmap 64 KiB anonymous shared, one call',
+      name: 'map+view+unmap 64 KiB anonymous shared, one call',
       n, baseline: 'C mmap+munmap',
       variants: {
         'C mmap+munmap': () => c.c_map_unmap(64 * KiB, 1),
-        'devmap mapAnonymous().unmap()': () => {
+        'devmap mapAnonymous + Uint8Array + unmap': () => {
           const t0 = now();
-          mapAnonymous(64 * KiB).unmap();
+          const m = mapAnonymous(64 * KiB);
+          new Uint8Array(m.buffer)[0] = 1;
+          m.unmap();
           return now() - t0;
         },
       },
     },
     {
-      name: 'shm create+map+unmap+unlink+close 64 KiB, one cycle',
-      n: Math.round(n / 2), baseline: 'C shm cycle',
+      name: 'shm create+map+view+unmap+unlink+close 64 KiB, one cycle',
+      n: Math.round(n / 2), baseline: 'C shm_open+ftruncate+fallocate+fsetxattr+fstat+mmap+munmap+close+shm_unlink',
       variants: {
-        'C shm cycle': () => c.c_shm_cycle(64 * KiB, 1),
-        'devmap SharedMemory cycle': () => {
+        'C shm_open+ftruncate+fallocate+fsetxattr+fstat+mmap+munmap+close+shm_unlink': () => c.c_shm_cycle(64 * KiB, 1, 1 | 2 | 4),
+        'C shm_open+ftruncate+mmap+munmap+close+shm_unlink': () => c.c_shm_cycle(64 * KiB, 1, 0),
+        'devmap SharedMemory cycle with a view': () => {
           const t0 = now();
           const s = SharedMemory.create(shmName, 64 * KiB);
-          s.map().unmap();
+          const m = s.map();
+          new Uint8Array(m.buffer)[0] = 1;
+          m.unmap();
           s.unlink();
           s.close();
           return now() - t0;

@@ -20,7 +20,7 @@
  * wait. Ranges that wait are "quarantined": they keep a row in the addon's range table (so a Worker's teardown
  * gives them back) and are never handed to a new mapping. Once released, a range of a common size is kept,
  * still trash-mapped, for the next mapping of that size (MAP_FIXED over it costs less than munmap + mmap);
- * the pool is small and bounded.
+ * the pool is bounded (sizes, ranges, address space).
  *
  * A lineage that never made a view has nothing JavaScript could reach: its pages are unmapped at once.
  */
@@ -149,10 +149,19 @@ function pollWaiting(): void {
   }
 }
 
+/*
+ * The pool is bounded by lengths, ranges and address space, not by memory: a pooled range is trash pages that
+ * were never touched since (MAP_NORESERVE, no page behind them). Reusing one costs one mmap(MAP_FIXED) where a
+ * fresh range costs an mmap now and an munmap at its release, so a map/view/unmap loop that yields now and
+ * then runs on pooled ranges: two system calls per cycle, as in C.
+ */
 const POOL_SIZES = 8;
-const POOL_DEPTH = 16;
+const POOL_RANGES = 4096;
+const POOL_BYTES = 256 * 1024 * 1024;
 /** Released ranges kept trash-mapped for reuse, by length: flat row, addr pairs. */
 const pool = new Map<number, number[]>();
+let pooledRanges = 0;
+let pooledBytes = 0;
 
 function give(l: Lineage, row: number, addr: number, len: number): void {
   if (l.give !== undefined) {
@@ -160,9 +169,11 @@ function give(l: Lineage, row: number, addr: number, len: number): void {
     return l.give(row, addr, len);
   }
   const list = pool.get(len);
-  if (list !== undefined ? list.length < 2 * POOL_DEPTH : pool.size < POOL_SIZES) {
+  if ((list !== undefined || pool.size < POOL_SIZES) && pooledRanges < POOL_RANGES && pooledBytes + len <= POOL_BYTES) {
     if (list === undefined) pool.set(len, [row, addr]);
     else list.push(row, addr);
+    pooledRanges++;
+    pooledBytes += len;
     return;
   }
   native().row_release(row, addr, len);
@@ -177,6 +188,8 @@ export function reuse(len: number): [row: number, addr: number] | undefined {
   if (list === undefined || list.length === 0) return undefined;
   const addr = list.pop()!;
   const row = list.pop()!;
+  pooledRanges--;
+  pooledBytes -= len;
   return [row, addr];
 }
 
