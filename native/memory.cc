@@ -70,35 +70,19 @@ static Napi::Value Mincore(const Napi::CallbackInfo& info) {
   return Result(info.Env(), mincore(Ptr(info, 0), len, out.Data()));
 }
 
-// The finalizer hint of a view: its store counter + 1 (low 21 bits; counters are below 2^20) and its length.
-static void* HintOf(int32_t counter, size_t len) {
-  return reinterpret_cast<void*>((static_cast<uintptr_t>(len) << 21) | static_cast<uintptr_t>(counter + 1));
-}
-
-// V8 freed the backing store of a view: no ArrayBuffer holds those pages any more (regions.cc). Gives back the
-// external-memory credit Buffer took (V8 has just subtracted the store's length from its own count).
+// V8 freed the backing store of a view: no ArrayBuffer holds those pages any more (regions.cc).
 static void StoreFreed(napi_env env, void* data, void* hint) {
-  uintptr_t h = reinterpret_cast<uintptr_t>(hint);
-  int64_t unused;
-  napi_adjust_external_memory(env, static_cast<int64_t>(h >> 21), &unused);
-  int32_t counter = static_cast<int32_t>(h & ((uintptr_t(1) << 21) - 1)) - 1;
-  if (counter >= 0) CounterAdd(env, counter, -1);
+  CounterAdd(env, static_cast<int32_t>(reinterpret_cast<intptr_t>(hint)) - 1, -1);
 }
 
 // buffer(addr, length, counter) -> external ArrayBuffer over memory the caller owns. The store counter
 // `counter` (-1: none) counts it until V8 frees its backing store (regions.cc says when that is).
-//
-// V8 counts an ArrayBuffer's length as external memory the garbage collector could free, and collects harder
-// as that count grows. Mapped pages are not such memory (unmap gives them back, a collection does not), and
-// since unmap() leaves views attached, counting them made every map/view/unmap cycle pay for full collections
-// (a 1 MiB file cycle: 20x its C cost). So the view's length is subtracted again at once
-// (napi_adjust_external_memory) and added back when V8 frees the store and subtracts it itself.
 static Napi::Value Buffer(const Napi::CallbackInfo& info) {
   if (!CheckArgs(info, 3)) return info.Env().Undefined();
   int32_t counter = Int(info, 2);
-  size_t len = Size(info, 1);
   napi_value ab;
-  napi_status st = napi_create_external_arraybuffer(info.Env(), Ptr(info, 0), len, StoreFreed, HintOf(counter, len), &ab);
+  napi_status st = napi_create_external_arraybuffer(info.Env(), Ptr(info, 0), Size(info, 1), counter >= 0 ? StoreFreed : nullptr,
+                                                    reinterpret_cast<void*>(static_cast<intptr_t>(counter) + 1), &ab);
   if (st != napi_ok) {
     // V8 refused (too large): its RangeError is pending already, or we raise one.
     bool pending = false;
@@ -106,8 +90,6 @@ static Napi::Value Buffer(const Napi::CallbackInfo& info) {
     if (!pending) Napi::RangeError::New(info.Env(), "devmap native: cannot make an ArrayBuffer of that length").ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
-  int64_t unused;
-  napi_adjust_external_memory(info.Env(), -static_cast<int64_t>(len), &unused);
   if (counter >= 0) CounterAdd(info.Env(), counter, 1);
   return Napi::Value(info.Env(), ab);
 }

@@ -38,7 +38,7 @@ import { native } from '../native';
 import { PROT_READ, PROT_WRITE, SAFE_ADVICE, MS_ASYNC, MS_INVALIDATE, MS_SYNC } from './constants';
 import { pageSize } from './page';
 import {
-  FLAG_PINNED, FLAG_TRUNCATED, ROW_LIVE, ROW_NESTED, ROW_TRASH, counterOf, newLineage, objectGone, quarantine, rowFlags, takeAway,
+  FLAG_PINNED, FLAG_TRUNCATED, ROW_LIVE, ROW_NESTED, ROW_TRASH, counterOf, newLineage, objectGone, quarantine, rowFlags, settle, takeAway,
   viewed, type HoldWatcher, type Lineage,
 } from './quarantine';
 
@@ -308,7 +308,9 @@ export class Mapping {
     };
     registerNow = (m) => {
       const cell = m.#cell;
-      if (cell.registered || (!cell.live && !viewed(cell.lineage))) return;
+      // An unmapped Mapping needs no finalizer: it can make no new view, so its lineage's store counter alone
+      // says when nothing reaches its pages (settle() polls it).
+      if (cell.registered || !cell.live) return;
       cell.registered = true;
       cell.lineage.objects++;
       finalizer.register(m, cell);
@@ -431,7 +433,7 @@ export class Mapping {
         check(n.retire(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested, this.#internal), 'mmap');
         this.#buffer = this.#internal = undefined;
         quarantine(lineage, cell.row, cell.addr, cell.mapped);
-        if (!cell.registered) registerSoon(this);
+        settle(lineage);
       }
       this.#retire();
       this.#detachInternal(0, cell.mapped);
@@ -447,7 +449,6 @@ export class Mapping {
       check(takeAway(cell.addr + offset, end - offset), 'mmap');
       const row = n.row_add(cell.addr + offset, end - offset, ROW_TRASH | nested);
       quarantine(lineage, row, cell.addr + offset, end - offset);
-      if (!cell.registered) registerSoon(this);
     }
     n.row_remove(cell.row);
     this.#retire();
@@ -603,9 +604,10 @@ export class Mapping {
       );
     }
     Owned.set(ab, this);
+    const lineage = this.#cell.lineage;
+    if (main && lineage.views === undefined) return ab;
     const ref = new WeakRef(ab);
     if (!main) this.#track({ ref, offset, length, internal });
-    const lineage = this.#cell.lineage;
     if (lineage.views !== undefined) {
       if (lineage.views.length >= 64 && (lineage.views.length & 63) === 0) lineage.views = lineage.views.filter((v) => v.ref.deref() !== undefined);
       lineage.views.push({ ref, addr: this.#cell.addr + offset, len: length });

@@ -10,11 +10,13 @@
  * zeros and writes into memory nobody else sees, and never faults. The virtual range itself is given back
  * (munmap, or re-reserved inside a simulated address space) only when two things are known:
  *
- *  1. every ArrayBuffer object devmap made over the range has been collected. Each view carries its Mapping in
- *     a private field, so "the Mapping objects of a lineage were collected" (a FinalizationRegistry) implies it;
- *  2. every backing store of those views has been freed: Node calls an external ArrayBuffer's finalizer only
- *     once no ArrayBuffer holds the store any more (after detach, collection, or the death of the buffer a
- *     transfer moved it into). The addon counts them per lineage (`storeCounts()`), see native/regions.cc.
+ *  1. no Mapping of the lineage that is still mapped can make a new view of the range: every Mapping object
+ *     the FinalizationRegistry watches (those still mapped at the end of the task that made them) has been
+ *     collected. An unmapped Mapping makes no views, so it is not waited for;
+ *  2. every backing store of the lineage's views has been freed: Node calls an external ArrayBuffer's finalizer
+ *     only once no ArrayBuffer holds the store any more (after detach, collection, or the death of the buffer a
+ *     transfer moved it into). The addon counts them per lineage (`storeCounts()`), see native/regions.cc. A
+ *     view still attached (unmap leaves them attached) holds its store, so this also waits for every view.
  *
  * A lineage is one mmap and every piece a partial unmap cut from it: pieces inherit views, so they share the
  * wait. Ranges that wait are "quarantined": they keep a row in the addon's range table (so a Worker's teardown
@@ -117,6 +119,14 @@ export function quarantine(l: Lineage, row: number, addr: number, len: number): 
 /** Called by the FinalizationRegistry: one more Mapping object of the lineage is gone. */
 export function objectGone(l: Lineage): void {
   l.objects--;
+  tryRelease(l);
+}
+
+/**
+ * Called after an unmap quarantined pages: releases them now if nothing can reach them, else waits (for the
+ * lineage's registered Mapping objects, then by polling its store counter).
+ */
+export function settle(l: Lineage): void {
   tryRelease(l);
 }
 
