@@ -12,7 +12,8 @@
         "native/files.cc",
         "native/futex.cc",
         "native/waitv.cc",
-        "native/robust_mutex.cc"
+        "native/robust_mutex.cc",
+        "native/socket.cc"
       ],
       "libraries": ["-lrt"]
     }

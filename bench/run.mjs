@@ -22,6 +22,7 @@ export const SUITES = [
   { name: 'memory', module: './memory.mjs', exportName: 'memoryCases' },
   { name: 'kernel', module: './kernel.mjs', exportName: 'kernelCases' },
   { name: 'sync', module: './sync.mjs', exportName: 'syncCases' },
+  { name: 'clients', module: './clients.mjs', exportName: 'clientsCases' },
 ];
 /** Suites of per-operation samples (bench/latency.mjs format). */
 export const LATENCY_SUITES = [{ name: 'latency', module: './latency.mjs', exportName: 'latencyCases' }];

@@ -6,7 +6,7 @@ export * from './memory';
 export * from './sync';
 export { SharedResourceMap } from './rmap';
 export type {
-  SharedResourceMapAttachOptions, SharedResourceMapCreateOptions, SharedResourceMapInfo, SharedResourceMapSizing,
+  SharedResourceMapAttachOptions, SharedResourceMapCreateOptions, SharedResourceMapInfo, SharedResourceMapOpenOptions, SharedResourceMapSizing,
   SharedResourceMapStats,
 } from './rmap';
 export {

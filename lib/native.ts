@@ -76,6 +76,16 @@ export interface Native {
   mutex_mark_waiters(address: number): number;
   word_address(array: ArrayBufferView, byteIndex: number): number;
   gettid(): number;
+  // native/socket.cc (lib/kernel/remote): Unix sockets, descriptors passed with SCM_RIGHTS.
+  socket_unix(nonblocking: boolean): number;
+  socket_bind(fd: number, path: string): number;
+  socket_listen(fd: number, backlog: number): number;
+  socket_connect(fd: number, path: string): number;
+  /** Fills out with [pid, uid, gid] of the peer. */
+  socket_peercred(fd: number, out: Float64Array): number;
+  socket_send(fd: number, bytes: Uint8Array, fds: Int32Array | null, dontwait: boolean): number;
+  /** out = [descriptor count, msg_flags, descriptors…]. */
+  socket_recv(fd: number, bytes: Uint8Array, out: Int32Array, dontwait: boolean): number;
 }
 
 const root = join(__dirname, '..');

@@ -19,6 +19,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitFutex(env, exports);
   InitWaitv(env, exports);
   InitRobustMutex(env, exports);
+  InitSocket(env, exports);
   return exports;
 }
 

@@ -9,5 +9,6 @@ void InitFiles(Napi::Env env, Napi::Object exports);        // files.cc: memfd, 
 void InitFutex(Napi::Env env, Napi::Object exports);        // futex.cc: spinning wait, wake
 void InitWaitv(Napi::Env env, Napi::Object exports);        // waitv.cc: the waiter threads of waitAsync
 void InitRobustMutex(Napi::Env env, Napi::Object exports);  // robust_mutex.cc: glibc robust mutexes
+void InitSocket(Napi::Env env, Napi::Object exports);       // socket.cc: Unix sockets, SCM_RIGHTS, SO_PEERCRED
 
 }  // namespace devmap

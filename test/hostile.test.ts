@@ -5,8 +5,13 @@
  * An exported class must have a factory below, so that its instances are probed too.
  */
 import { EventEmitter } from 'node:events';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as devmap from '../lib';
+import { fixture } from './helpers/child';
 import { trackLeaks } from './helpers/leaks';
 
 trackLeaks();
@@ -66,7 +71,31 @@ async function driverObjects(): Promise<{ vt: devmap.VHandle; uio: devmap.Uio }>
 }
 
 /** Factories for instances of every exported class, some live and some closed, unmapped or exited. */
+// Kernel hosts: sockets in a directory of this run; RemoteProcess instances connect to a host in a child process.
+const hostDir = mkdtempSync(join(tmpdir(), 'devmap-hostile-'));
+let hosts = 0;
+let remoteHost: Promise<ChildProcess> | undefined;
+const remotePath = join(hostDir, 'remote.sock');
+const remote = async () => {
+  remoteHost ??= new Promise((resolve) => {
+    const c = spawn(process.execPath, [fixture('client-host.cjs'), remotePath], { stdio: ['pipe', 'pipe', 'inherit'] });
+    c.stdout!.once('data', () => resolve(c));
+  });
+  await remoteHost;
+  return devmap.connectKernel(remotePath);
+};
+
 const INSTANCES: Record<string, (() => object | Promise<object>)[]> = {
+  KernelHost: [() => kernel().listen(join(hostDir, `h${hosts++}.sock`)), async () => {
+    const h = await kernel().listen(join(hostDir, `h${hosts++}.sock`));
+    await h.close();
+    return h;
+  }],
+  RemoteProcess: [remote, async () => {
+    const p = await remote();
+    await p.exit();
+    return p;
+  }],
   Mapping: [() => devmap.mapAnonymous(2 * devmap.pageSize), () => {
     const m = devmap.mapAnonymous(devmap.pageSize);
     m.unmap();
@@ -185,9 +214,6 @@ const ACCEPTED_CODE = /^(ERR_INVALID_ARG_TYPE|ERR_INVALID_ARG_VALUE|ERR_OUT_OF_R
 const KNOWN_UNCODED: [label: string, owner: string][] = [
   ['new Mapping', 'memory'], // "Mapping is not constructible": a TypeError without a code
   ['new SharedMemory', 'memory'], // "SharedMemory is not constructible": no code
-  ['new SharedResourceMap', 'rmap'], // "Use SharedResourceMap.create() or …": no code
-  ['SharedResourceMap.inspect', 'rmap'], // inspect(detached buffer): "Cannot perform Construct on a detached ArrayBuffer"
-  ['new ResourceMapPanic', 'rmap'], // a symbol message: "Cannot convert a Symbol value to a string"
   ['new Channel', 'channel'], // the constructor reads its arguments unchecked: "Cannot read properties of undefined"
   ['new Subscriber', 'channel'], // the same
 ];
@@ -218,6 +244,12 @@ async function release(result: unknown): Promise<void> {
 
 afterAll(async () => {
   for (const k of kernels.splice(0)) await k.shutdown();
+  if (remoteHost) {
+    const c = await remoteHost;
+    c.stdin!.end();
+    await new Promise((r) => c.on('close', r));
+  }
+  rmSync(hostDir, { recursive: true, force: true });
   for (const d of devInfos.splice(0)) d.detach();
   for (const m of sharedMaps.splice(0)) if (m.mapped) m.unmap();
   for (const [m, mutex] of mappingsToRelease.splice(0)) {

@@ -44,3 +44,29 @@ export function hexdump(data: Uint8Array, base = 0): string[] {
   out.push((base + data.length).toString(16).padStart(8, '0'));
   return out;
 }
+
+/*
+ * Text that came from outside — segment names (any local user chooses them), names stored in segments,
+ * process names, user names — is printed escaped, so that it cannot move the cursor, recolour or retitle the
+ * terminal, reorder what follows it (bidi overrides) or hide characters (zero-width ones). Escaped: control
+ * characters (C0, DEL, C1), format characters (bidi controls, zero-width characters, the BOM, tags), line and
+ * paragraph separators, every other space than U+0020, lone surrogates, and the backslash itself (so an
+ * escape in the output always means one was made). Each becomes \u{hex}, as in a JavaScript string.
+ */
+const UNSAFE = /[\p{Cc}\p{Cf}\p{Cs}\p{Z}\\]/gu;
+
+/** `text` with every character a terminal could act on (see above) shown as \u{hex}. */
+export function escapeText(text: string): string {
+  return text.replace(UNSAFE, (c) => (c === ' ' ? c : `\\u{${c.codePointAt(0)!.toString(16)}}`));
+}
+
+/**
+ * JSON.stringify, with the characters above that JSON leaves raw (C1 controls, format characters,
+ * separators) written as \uXXXX escapes: the same JSON value, harmless on a terminal.
+ */
+export function jsonText(value: unknown): string {
+  // C0 controls are escaped by JSON.stringify itself (and its line breaks are layout): DEL and C1 are not.
+  return JSON.stringify(value, null, 2).replace(/[\u007f-\u009f\p{Cf}\p{Zl}\p{Zp}]/gu, (c) =>
+    [...Array(c.length).keys()].map((i) => `\\u${c.charCodeAt(i).toString(16).padStart(4, '0')}`).join(''),
+  );
+}

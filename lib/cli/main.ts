@@ -5,13 +5,15 @@
  * (printed with a pointer to --help).
  */
 import { UsageError, closest } from './args';
+import { escapeText } from './format';
 import { bench } from './bench';
 import type { Command } from './command';
 import { inspect } from './inspect';
 import { ls } from './ls';
 import { rm } from './rm';
+import { run } from './run';
 
-const COMMANDS: Command[] = [bench, ls, rm, inspect];
+const COMMANDS: Command[] = [bench, ls, rm, inspect, run];
 
 const HELP = `Usage: devmap <command> [options]
 
@@ -49,14 +51,19 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof UsageError) {
       const where = err.command ? `devmap ${err.command}` : 'devmap';
-      process.stderr.write(`${where}: ${err.message}\nRun "${where} --help" for usage.\n`);
+      process.stderr.write(`${where}: ${escapeLines(err.message)}\nRun "${where} --help" for usage.\n`);
       return 2;
     }
     const e = err as Error;
-    process.stderr.write(`devmap ${name}: ${e.message}\n`);
+    process.stderr.write(`devmap ${name}: ${escapeLines(e.message)}\n`);
     if (process.env.DEVMAP_DEBUG) process.stderr.write(`${e.stack}\n`);
     return 1;
   }
+}
+
+/** A message that may quote the user's arguments or a segment's name: escaped line by line (format.ts). */
+function escapeLines(message: string): string {
+  return message.split('\n').map(escapeText).join('\n');
 }
 
 if (require.main === module) {

@@ -46,6 +46,10 @@ export function findSegment(name: string, command: string): Segment | null {
 }
 
 export function checkName(name: string, command: string): void {
+  if (name.startsWith(`${SHM_DIR}/`) && name.length > SHM_DIR.length + 1) {
+    const bare = name.slice(SHM_DIR.length + 1);
+    throw new UsageError(`'${name}' is a path: name the segment without the "${SHM_DIR}/" prefix (devmap ${command} ${bare})`, command);
+  }
   try {
     validateShmName(name);
   } catch (err) {

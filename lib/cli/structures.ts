@@ -1,23 +1,20 @@
 /*
  * What `devmap inspect` recognizes inside a segment: a small registry of formats, each known by magic bytes
- * at a fixed offset. A format reads a *snapshot* of the segment (pread, no mapping, no lock taken, nothing
- * written), so inspecting is safe while other processes use the segment; the bytes may be mid-update or
- * hostile, so describe() checks every number it reads before trusting it.
+ * at a fixed place from the structure's start. Structures live at any 8-byte aligned offset (the README puts
+ * a Mutex at word 16, a map may follow a header of the application's own), so recognize() looks for each
+ * magic at every aligned offset of the snapshot. A format decodes a *snapshot* of the segment (pread, no
+ * mapping, no lock taken, nothing written) through the structure's own read-only decoder — Mutex.inspect(),
+ * SharedResourceMap.inspect() — so inspecting is safe while other processes use the segment, and the bytes,
+ * which may be mid-update or hostile, are checked by the module that knows them.
  *
- * To teach inspect a new structure (the shared resource map, say): export from its module the magic, the
- * offset of the magic and a describe() over a SegmentReader, and add it to FORMATS below. The dependency
- * goes cli → structure, never the other way.
+ * To teach inspect a new structure: give its module a static inspect(bytes, offset), and add a format here
+ * with its magic, the magic's place and a describe() over that. The dependency goes cli → structure.
  */
 import { readFileSync } from 'node:fs';
-import { native } from '../native';
+import { isAlive } from '../identity';
 import { SharedResourceMap } from '../rmap/shared';
-
-/** Read-only access to a snapshot of a segment. */
-export interface SegmentReader {
-  readonly size: number;
-  /** Up to `length` bytes at `offset` (fewer at the end of the segment). */
-  read(offset: number, length: number): Uint8Array;
-}
+import { Mutex } from '../sync/mutex';
+import { escapeText } from './format';
 
 /** One line of a description: a label and its value. */
 export type Field = [label: string, value: string];
@@ -25,100 +22,97 @@ export type Field = [label: string, value: string];
 export interface StructureFormat {
   /** What it is, e.g. "devmap Mutex". */
   readonly name: string;
-  /** Bytes that identify it, found at `offset`. */
+  /** Bytes that identify it, found `magicAt` bytes after the structure's start. */
   readonly magic: Uint8Array;
-  readonly offset: number;
-  /** The state of the structure; throws if the bytes do not make sense (reported, not fatal). */
-  describe(segment: SegmentReader): Field[];
+  readonly magicAt: number;
+  /** The state of the structure at byte `offset` of the snapshot; throws if the bytes do not make sense (reported, not fatal). */
+  describe(bytes: Uint8Array, offset: number): Field[];
 }
 
 export interface Recognized {
   format: StructureFormat;
+  offset: number;
   fields?: Field[];
   error?: string;
 }
 
-/** Every format whose magic matches, with its description. */
-export function recognize(segment: SegmentReader, formats: readonly StructureFormat[] = FORMATS): Recognized[] {
+/** Structures are 8-byte aligned: the offsets recognize() tries. */
+const ALIGN = 8;
+
+/** Every structure whose magic is found at an aligned offset of `bytes`, in offset order, with its description. */
+export function recognize(bytes: Uint8Array, formats: readonly StructureFormat[] = FORMATS): Recognized[] {
   const found: Recognized[] = [];
-  for (const format of formats) {
-    const at = segment.read(format.offset, format.magic.length);
-    if (at.length !== format.magic.length || !at.every((b, i) => b === format.magic[i])) continue;
-    try {
-      found.push({ format, fields: format.describe(segment) });
-    } catch (err) {
-      found.push({ format, error: (err as Error).message });
+  for (let offset = 0; offset < bytes.length; offset += ALIGN) {
+    for (const format of formats) {
+      const at = offset + format.magicAt;
+      if (at + format.magic.length > bytes.length || !format.magic.every((b, i) => bytes[at + i] === b)) continue;
+      try {
+        found.push({ format, offset, fields: format.describe(bytes, offset) });
+      } catch (err) {
+        found.push({ format, offset, error: (err as Error).message });
+      }
     }
   }
   return found;
 }
 
-const u32le = (v: number) => new Uint8Array(new Uint32Array([v]).buffer);
-const readU32 = (segment: SegmentReader, offset: number) => {
-  const b = segment.read(offset, 4);
-  if (b.length !== 4) throw new Error(`the segment ends before byte ${offset + 4}`);
-  return new DataView(b.buffer, b.byteOffset, 4).getUint32(0, true);
-};
+const ascii = (text: string) => new TextEncoder().encode(text);
 
-/*
- * A devmap Mutex (lib/sync/mutex.ts) at the start of a segment: 16 words, a process-shared robust glibc
- * mutex followed by the marker "MUTX" (0x4d555458) that Mutex.init writes last, in word 15. The futex word
- * of a robust mutex holds the owner's thread id (FUTEX_TID_MASK), FUTEX_WAITERS and FUTEX_OWNER_DIED.
- */
-const MUTEX_MARKER = 0x4d555458;
-const FUTEX_WAITERS = 0x80000000;
-const FUTEX_OWNER_DIED = 0x40000000;
-const FUTEX_TID_MASK = 0x3fffffff;
-
+/** A devmap Mutex (lib/sync/mutex.ts): its marker "MUTX" (0x4d555458 little-endian) is in its word 15. */
 export const mutexFormat: StructureFormat = {
-  name: 'devmap Mutex (at offset 0)',
-  magic: u32le(MUTEX_MARKER),
-  offset: 15 * 4,
-  describe(segment) {
-    const [, , lockWordOffset] = native().mutex_layout();
-    const word = readU32(segment, lockWordOffset);
-    const tid = word & FUTEX_TID_MASK;
-    const fields: Field[] = [['lock word', `0x${word.toString(16).padStart(8, '0')}`]];
-    if (tid === 0) fields.push(['state', 'unlocked']);
-    else fields.push(['state', `locked by ${thread(tid)}`]);
-    if (word & FUTEX_OWNER_DIED) fields.push(['owner died', 'yes: the next lock() returns { ownerDied: true } and must call consistent()']);
-    fields.push(['waiters', word & FUTEX_WAITERS ? 'yes (FUTEX_WAITERS set)' : 'none recorded']);
+  name: 'devmap Mutex',
+  magic: ascii('XTUM'),
+  magicAt: 15 * 4,
+  describe(bytes, offset) {
+    const m = Mutex.inspect(bytes, offset);
+    const fields: Field[] = [['lock word', `0x${m.lockWord.toString(16).padStart(8, '0')}`]];
+    fields.push(['state', m.locked ? `locked by ${thread(m.owner)}` : 'unlocked']);
+    if (m.ownerDied) fields.push(['owner died', 'yes: the next lock() returns { ownerDied: true } and must call consistent()']);
+    fields.push(['waiters', m.waiters ? 'yes (FUTEX_WAITERS set)' : 'none recorded']);
     return fields;
   },
 };
 
-/** "thread T of process P (alive)" from /proc/<tid>/status, which exists for every live thread id. */
+/**
+ * "thread T of process P (name), alive" from /proc/<tid>/status. A thread gone by the kernel's word
+ * (lib/identity.ts) is said to be gone; one this user cannot see in /proc (hidepid) is "alive, not visible".
+ */
 function thread(tid: number): string {
+  if (!isAlive(tid, null)) return `thread ${tid}, which no longer exists (the kernel marks the lock owner-died when it notices)`;
   let status: string;
   try {
     status = readFileSync(`/proc/${tid}/status`, 'utf8');
   } catch {
-    return `thread ${tid}, which no longer exists (the kernel marks the lock owner-died when it notices)`;
+    return `thread ${tid}, alive (not visible to this user in /proc)`;
   }
   const tgid = /^Tgid:\s*(\d+)/m.exec(status)?.[1];
   const name = /^Name:\s*(.*)$/m.exec(status)?.[1];
-  return `thread ${tid} of process ${tgid ?? '?'}${name ? ` (${name})` : ''}, alive`;
+  return `thread ${tid} of process ${tgid ?? '?'}${name ? ` (${escapeText(name)})` : ''}, alive`;
 }
 
-/** The formats inspect knows. */
-/** A SharedResourceMap at the start of the segment (magic "SRMP"); read from the snapshot, without its lock. */
+/** A SharedResourceMap (magic "SRMP" at its start); read from the snapshot, without its lock. */
 export const sharedResourceMapFormat: StructureFormat = {
   name: 'devmap shared resource map',
-  magic: new TextEncoder().encode('SRMP'),
-  offset: 0,
-  describe(segment) {
-    const info = SharedResourceMap.inspect(segment.read(0, segment.size), 0);
-    return [
-      ['name', info.name],
+  magic: ascii('SRMP'),
+  magicAt: 0,
+  describe(bytes, offset) {
+    const info = SharedResourceMap.inspect(bytes, offset);
+    const fields: Field[] = [
+      ['name', escapeText(info.name)],
       ['policy', info.overflow ? `${info.policy} (overflow: ${info.overflow})` : info.policy],
       ['state', `${info.state}${info.ready ? '' : ' (not ready: creation did not finish)'}`],
+    ];
+    if (info.corrupt) fields.push(['corrupt', 'yes: a process found its structure broken; every operation throws ERR_DEVMAP_CORRUPT']);
+    fields.push(
       ['free', `${info.freeUnits} units in ${info.ranges} ranges (mapsize ${info.mapsize})`],
       ['owners', `${info.ownersInUse} of ${info.owners} allocation records in use`],
       ['journal', info.journalEntries === 0 ? 'empty (no update in progress)' : `${info.journalEntries} entries: an update in progress, or a crashed one the next user will roll back`],
       ['recoveries', String(info.recoveries)],
       ['counters', Object.entries(info.stats).filter(([, v]) => typeof v === 'number').map(([k, v]) => `${k} ${v}`).join(', ')],
-    ];
+    );
+    return fields;
   },
 };
 
+/** The formats inspect knows. */
 export const FORMATS: readonly StructureFormat[] = [mutexFormat, sharedResourceMapFormat];

@@ -705,6 +705,10 @@ const ops: SegmentOps = {
     const h = chainOf(seg).find((x) => st(x).uvaddr <= addr && addr < st(x).uvaddr + st(x).len);
     return h ? `dhp#${h.id}` : '-';
   },
+
+  needsFaults(seg) {
+    return chainOf(seg).some((h) => typeof st(h).callbacks?.devmap_access === 'function');
+  },
 };
 
 /** A forked MAP_PRIVATE mapping starts as a copy of the parent's loaded pages (what copy-on-write shows). */

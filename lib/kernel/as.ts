@@ -40,6 +40,23 @@ export interface SegmentOps {
   fault(seg: Segment, addr: number, len: number, rw: Rw): Promise<number> | number;
   /** A label for pmap: the driver's handle for the page at `addr`. */
   label(seg: Segment, addr: number): string;
+  /**
+   * True when touching the segment's pages must call into the driver (devmap_access): such a segment cannot
+   * be mapped loaded into a client process until real faults exist (SPEC A.9).
+   */
+  needsFaults?(seg: Segment): boolean;
+}
+
+/**
+ * The other back end of an address space: a client process (lib/kernel/remote) whose reservation mirrors
+ * this one. Each real change made here is told to it, in order, so that it makes the same change at the same
+ * offset in its own reservation. Offsets are from the reservation's base.
+ */
+export interface AddressSpaceMirror {
+  /** [off, off + len) now maps `fd` at `fileOff` (fd -1: anonymous memory) with `prot`, MAP_SHARED or MAP_PRIVATE. */
+  mapped(off: number, len: number, prot: number, type: number, fd: number, fileOff: number): void;
+  /** [off, off + len) is reserved again: nothing is mapped there. */
+  reserved(off: number, len: number): void;
 }
 
 /** One real mapping inside a segment. */
@@ -121,6 +138,9 @@ export class AddressSpace {
   /** The owning process's pid (for traces of entry points called on its behalf). */
   readonly pid: number;
 
+  /** Set for a client process's address space: told of every real change (lib/kernel/remote). */
+  mirror: AddressSpaceMirror | null = null;
+
   constructor(size: number, pid: number) {
     this.pid = pid;
     this.size = Math.ceil(size / pageSize) * pageSize;
@@ -132,6 +152,11 @@ export class AddressSpace {
     }
     this.rawBase = this.#reservation.addr;
     this.base = BigInt(this.rawBase);
+    // Every real change is told to the mirror, if one is attached, at its offset from the base.
+    this.#reservation.watcher = {
+      placed: (addr, len, prot, type, fd, off) => this.mirror?.mapped(addr - this.rawBase, len, prot, type, fd, off),
+      reserved: (addr, len) => this.mirror?.reserved(addr - this.rawBase, len),
+    };
   }
 
   /** The first address past the reservation. */
@@ -197,7 +222,8 @@ export class AddressSpace {
     return typeof mapping === 'number' ? mapping : { addr, len, mapping };
   }
 
-  /** Re-reserves [addr, addr + len) without a Mapping (pages a driver never backed). */
+  /** Re-reserves [addr, addr + len) that no piece covers (pages a driver never backed; a client applying its
+   * host's changes, lib/kernel/remote). */
   rereserve(addr: number, len: number): void {
     this.#reservation.rereserve(addr, len);
   }

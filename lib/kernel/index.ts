@@ -10,3 +10,5 @@ export type { Iovec } from './uio';
 export type { PmapEntry, Rw } from './as';
 export { btop, btopr, ptob, btoc, btoct, ctob } from './units';
 export * as errno from './errno';
+export { KernelHost, connectKernel, RemoteProcess } from './remote';
+export type { ListenOptions, ClientInfo, ExitReason } from './remote';

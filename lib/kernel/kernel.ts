@@ -29,6 +29,7 @@ import { EIO } from './errno';
 import { noteDriverError } from './syscall';
 import { createProcess, type Process } from './process';
 import { uiomove, type Uio } from './uio';
+import { listen as listenHost, type KernelHost, type ListenOptions } from './remote/host';
 
 interface Device {
   name: string;
@@ -173,6 +174,26 @@ export class Kernel extends EventEmitter {
     return `${d ? d.name : '?'}(${getmajor(dev)},${getminor(dev)})`;
   }
 
+  /** @internal The device paths made by install() and mknod(). */
+  nodePaths(): string[] {
+    return [...this.#nodes.keys()];
+  }
+
+  /**
+   * Serves this kernel to real processes on a new Unix socket at `path` (0600: only this uid may connect, unless
+   * options.allowUids names more). Each connection is a Process with the peer's credentials; see
+   * lib/kernel/remote/host.ts.
+   */
+  async listen(path: string, options?: ListenOptions): Promise<KernelHost> {
+    this.#assertUp();
+    const host = await listenHost(this, path, options);
+    this.#hosts.add(host);
+    return host;
+  }
+
+  /** Hosts serving this kernel: shutdown() closes them first (their clients exit like the others). */
+  readonly #hosts = new Set<KernelHost>();
+
   /** A new process with an empty address space. */
   spawn(): Process {
     this.#assertUp();
@@ -203,6 +224,8 @@ export class Kernel extends EventEmitter {
   /** Exits every process, then releases physical memory. */
   async shutdown(): Promise<void> {
     if (this.#down) return;
+    for (const h of this.#hosts) await h.close();
+    this.#hosts.clear();
     for (const p of this.processes) await p.exit();
     this.#down = true;
     this.arena.destroy();

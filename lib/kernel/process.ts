@@ -27,7 +27,7 @@ import { FREAD, FWRITE, OTYP_CHR, type Cred } from './device';
 import { EACCES, EBADF, EFAULT, EINVAL, ENODEV, ENOENT, ENOMEM, ENOTTY, ENXIO } from './errno';
 import type { Kernel, KernelInternals } from './kernel';
 import { causeOfSyscall, runSyscall, syscallError } from './syscall';
-import { makeUio, UIO_READ, UIO_WRITE } from './uio';
+import { makeUio, UIO_READ, UIO_WRITE, type UserCopy } from './uio';
 
 export const O_RDONLY = 0;
 export const O_WRONLY = 1;
@@ -117,14 +117,17 @@ export class Process {
     return runSyscall(() => this.#release(file));
   }
 
-  /** read(2) into [addr, addr + len) of this process's memory; returns the bytes read. */
-  async read(fd: number, addr: bigint, len: number): Promise<number> {
-    return this.#transfer(fd, addr, len, 'read');
+  /**
+   * read(2) into [addr, addr + len) of this process's memory; returns the bytes read. (`copy`, internal: a
+   * client process's buffer, lib/kernel/remote.)
+   */
+  async read(fd: number, addr: bigint, len: number, copy?: UserCopy): Promise<number> {
+    return this.#transfer(fd, addr, len, 'read', copy);
   }
 
   /** write(2) from [addr, addr + len) of this process's memory; returns the bytes written. */
-  async write(fd: number, addr: bigint, len: number): Promise<number> {
-    return this.#transfer(fd, addr, len, 'write');
+  async write(fd: number, addr: bigint, len: number, copy?: UserCopy): Promise<number> {
+    return this.#transfer(fd, addr, len, 'write', copy);
   }
 
   /** ioctl(2): the driver's return value (an errno ≠ 0 rejects). */
@@ -340,17 +343,20 @@ export class Process {
     }
   }
 
-  async #transfer(fd: number, addr: bigint, len: number, syscall: 'read' | 'write'): Promise<number> {
+  async #transfer(fd: number, addr: bigint, len: number, syscall: 'read' | 'write', copy?: UserCopy): Promise<number> {
     this.#assertRunning();
     const file = this.#file(fd, syscall);
     this.#userAddr(addr);
     len = integer(len, 'len');
+    if (copy !== undefined && (!(copy.bytes instanceof Uint8Array) || copy.bytes.length !== len || !Number.isInteger(copy.valid) || copy.valid < 0 || copy.valid > len)) {
+      throw typeError('{ bytes: a Uint8Array of len bytes, valid: 0..len }', 'copy', copy);
+    }
     return runSyscall(async () => {
       const want = syscall === 'read' ? FREAD : FWRITE;
       if ((file.flag & want) === 0) throw this.#error(EBADF, syscall);
       const { driver } = this.#k.device(file.dev)!;
       if (typeof driver[syscall] !== 'function') throw this.#error(ENXIO, syscall);
-      const uio = makeUio(this.as, [{ base: addr, len }], file.offset, syscall === 'read' ? UIO_READ : UIO_WRITE);
+      const uio = makeUio(this.as, [{ base: addr, len }], file.offset, syscall === 'read' ? UIO_READ : UIO_WRITE, copy ?? null);
       const rc = await this.#k.call(this.pid, driver, syscall, [file.dev, uio, this.cred]);
       const moved = len - uio.resid;
       file.offset += moved;

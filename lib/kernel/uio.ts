@@ -19,12 +19,22 @@ export interface Iovec {
   len: number;
 }
 
+/**
+ * A client process's side of a read or write (lib/kernel/remote): its bytes travel in the host's messages, so
+ * they are a buffer here. The first `valid` bytes stand for user memory the client could reach; a copy past
+ * them is EFAULT, as a copy to an unmapped page is.
+ */
+export interface UserCopy {
+  bytes: Uint8Array;
+  valid: number;
+}
+
 const constructing = Symbol('devmap.uio');
-let construct: (as: AddressSpace, iov: Iovec[], offset: number, rw: number) => Uio;
+let construct: (as: AddressSpace, iov: Iovec[], offset: number, rw: number, copy: UserCopy | null) => Uio;
 
 /** The Uio of a read(2)/write(2) (the kernel builds them; the class has no public constructor). */
-export function makeUio(as: AddressSpace, iov: Iovec[], offset: number, rw: number): Uio {
-  return construct(as, iov, offset, rw);
+export function makeUio(as: AddressSpace, iov: Iovec[], offset: number, rw: number, copy: UserCopy | null = null): Uio {
+  return construct(as, iov, offset, rw, copy);
 }
 
 export class Uio {
@@ -35,18 +45,21 @@ export class Uio {
   readonly as: AddressSpace;
   /** The system call's direction: UIO_READ for read(2), UIO_WRITE for write(2). */
   readonly rw: number;
+  /** Set for a client process: where its bytes are (the vectors then only count them). */
+  readonly copy: UserCopy | null;
 
   static {
-    construct = (as, iov, offset, rw) => new Uio(as, iov, offset, rw, constructing);
+    construct = (as, iov, offset, rw, copy) => new Uio(as, iov, offset, rw, copy, constructing);
   }
 
-  private constructor(as: AddressSpace, iov: Iovec[], offset: number, rw: number, token: symbol) {
+  private constructor(as: AddressSpace, iov: Iovec[], offset: number, rw: number, copy: UserCopy | null, token: symbol) {
     if (token !== constructing) throw new DevmapError('ERR_DEVMAP_NOT_CONSTRUCTIBLE', 'A Uio is made by the kernel for read(2) and write(2)');
     this.as = as;
     this.rw = rw;
     this.iov = iov.map((v) => ({ ...v }));
     this.offset = offset;
     this.resid = iov.reduce((n, v) => n + v.len, 0);
+    this.copy = copy;
   }
 }
 
@@ -70,6 +83,7 @@ export function uiomove(kmem: KernelMemory, kaddr: number, n: number, rw: number
     if (v === null || typeof v !== 'object' || typeof v.base !== 'bigint') throw typeError('an iovec { base: bigint, len }', 'uio.iov[]', v);
     integer(v.len, 'uio.iov[].len');
   }
+  if (uio.copy) return uiomoveCopy(kmem, kaddr, n, rw, uio, uio.copy);
   let left = Math.min(n, uio.resid);
   let k = kaddr;
   while (left > 0 && uio.iov.length > 0) {
@@ -105,4 +119,24 @@ export function uiomove(kmem: KernelMemory, kaddr: number, n: number, rw: number
     left -= chunk;
   }
   return 0;
+}
+
+/** uiomove for a client process: the user's bytes are `copy.bytes`, in the order the vectors list them. */
+function uiomoveCopy(kmem: KernelMemory, kaddr: number, n: number, rw: number, uio: Uio, copy: UserCopy): number {
+  const at = copy.bytes.length - uio.resid;
+  const want = Math.min(n, uio.resid);
+  const moved = Math.max(0, Math.min(want, copy.valid - at));
+  if (moved > 0) {
+    const kernel = kmem.bytes(kaddr, moved);
+    if (rw === UIO_READ) copy.bytes.set(kernel, at);
+    else kernel.set(copy.bytes.subarray(at, at + moved));
+    uio.resid -= moved;
+    uio.offset += moved;
+    const v = uio.iov[0];
+    if (v) {
+      v.base += BigInt(moved);
+      v.len -= moved;
+    }
+  }
+  return moved < want ? EFAULT : 0;
 }

@@ -444,7 +444,10 @@ export class Mapping {
     this.#range(offset, len, true);
     const end = Math.min(Math.ceil((offset + len) / this.#granule) * this.#granule, cell.mapped);
     if (!viewed(lineage)) {
-      check(n.munmap(cell.addr + offset, end - offset), 'munmap');
+      if (lineage.give === undefined) check(n.munmap(cell.addr + offset, end - offset), 'munmap');
+      // Inside a reservation the pages are given back its way (re-reserved), never munmapped: a hole there
+      // would let another mapping land inside the address space.
+      else lineage.give(n.row_add(cell.addr + offset, end - offset, ROW_TRASH | nested), cell.addr + offset, end - offset);
     } else {
       check(takeAway(cell.addr + offset, end - offset), 'mmap');
       const row = n.row_add(cell.addr + offset, end - offset, ROW_TRASH | nested);

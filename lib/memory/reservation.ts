@@ -21,6 +21,16 @@ import { MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_
 import { adoptMapping, type Mapping } from './mapping';
 import { detachViewsIn, type Lineage } from './quarantine';
 
+/**
+ * Told every real change, in order (a client process mirrors the reservation, lib/kernel/remote). Pages taken
+ * away and held for stale views count as reserved from the moment they are taken: only this process can
+ * reach its trash pages.
+ */
+export interface ReservationWatcher {
+  placed(addr: number, len: number, prot: number, type: number, fd: number, offset: number): void;
+  reserved(addr: number, len: number): void;
+}
+
 /** A range that waits in quarantine, and the parts of it a later placement took over. */
 interface Held {
   addr: number;
@@ -35,6 +45,8 @@ export class Reservation {
   readonly size: number;
   readonly #whole: Mapping;
   #held: Held[] = [];
+  /** Told every placement and re-reservation (set by the owner; null: nobody). */
+  watcher: ReservationWatcher | null = null;
 
   /** mmap(2) of `size` bytes PROT_NONE, MAP_NORESERVE; a system error (with errno) when the kernel refuses. */
   static reserve(size: number): Reservation {
@@ -61,6 +73,7 @@ export class Reservation {
     const rc = native().mmap(addr, len, prot, type | MAP_FIXED | (fd < 0 ? MAP_ANONYMOUS : 0), fd, offset);
     if (rc < 0) return -rc;
     this.#takeOver(addr, len);
+    this.watcher?.placed(addr, len, prot, type, fd, offset);
     return adoptMapping({
       addr, length: len, prot, shared: type === MAP_SHARED, release: this.#rereserveHeld, hold: this.#hold, finalize: false, anchor: this.#whole,
     });
@@ -68,6 +81,12 @@ export class Reservation {
 
   /** Re-reserves [addr, addr + len) (pages no Mapping holds): 0 or a negative errno. */
   rereserve(addr: number, len: number): number {
+    const rc = this.#reserveAgain(addr, len);
+    if (rc === 0) this.watcher?.reserved(addr, len);
+    return rc;
+  }
+
+  #reserveAgain(addr: number, len: number): number {
     const rc = native().mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
     return rc < 0 ? rc : 0;
   }
@@ -84,7 +103,9 @@ export class Reservation {
   }
 
   readonly #hold = (addr: number, len: number, held: boolean, lineage: Lineage): void => {
-    if (held) this.#held.push({ addr, len, lineage, taken: [] });
+    if (!held) return;
+    this.#held.push({ addr, len, lineage, taken: [] });
+    this.watcher?.reserved(addr, len);
   };
 
   /** The release of a held range: re-reserve what no placement took over since. */
@@ -96,10 +117,10 @@ export class Reservation {
     let cursor = addr;
     let rc = 0;
     for (const [a, l] of h.taken.sort((x, y) => x[0] - y[0])) {
-      if (a > cursor) rc = this.rereserve(cursor, a - cursor) || rc;
+      if (a > cursor) rc = this.#reserveAgain(cursor, a - cursor) || rc;
       cursor = Math.max(cursor, a + l);
     }
-    if (cursor < addr + len) rc = this.rereserve(cursor, addr + len - cursor) || rc;
+    if (cursor < addr + len) rc = this.#reserveAgain(cursor, addr + len - cursor) || rc;
     return rc;
   };
 

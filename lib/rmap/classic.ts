@@ -8,10 +8,12 @@
  * else take this node if it fits, else go right. Same answer, O(log n) instead of O(n).
  */
 import { ResourceMapPanic } from './panic';
-import { H32, H64, type RmapStore } from './store';
+import { H32, H64, brokenLinks, type RmapStore } from './store';
 import { DIRTY, markDirty, treeClean, treeFloor, treeInsert, treeLast, treeRefresh, treeRemove, treeWalk } from './tree';
 
 const NIL = -1; // store.ts NIL; a local constant keeps module-object loads out of the hot loops
+/** The search path's room: deeper than any AVL tree (tree.ts MAX_DEPTH); a longer descent means looping links. */
+const PATH = 96;
 
 export type OverflowRule = 'solaris' | 'bsd' | 'svr4';
 export const OVERFLOW_RULES: readonly OverflowRule[] = ['solaris', 'bsd', 'svr4'];
@@ -31,7 +33,7 @@ function lostMessage(rule: OverflowRule, name: string, index: number, size: numb
 }
 
 export class ClassicEngine {
-  private readonly path = new Int32Array(96); // scratch: the search path of the last descent
+  private readonly path = new Int32Array(PATH); // scratch: the search path of the last descent
   private depth = 0; // scratch: the depth of the node search() found
 
   constructor(
@@ -63,8 +65,10 @@ export class ClassicEngine {
     let d = 0;
     let x = root;
     // Invariant: if any range fits, the lowest-index one is in x's subtree.
+    const n = s.lo.length;
     for (;;) {
       if (x === NIL || mx[x] < size) return 0;
+      if (!(x >= 0 && x < n) || d >= PATH) throw brokenLinks('the free-range tree');
       path[d] = x;
       const l = lt[x];
       if (l !== NIL && mx[l] >= size) {
@@ -114,6 +118,8 @@ export class ClassicEngine {
   private search(t: number, size: number, depth: number): number {
     const s = this.s;
     if (t === NIL || s.mx[t] < size) return NIL;
+    const n = s.lo.length;
+    if (!(t >= 0 && t < n) || depth >= PATH) throw brokenLinks('the free-range tree');
     this.path[depth] = t;
     if ((s.ht[t] & DIRTY) === 0) {
       // Exact from here down, and mx[t] ≥ size: the fit is certain.
@@ -122,6 +128,7 @@ export class ClassicEngine {
         if (l !== NIL && s.mx[l] >= size) t = l;
         else if (s.sz[t] >= size) break;
         else t = s.rt[t];
+        if (!(t >= 0 && t < n) || depth + 1 >= PATH) throw brokenLinks('the free-range tree');
         this.path[++depth] = t;
       }
       this.depth = depth;
@@ -150,7 +157,9 @@ export class ClassicEngine {
     if (index === 0) throw this.panic('ERR_DEVMAP_RMAP_ZERO_INDEX', size, index);
     const end = index + size;
     let lost: Lost | null = null;
-    for (;;) {
+    // Each retry follows a discarded range (Solaris' rule): fewer retries than the pool has nodes.
+    for (let retries = s.lo.length; ; retries--) {
+      if (retries < 0) throw brokenLinks('the free-range tree');
       // One descent finds L (last range starting at or below index) and R (first range above it): both lie
       // on the search path for index, which is kept for the size updates below.
       const root = s.h32[H32.ROOT];
@@ -162,6 +171,7 @@ export class ClassicEngine {
       let dL = -1;
       let dR = -1;
       for (let x = root; x !== NIL; ) {
+        if (!(x >= 0 && x < lo.length) || d >= PATH) throw brokenLinks('the free-range tree');
         path[d] = x;
         if (lo[x] <= index) {
           L = x;

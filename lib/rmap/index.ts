@@ -12,7 +12,7 @@ export type { ResourceMapPanicCode, ResourceMapWarning, ResourceMapWarningCode }
 export { RmapStore } from './store';
 export { SharedResourceMap, SRMAP_MAGIC, SRMAP_VERSION } from './shared';
 export type {
-  SharedResourceMapAttachOptions, SharedResourceMapCreateOptions, SharedResourceMapInfo, SharedResourceMapSizing,
+  SharedResourceMapAttachOptions, SharedResourceMapCreateOptions, SharedResourceMapOpenOptions, SharedResourceMapInfo, SharedResourceMapSizing,
   SharedResourceMapStats,
 } from './shared';
 

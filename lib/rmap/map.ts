@@ -64,7 +64,9 @@
  * and a wake stops at the first waiter that still does not fit. An AbortSignal cancels a wait; rmfreemap
  * rejects every waiter. A request larger than anything the map could ever satisfy from the space given so
  * far (classic: the distance from the lowest to the highest unit ever freed in; illumos: the largest span)
- * would sleep forever in a kernel; devmap warns the first time such a waiter sleeps.
+ * would sleep forever in a kernel; devmap warns the first time such a waiter sleeps. A sleeping waiter keeps
+ * the event loop alive, as a pending timer or waitAsync does (a ref'd timer while any waiter sleeps): a
+ * program that awaits rmalloc_wait waits for it, instead of exiting silently with the Promise pending.
  *
  * 6. Cost
  * -------
@@ -150,6 +152,9 @@ const OPTION_KEYS = ['policy', 'overflow', 'name', 'onWarning', 'fifo', 'store']
  */
 export const ADOPT_STORE: unique symbol = Symbol('devmap.rmap.adoptStore');
 const MAX = Number.MAX_SAFE_INTEGER;
+/** The keep-alive timer's period: the longest a timer may have; it never does anything. */
+const KEEP_ALIVE_MS = 0x7fffffff;
+const noop = () => undefined;
 
 /** A resource map. The DDI functions (rmalloc(mp, size), ...) call these methods. */
 export class ResourceMap {
@@ -162,6 +167,8 @@ export class ResourceMap {
   readonly #engine: ClassicEngine | VmemEngine;
   readonly #onWarning: (message: string, warning: ResourceMapWarning) => void;
   readonly #waiters: Waiter[] = [];
+  /** While a waiter sleeps: a ref'd timer, so that the event loop stays alive as for a pending waitAsync. */
+  #keepAlive: ReturnType<typeof setInterval> | undefined;
 
   /** Same as rmallocmap(mapsize, options). */
   constructor(mapsize: number, opts?: ResourceMapOptions) {
@@ -253,6 +260,7 @@ export class ResourceMap {
           signal.addEventListener('abort', w.onAbort, { once: true });
         }
         this.#waiters.push(w);
+        this.#keepAlive ??= setInterval(noop, KEEP_ALIVE_MS);
       });
     } catch (err) {
       return Promise.reject(err);
@@ -301,7 +309,9 @@ export class ResourceMap {
     this.#live();
     const s = this.#store;
     s.w32(s.h32, H32.STATE, State.FREED);
-    for (const w of this.#waiters.splice(0)) {
+    const rejected = this.#waiters.splice(0);
+    this.#settled();
+    for (const w of rejected) {
       if (w.onAbort) w.signal!.removeEventListener('abort', w.onAbort);
       w.reject(new DevmapError('ERR_DEVMAP_RMAP_FREED', `rmfreemap(${this.name}) freed the map while rmalloc_wait(${w.size}) was waiting`));
     }
@@ -387,6 +397,10 @@ export class ResourceMap {
     const low = known[0].index;
     const last = known[known.length - 1];
     const extent = last.index + last.size - low;
+    // Only a store written by something else (a corrupt shared segment) has no positive, safe extent.
+    if (!(extent >= 1 && Number.isSafeInteger(extent) && Number.isSafeInteger(low))) {
+      throw new DevmapError('ERR_DEVMAP_CORRUPT', `resource map ${this.name}: its extent [${low}, +${extent}) is not a range of units`);
+    }
     const per = Math.ceil(extent / width);
     const cells = Math.ceil(extent / per);
     const inside = coverage(known, low, per, cells);
@@ -434,6 +448,15 @@ export class ResourceMap {
   #dequeue(w: Waiter): void {
     const i = this.#waiters.indexOf(w);
     if (i >= 0) this.#waiters.splice(i, 1);
+    this.#settled();
+  }
+
+  /** No waiter left: the event loop may end. */
+  #settled(): void {
+    if (this.#waiters.length === 0 && this.#keepAlive !== undefined) {
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = undefined;
+    }
   }
 
   /** C.5: broadcast — every waiter retries, in queue order (fifo: stop at the first that does not fit). */
@@ -485,9 +508,10 @@ export function warnIfTooLarge(
 /** Units of `ranges` (sorted, disjoint) falling in each of `cells` cells of `per` units from `low`. */
 function coverage(ranges: FreeRange[], low: number, per: number, cells: number): Float64Array {
   const out = new Float64Array(cells);
+  const limit = cells * per; // ranges reaching outside the extent (only in a corrupt store) are cut to it
   for (const { index, size } of ranges) {
-    let a = index - low;
-    const b = a + size;
+    let a = Math.max(0, index - low);
+    const b = Math.min(index - low + size, limit);
     while (a < b) {
       const c = Math.floor(a / per);
       const cellEnd = Math.min((c + 1) * per, b);

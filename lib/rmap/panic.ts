@@ -5,6 +5,8 @@
  * messages for illumos); `code` is stable and is what callers and tests branch on. A panic is thrown before
  * the map is touched, so the map is exactly as it was before the call.
  */
+import { integer, rangeError, string } from '../errors';
+
 export type ResourceMapPanicCode =
   | 'ERR_DEVMAP_RMAP_ZERO_SIZE'
   | 'ERR_DEVMAP_RMAP_ZERO_INDEX'
@@ -12,6 +14,12 @@ export type ResourceMapPanicCode =
   | 'ERR_DEVMAP_RMAP_BAD_FREE'
   | 'ERR_DEVMAP_RMAP_WRONG_SIZE'
   | 'ERR_DEVMAP_RMAP_MAP_TOO_SMALL';
+
+const PANIC_CODES: readonly string[] = [
+  'ERR_DEVMAP_RMAP_ZERO_SIZE', 'ERR_DEVMAP_RMAP_ZERO_INDEX', 'ERR_DEVMAP_RMAP_OVERLAP', 'ERR_DEVMAP_RMAP_BAD_FREE',
+  'ERR_DEVMAP_RMAP_WRONG_SIZE', 'ERR_DEVMAP_RMAP_MAP_TOO_SMALL',
+] satisfies ResourceMapPanicCode[];
+const OPERATIONS: readonly string[] = ['rmallocmap', 'rmalloc', 'rmfree'];
 
 export class ResourceMapPanic extends Error {
   readonly code: ResourceMapPanicCode;
@@ -21,6 +29,11 @@ export class ResourceMapPanic extends Error {
   readonly index: number;
 
   constructor(code: ResourceMapPanicCode, message: string, operation: ResourceMapPanic['operation'], size: number, index: number) {
+    if (!PANIC_CODES.includes(code)) throw rangeError(`one of ${PANIC_CODES.join(', ')}`, 'code', code);
+    string(message, 'message');
+    if (!OPERATIONS.includes(operation)) throw rangeError("'rmallocmap', 'rmalloc' or 'rmfree'", 'operation', operation);
+    integer(size, 'size');
+    integer(index, 'index');
     super(message);
     this.name = 'ResourceMapPanic';
     this.code = code;

@@ -26,10 +26,20 @@
  * Reads are plain typed-array loads. A later undo journal for crash-safe shared maps hooks
  * those two methods: the field's byteOffset plus 8·i (or 4·i) names the word being changed.
  */
-import { rangeError, typeError } from '../errors';
+import { DevmapError, rangeError, typeError } from '../errors';
 
 export const NIL = -1;
 export type Policy = 'classic' | 'illumos';
+
+/**
+ * The store's links (tree children, chains, list heads) loop or point outside the pool. An engine never
+ * writes such links; only a store written by something else can hold them — a shared segment another
+ * process corrupted. Every walk that follows links is bounded by the pool's size and checks each node it
+ * reaches, so that such a store ends in this error instead of a hang or a runaway recursion.
+ */
+export function brokenLinks(where: string): DevmapError {
+  return new DevmapError('ERR_DEVMAP_CORRUPT', `resource map store: ${where}: its links loop or leave the node pool`);
+}
 
 /** Header words, Float64 (counters may pass 2^32). A const enum: the numbers are inlined into the hot paths. */
 export const enum H64 {
@@ -225,13 +235,14 @@ export class RmapStore {
     const h32 = this.h32;
     let x = h32[H32.FREE_NODE];
     if (x !== NIL) {
+      if (!(x >= 0 && x < this.lo.length)) throw brokenLinks('the released-node list');
       this.w32(h32, H32.FREE_NODE, this.lt[x]);
     } else {
       x = h32[H32.NEXT_NODE];
       if (x === h32[H32.CAPACITY]) {
         if (!this.growable) return NIL;
         this.grow();
-      }
+      } else if (!(x >= 0 && x < this.lo.length)) throw brokenLinks('the next-node counter');
       this.w32(this.h32, H32.NEXT_NODE, x + 1);
     }
     this.w32(this.h32, H32.NODES, this.h32[H32.NODES] + 1);
@@ -262,8 +273,13 @@ export class RmapStore {
   }
 
   hashFind(key: number): number {
+    const n = this.lo.length;
+    let steps = n;
     let x = this.buckets[this.bucket(key)];
-    while (x !== NIL && this.lo[x] !== key) x = this.hn[x];
+    while (x !== NIL && this.lo[x] !== key) {
+      if (--steps < 0 || !(x >= 0 && x < n)) throw brokenLinks('a hash chain');
+      x = this.hn[x];
+    }
     return x;
   }
 
@@ -274,7 +290,12 @@ export class RmapStore {
       this.w32(this.buckets, b, this.hn[x]);
       return;
     }
-    while (this.hn[y] !== x) y = this.hn[y];
+    const n = this.lo.length;
+    let steps = n;
+    while (this.hn[y] !== x) {
+      if (--steps < 0 || !(y >= 0 && y < n)) throw brokenLinks('a hash chain');
+      y = this.hn[y];
+    }
     this.w32(this.hn, y, this.hn[x]);
   }
 

@@ -16,9 +16,19 @@
  * the header through w32(). All writes go through the store's write primitives and are skipped when the
  * value does not change (fewer words for a later undo journal to record).
  */
-import type { RmapStore } from './store';
+import { brokenLinks, type RmapStore } from './store';
 
 const NIL = -1; // store.ts NIL; a local constant keeps module-object loads out of the hot loops
+/**
+ * No AVL tree an Int32 can index is deeper than 1.44·log2(2^31) + 2 < 48 levels: a deeper recursion means
+ * links that loop (a corrupt shared store, store.ts brokenLinks), and stops here.
+ */
+const MAX_DEPTH = 96;
+
+/** t is a node of the pool and the recursion is not deeper than a tree can be; else the links are broken. */
+function enter(s: RmapStore, t: number, depth: number): void {
+  if (!(t >= 0 && t < s.lo.length) || depth > MAX_DEPTH) throw brokenLinks('the tree');
+}
 
 export const DIRTY = 0x100;
 const HEIGHT = 0xff;
@@ -54,10 +64,11 @@ function pull(s: RmapStore, t: number): void {
 }
 
 /** Makes every dirty node in t's subtree clean and its mx exact; costs O(dirty nodes in the subtree). */
-export function treeClean(s: RmapStore, t: number): void {
+export function treeClean(s: RmapStore, t: number, depth = 0): void {
   if (t === NIL || (s.ht[t] & DIRTY) === 0) return;
-  treeClean(s, s.lt[t]);
-  treeClean(s, s.rt[t]);
+  enter(s, t, depth);
+  treeClean(s, s.lt[t], depth + 1);
+  treeClean(s, s.rt[t], depth + 1);
   pull(s, t);
 }
 
@@ -104,7 +115,7 @@ function balance(s: RmapStore, t: number): number {
 }
 
 /** Inserts node x (lo[x], sz[x] set; key not present). */
-export function treeInsert(s: RmapStore, t: number, x: number): number {
+export function treeInsert(s: RmapStore, t: number, x: number, depth = 0): number {
   if (t === NIL) {
     s.w32(s.lt, x, NIL);
     s.w32(s.rt, x, NIL);
@@ -112,20 +123,22 @@ export function treeInsert(s: RmapStore, t: number, x: number): number {
     s.w64(s.mx, x, s.sz[x]);
     return x;
   }
-  if (s.lo[x] < s.lo[t]) setLeft(s, t, treeInsert(s, s.lt[t], x));
-  else setRight(s, t, treeInsert(s, s.rt[t], x));
+  enter(s, t, depth);
+  if (s.lo[x] < s.lo[t]) setLeft(s, t, treeInsert(s, s.lt[t], x, depth + 1));
+  else setRight(s, t, treeInsert(s, s.rt[t], x, depth + 1));
   return balance(s, t);
 }
 
 /** Removes the node whose key is `key` (it must be present); the node itself is not released. */
-export function treeRemove(s: RmapStore, t: number, key: number): number {
+export function treeRemove(s: RmapStore, t: number, key: number, depth = 0): number {
+  enter(s, t, depth); // the key is present: the descent never reaches NIL
   const k = s.lo[t];
   if (key < k) {
-    setLeft(s, t, treeRemove(s, s.lt[t], key));
+    setLeft(s, t, treeRemove(s, s.lt[t], key, depth + 1));
     return balance(s, t);
   }
   if (key > k) {
-    setRight(s, t, treeRemove(s, s.rt[t], key));
+    setRight(s, t, treeRemove(s, s.rt[t], key, depth + 1));
     return balance(s, t);
   }
   const l = s.lt[t];
@@ -133,31 +146,38 @@ export function treeRemove(s: RmapStore, t: number, key: number): number {
   if (l === NIL) return r;
   if (r === NIL) return l;
   let m = r;
-  while (s.lt[m] !== NIL) m = s.lt[m];
-  setRight(s, m, removeMin(s, r));
+  for (let d = depth + 1; s.lt[m] !== NIL; d++) {
+    enter(s, m, d);
+    m = s.lt[m];
+  }
+  enter(s, m, depth);
+  setRight(s, m, removeMin(s, r, depth + 1));
   setLeft(s, m, l);
   return balance(s, m);
 }
 
-function removeMin(s: RmapStore, t: number): number {
+function removeMin(s: RmapStore, t: number, depth: number): number {
+  enter(s, t, depth);
   const l = s.lt[t];
   if (l === NIL) return s.rt[t];
-  setLeft(s, t, removeMin(s, l));
+  setLeft(s, t, removeMin(s, l, depth + 1));
   return balance(s, t);
 }
 
 /** After sz[] of the node keyed `key` grew in place: recompute the nodes on its path, bottom-up. */
-export function treeRefresh(s: RmapStore, t: number, key: number): void {
+export function treeRefresh(s: RmapStore, t: number, key: number, depth = 0): void {
+  enter(s, t, depth);
   const k = s.lo[t];
-  if (key < k) treeRefresh(s, s.lt[t], key);
-  else if (key > k) treeRefresh(s, s.rt[t], key);
+  if (key < k) treeRefresh(s, s.lt[t], key, depth + 1);
+  else if (key > k) treeRefresh(s, s.rt[t], key, depth + 1);
   pull(s, t);
 }
 
 /** The node with the largest key ≤ key, or NIL. */
 export function treeFloor(s: RmapStore, t: number, key: number): number {
   let best = NIL;
-  while (t !== NIL) {
+  for (let d = 0; t !== NIL; d++) {
+    enter(s, t, d);
     if (s.lo[t] <= key) {
       best = t;
       t = s.rt[t];
@@ -169,7 +189,8 @@ export function treeFloor(s: RmapStore, t: number, key: number): number {
 /** The node with the smallest key > key, or NIL. */
 export function treeAbove(s: RmapStore, t: number, key: number): number {
   let best = NIL;
-  while (t !== NIL) {
+  for (let d = 0; t !== NIL; d++) {
+    enter(s, t, d);
     if (s.lo[t] > key) {
       best = t;
       t = s.lt[t];
@@ -181,15 +202,22 @@ export function treeAbove(s: RmapStore, t: number, key: number): number {
 /** The node with the largest key, or NIL. */
 export function treeLast(s: RmapStore, t: number): number {
   if (t === NIL) return NIL;
-  while (s.rt[t] !== NIL) t = s.rt[t];
+  for (let d = 0; s.rt[t] !== NIL; d++) {
+    enter(s, t, d);
+    t = s.rt[t];
+  }
+  enter(s, t, 0);
   return t;
 }
 
 /** Calls fn(node) for every node in key order. */
 export function treeWalk(s: RmapStore, t: number, fn: (x: number) => void): void {
   const stack: number[] = [];
+  let visits = s.lo.length; // a walk that visits more nodes than the pool holds is going round a loop
   while (t !== NIL || stack.length > 0) {
     while (t !== NIL) {
+      enter(s, t, stack.length);
+      if (--visits < 0) throw brokenLinks('the tree');
       stack.push(t);
       t = s.lt[t];
     }

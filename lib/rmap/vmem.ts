@@ -15,13 +15,18 @@
  */
 import { ResourceMapPanic } from './panic';
 import type { Lost } from './classic';
-import { H32, H64, LISTS, type RmapStore } from './store';
+import { H32, H64, LISTS, brokenLinks, type RmapStore } from './store';
 import { treeAbove, treeFloor, treeInsert, treeWalk } from './tree';
 
 const NIL = -1; // store.ts NIL; a local constant keeps module-object loads out of the hot loops
 const FREE = -1;
 const ALLOC = -2;
 const TWO32 = 4294967296;
+
+/** y is a node of the pool and a chain walk has not taken more steps than the pool has nodes. */
+function step(s: RmapStore, y: number, steps: number, what: string): void {
+  if (!(y >= 0 && y < s.lo.length) || steps > s.lo.length) throw brokenLinks(what);
+}
 
 /** highbit(): 1 + the index of the highest set bit (vmem's highbit), exact for any safe integer ≥ 1. */
 export function highbit(n: number): number {
@@ -49,7 +54,8 @@ export class VmemEngine {
       if (k >= 0) x = s.h32[H32.LIST + k];
       else {
         // vmem_xalloc: all larger lists are empty; search size's own list front to back.
-        for (let y = s.h32[H32.LIST + hb - 1]; y !== NIL; y = s.kn[y]) {
+        for (let y = s.h32[H32.LIST + hb - 1], k = 0; y !== NIL; y = s.kn[y], k++) {
+          step(s, y, k, 'a free list');
           s.w64(s.h64, H64.SEARCHES, s.h64[H64.SEARCHES] + 1);
           if (s.sz[y] >= size) {
             x = y;
@@ -59,6 +65,7 @@ export class VmemEngine {
       }
     }
     if (x === NIL) return 0;
+    step(s, x, 0, 'a free list');
     const index = s.lo[x];
     const whole = s.sz[x];
     const rest = whole - size;
@@ -166,7 +173,10 @@ export class VmemEngine {
   walk(fn: (index: number, size: number) => void): void {
     const s = this.s;
     treeWalk(s, s.h32[H32.ROOT], (span) => {
-      for (let x = s.an[span]; x !== NIL; x = s.an[x]) if (s.ht[x] === FREE) fn(s.lo[x], s.sz[x]);
+      for (let x = s.an[span], k = 0; x !== NIL; x = s.an[x], k++) {
+        step(s, x, k, 'a span chain');
+        if (s.ht[x] === FREE) fn(s.lo[x], s.sz[x]);
+      }
     });
   }
 
@@ -182,7 +192,12 @@ export class VmemEngine {
     let k = LISTS - 1;
     while (k >= 0 && s.h32[H32.LIST + k] === NIL) k--;
     let best = 0;
-    if (k >= 0) for (let x = s.h32[H32.LIST + k]; x !== NIL; x = s.kn[x]) if (s.sz[x] > best) best = s.sz[x];
+    if (k >= 0) {
+      for (let x = s.h32[H32.LIST + k], n = 0; x !== NIL; x = s.kn[x], n++) {
+        step(s, x, n, 'a free list');
+        if (s.sz[x] > best) best = s.sz[x];
+      }
+    }
     return best;
   }
 

@@ -47,6 +47,7 @@ import type { Mapping } from '../memory/mapping';
 import { waitAsync } from './futex';
 import { hold, release } from './held';
 import { CLAIM_WORD, MARKER, MARKER_WORD, claimOrAttach } from './open-or-create';
+import { inspectMutex, type MutexInfo } from './inspect';
 import { address, mappingOf, timeoutMs, wordsOf } from './word';
 import { typedArrayBuffer, typedArrayByteOffset } from '../intrinsics';
 
@@ -291,6 +292,14 @@ export class Mutex {
   get owner(): number {
     this.#check();
     return Atomics.load(this.#array, this.#lockIndex) & TID_MASK;
+  }
+
+  /**
+   * Decodes the Mutex at byte `offset` of `target` (its Mapping, an ArrayBuffer, or a snapshot of the bytes)
+   * without locking or writing: holder thread, owner-died, waiters (lib/sync/inspect.ts).
+   */
+  static inspect(target: Mapping | ArrayBuffer | ArrayBufferView, offset = 0): MutexInfo {
+    return inspectMutex(target, offset);
   }
 
   /** The id that this thread's locks record (see owner). */

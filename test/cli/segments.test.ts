@@ -1,5 +1,5 @@
 // devmap ls, rm and inspect against real /dev/shm segments made by this process, child processes and Python.
-import { chownSync, existsSync } from 'node:fs';
+import { chownSync, existsSync, unlinkSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SharedMemory, SharedResourceMap, rmalloc, rmfree } from '../../lib';
@@ -7,7 +7,7 @@ import { Mutex } from '../../lib/sync';
 import { startTimeOf } from '../../lib/identity';
 import { trackLeaks, uniqueName } from '../helpers/leaks';
 import { run } from '../helpers/child';
-import { devmap } from './devmap';
+import { BIN, devmap } from './devmap';
 
 trackLeaks();
 
@@ -177,7 +177,7 @@ describe('devmap rm', () => {
       const dry = await devmap('rm', '--stale', '--dry-run');
       expect(dry.stdout).toContain(`would remove ${gone}\n`);
       expect(existsSync(`/dev/shm/${gone}`)).toBe(true);
-      const r = await devmap('rm', '--stale', gone, held, alive);
+      const r = await devmap('rm', '--stale', '--yes', gone, held, alive);
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toBe(`removed ${gone}\n`);
       expect([gone, held, alive].map((n) => existsSync(`/dev/shm/${n}`))).toEqual([false, true, true]);
@@ -189,7 +189,7 @@ describe('devmap rm', () => {
   it('--stale is not fooled by a reused pid: the start time must match too', async () => {
     const name = segment();
     await recordCreator(name, process.pid, startTimeOf(process.pid)! + 1);
-    const r = await devmap('rm', '--stale', name);
+    const r = await devmap('rm', '--stale', '--yes', name);
     expect(r.stdout).toBe(`removed ${name}\n`);
   });
 });
@@ -289,5 +289,148 @@ describe('devmap inspect', () => {
     const r = await devmap('inspect', missing);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(`devmap inspect: ${missing}: no such segment in /dev/shm\n`);
+  });
+});
+
+describe('devmap rm --stale asks before it removes', () => {
+  it('without --yes, with standard input not a terminal: lists what it would remove, removes nothing, exits 1', async () => {
+    const dead = await deadProcess();
+    const name = segment();
+    await recordCreator(name, dead.pid, dead.startTime);
+    const r = await devmap('rm', '--stale', name);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe(`would remove ${name}\n`);
+    expect(r.stderr).toContain('removes nothing without --yes when standard input is not a terminal');
+    expect(existsSync(`/dev/shm/${name}`)).toBe(true);
+    const yes = await devmap('rm', '--stale', '--yes', name);
+    expect(yes.stdout).toBe(`removed ${name}\n`);
+    expect(existsSync(`/dev/shm/${name}`)).toBe(false);
+  });
+
+  it.runIf(existsSync('/usr/bin/script'))('on a terminal it lists, asks, and removes only on "y"', async () => {
+    const dead = await deadProcess();
+    const name = segment();
+    await recordCreator(name, dead.pid, dead.startTime);
+    // script(1) gives the command a pseudo-terminal; the answer is typed on its standard input.
+    const onTty = (answer: string) =>
+      run('sh', ['-c', `printf '${answer}\\n' | script -q -c "${process.execPath} ${BIN} rm --stale ${name}" /dev/null`]);
+    const no = await onTty('n');
+    expect(no.stdout).toContain(`would remove ${name}`);
+    expect(no.stdout).toContain('remove 1 segment? [y/N]');
+    expect(no.stdout).toContain('nothing removed');
+    expect(existsSync(`/dev/shm/${name}`)).toBe(true);
+    const yes = await onTty('y');
+    expect(yes.stdout).toContain(`removed ${name}`);
+    expect(existsSync(`/dev/shm/${name}`)).toBe(false);
+  });
+
+  it.each([
+    [['--yes', 'x'], '--yes only applies to --stale'],
+    [['--stale', '--yes', '--dry-run'], '--yes and --dry-run contradict each other'],
+  ])('refuses %j', async (args, message) => {
+    const r = await devmap('rm', ...args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(message);
+  });
+});
+
+describe('segment names as paths', () => {
+  it.each(['rm', 'inspect'])('devmap %s /dev/shm/NAME says to drop the prefix, and touches nothing', async (command) => {
+    const name = segment();
+    const r = await devmap(command, `/dev/shm/${name}`);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`name the segment without the "/dev/shm/" prefix (devmap ${command} ${name})`);
+    expect(existsSync(`/dev/shm/${name}`)).toBe(true);
+  });
+});
+
+describe('devmap ls shows user names', () => {
+  it('beside each uid, in the table and in --json', async () => {
+    const name = segment();
+    const me = process.getuid!();
+    const user = require('node:os').userInfo().username as string;
+    const r = await devmap('ls');
+    const row = r.stdout.split('\n').find((l) => l.startsWith(name + ' '))!;
+    expect(r.stdout.split('\n')[0]).toMatch(/ UID +USER /);
+    expect(row).toMatch(new RegExp(` ${me} +${user} `));
+    expect((await lsJson()).find((s) => s.name === name)).toMatchObject({ uid: me, user });
+  });
+});
+
+describe('names are printed escaped (no terminal escapes from a segment name)', () => {
+  // Any local user can create such a file in /dev/shm; devmap's own create() refuses these names.
+  const hostile = `devmap-test-esc-${process.pid}-\u001b]0;owned\u0007\u009b31m\u202e\u200btxt`;
+  const shown = `devmap-test-esc-${process.pid}-\\u{1b}]0;owned\\u{7}\\u{9b}31m\\u{202e}\\u{200b}txt`;
+  const raw = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069]/;
+
+  it('ls, ls --json and inspect --json print no raw control, bidi or zero-width character', async () => {
+    writeFileSync(`/dev/shm/${hostile}`, 'x', { mode: 0o600 });
+    try {
+      const table = await devmap('ls');
+      expect(table.code, table.stderr).toBe(0);
+      expect(table.stdout).not.toMatch(raw);
+      expect(table.stdout).toContain(shown);
+      const json = await devmap('ls', '--json');
+      expect(json.stdout).not.toMatch(raw);
+      expect((JSON.parse(json.stdout) as { name: string }[]).some((s) => s.name === hostile)).toBe(true); // the same value
+    } finally {
+      unlinkSync(`/dev/shm/${hostile}`);
+    }
+  });
+
+  it('arguments echoed in errors are escaped too', async () => {
+    const r = await devmap('inspect', hostile);
+    expect(r.code).toBe(2);
+    expect(r.stderr).not.toMatch(raw);
+    expect(r.stderr).toContain(shown);
+    const u = await devmap('\u001b[2Jls');
+    expect(u.stderr).not.toMatch(raw);
+    expect(u.stderr).toContain("unknown command '\\u{1b}[2Jls'");
+  });
+
+  it('a shared resource map whose stored name holds escapes is inspected escaped', async () => {
+    const sizing = { mapsize: 4, owners: 4 };
+    const name = segment(SharedResourceMap.bytesFor(sizing));
+    const shm = SharedMemory.open(name);
+    const m = shm.map();
+    shm.close();
+    try {
+      SharedResourceMap.create(m, { ...sizing, name: 'evil\u001b[31m\u202e' });
+      const r = await devmap('inspect', name);
+      expect(r.stdout).not.toMatch(raw);
+      expect(r.stdout).toMatch(/ name +evil\\u\{1b\}\[31m\\u\{202e\}\n/);
+    } finally {
+      m.unmap();
+    }
+  });
+});
+
+describe('devmap inspect finds structures at any aligned offset', () => {
+  it('a Mutex at word 16 (as the README places it) and a shared resource map at 4096', async () => {
+    const sizing = { mapsize: 8, owners: 8 };
+    const name = segment(4096 + SharedResourceMap.bytesFor(sizing));
+    const shm = SharedMemory.open(name);
+    const m = shm.map();
+    shm.close();
+    try {
+      const mutex = Mutex.init(new Int32Array(m.buffer), 16);
+      const mp = SharedResourceMap.create(m, { ...sizing, offset: 4096, name: 'later' });
+      rmfree(mp, 100, 1);
+      mutex.lock();
+      const r = await devmap('inspect', name);
+      mutex.unlock();
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain('structure: devmap Mutex (at offset 64)');
+      expect(r.stdout).toMatch(new RegExp(`structure: devmap Mutex \\(at offset 64\\)\\n  lock word +0x[0-9a-f]{8}\\n  state +locked by thread ${process.pid} `));
+      expect(r.stdout).toContain('structure: devmap shared resource map (at offset 4096)');
+      expect(r.stdout).toMatch(/ name +later\n/);
+      expect(r.stdout).toContain(`structure: devmap Mutex (at offset ${4096 + 256})`); // the map's own lock
+      const json = JSON.parse((await devmap('inspect', '--json', name)).stdout) as { structures: { name: string; offset: number }[] };
+      expect(json.structures.map((x) => [x.name, x.offset])).toEqual([
+        ['devmap Mutex', 64], ['devmap shared resource map', 4096], ['devmap Mutex', 4096 + 256],
+      ]);
+    } finally {
+      m.unmap();
+    }
   });
 });

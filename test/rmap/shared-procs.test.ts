@@ -7,6 +7,7 @@ import { SharedMemory, type Mapping } from '../../lib';
 import { SharedResourceMap, rmalloc, rmalloc_wait, rmfree } from '../../lib/rmap';
 import { trackLeaks, uniqueName } from '../helpers/leaks';
 import { spawnLines, type LineChild } from '../sync/lines';
+import { spawnPeer } from './peers';
 
 trackLeaks();
 
@@ -33,16 +34,6 @@ function segment(sizing: { mapsize: number; owners?: number }) {
       mapping.unmap();
     },
   };
-}
-
-function spawnWith(env: Record<string, string>, args: string[]): LineChild {
-  const saved = { ...process.env };
-  Object.assign(process.env, env);
-  try {
-    return spawnLines('srmap-child.cjs', args);
-  } finally {
-    for (const k of Object.keys(env)) if (saved[k] === undefined) delete process.env[k];
-  }
 }
 
 function accountedFor(mp: SharedResourceMap, data?: Int32Array) {
@@ -89,7 +80,7 @@ describe('SharedResourceMap across processes', () => {
     const launch = (n: number) => {
       // Every third child stops itself inside the lock after a random number of journaled writes.
       const stopAfter = n % 3 === 0 ? String(1 + ((n * 7) % 60)) : '';
-      const c = spawnWith(stopAfter ? { DEVMAP_SRMAP_STOP_AFTER: stopAfter } : {}, s.args('fault', 1500, 100 + n));
+      const c = spawnPeer(s.args('fault', 1500, 100 + n), stopAfter ? { DEVMAP_SRMAP_STOP_AFTER: stopAfter } : {});
       const run = (async () => {
         const first = await c.next();
         expect(first).toHaveProperty('ready');

@@ -425,7 +425,7 @@ describe('typed errors', () => {
     expect(() => SharedResourceMap.attach(m)).toThrow(expect.objectContaining({ code: 'ERR_DEVMAP_SRMAP_NOT_READY' }));
     h[2] = 1;
     h[11] = 1 << 20;
-    expect(() => SharedResourceMap.attach(m)).toThrow(expect.objectContaining({ code: 'ERR_DEVMAP_SRMAP_CORRUPT' }));
+    expect(() => SharedResourceMap.attach(m)).toThrow(expect.objectContaining({ code: 'ERR_DEVMAP_CORRUPT' }));
     h[11] = 4;
     expect(SharedResourceMap.attach(m).freeUnits).toBe(0);
     SharedResourceMap.create = create;

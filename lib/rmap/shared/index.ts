@@ -3,4 +3,4 @@ export { SharedResourceMap } from './map';
 export { SRMAP_MAGIC, SRMAP_VERSION } from './layout';
 export type { SharedResourceMapStats } from './layout';
 export type { SharedResourceMapInfo } from './inspect';
-export type { SharedResourceMapAttachOptions, SharedResourceMapCreateOptions, SharedResourceMapSizing } from './options';
+export type { SharedResourceMapAttachOptions, SharedResourceMapCreateOptions, SharedResourceMapOpenOptions, SharedResourceMapSizing } from './options';

@@ -4,8 +4,9 @@
  * The numbers may be mid-update; the bytes are validated as attach() validates them before any is used as
  * an offset.
  */
-import { DevmapError, integer, rangeError, typeError } from '../../errors';
-import { Mapping } from '../../memory/mapping';
+import { integer, rangeError } from '../../errors';
+import type { Mapping } from '../../memory/mapping';
+import { bytesOf } from '../../sync/inspect';
 import { OVERFLOW_RULES, type OverflowRule } from '../classic';
 import { H32, H64, H64_WORDS, State, type Policy } from '../store';
 import { JOURNAL_AT, MUTEX_AT, NAME_AT, READY, W, readHeader, statsOf, type SharedResourceMapStats } from './layout';
@@ -14,6 +15,8 @@ import { JOURNAL_AT, MUTEX_AT, NAME_AT, READY, W, readHeader, statsOf, type Shar
 export interface SharedResourceMapInfo {
   version: number;
   ready: boolean;
+  /** A process found the map's structure broken and marked it: every operation refuses (ERR_DEVMAP_CORRUPT). */
+  corrupt: boolean;
   policy: Policy;
   overflow: OverflowRule | undefined;
   name: string;
@@ -36,14 +39,7 @@ export interface SharedResourceMapInfo {
 }
 
 export function inspectRegion(target: Mapping | ArrayBuffer | ArrayBufferView, offset: number): SharedResourceMapInfo {
-  let bytes: Uint8Array;
-  if (target instanceof Mapping) {
-    if (!target.mapped) throw new DevmapError('ERR_DEVMAP_UNMAPPED', 'The mapping has been unmapped');
-    bytes = new Uint8Array(target.buffer);
-  } else if (target instanceof ArrayBuffer || (typeof SharedArrayBuffer === 'function' && target instanceof SharedArrayBuffer)) {
-    bytes = new Uint8Array(target);
-  } else if (ArrayBuffer.isView(target)) bytes = new Uint8Array(target.buffer, target.byteOffset, target.byteLength);
-  else throw typeError('a Mapping, an ArrayBuffer or a Uint8Array', 'target', target);
+  const bytes = bytesOf(target);
   const at = integer(offset, 'offset');
   if (at + JOURNAL_AT > bytes.length) throw rangeError(`an offset with ${JOURNAL_AT} bytes after it`, 'offset', offset);
   // Copy: a snapshot, aligned for the typed arrays whatever the caller's alignment.
@@ -58,6 +54,7 @@ export function inspectRegion(target: Mapping | ArrayBuffer | ArrayBufferView, o
   return {
     version: i32[W.VERSION],
     ready: i32[W.READY] === READY,
+    corrupt: i32[W.CORRUPT] !== 0,
     policy: h.policy,
     overflow: h.policy === 'classic' ? OVERFLOW_RULES[i32[W.OVERFLOW]] : undefined,
     name: Buffer.from(region, NAME_AT, i32[W.NAME_LEN]).toString('utf8'),

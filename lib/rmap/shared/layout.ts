@@ -34,6 +34,10 @@ export const enum W {
   OWNERS_FULL = 18,
   RECLAIMS = 19,
   NAME_LEN = 20,
+  /** Non-zero once a process found the region corrupt (map.ts's essay, 8): every operation then refuses. */
+  CORRUPT = 21,
+  /** Words 22..23: the open-or-create claim (open-or-create.ts), one 64-bit value. */
+  CLAIM = 22,
 }
 /** Float64 header words (index in the region's Float64Array: byte 128 / 8 = 16). */
 export const enum F {
@@ -73,8 +77,8 @@ export function layoutOf(policy: Policy, capacity: number, owners: number): Layo
   return { journalCap, owners, ownersAt, storeAt, storeBytes, total };
 }
 
-export function corrupt(what: string): DevmapError {
-  return new DevmapError('ERR_DEVMAP_SRMAP_CORRUPT', `shared resource map: ${what}`);
+export function corrupt(what: string, cause?: unknown): DevmapError {
+  return new DevmapError('ERR_DEVMAP_CORRUPT', `shared resource map: ${what}`, cause === undefined ? undefined : { cause });
 }
 
 /** Checks a header's magic, version and layout against `room` bytes; returns the layout it describes. */

@@ -28,7 +28,7 @@
  *                    10 owners in use   11 store capacity (nodes)   12 mutex offset   13 journal offset
  *                    14 owner-table offset   15 store offset   16 region bytes   17 recoveries
  *                    18 allocations refused because the owner table was full   19 reclaim calls that freed
- *                    something   20 name length (bytes)
+ *                    something   20 name length (bytes)   21 corrupt (non-zero: marked corrupt, see 8)
  *   128   Float64[8] 0 units reclaimed   1 units freed without an owner record (a split that found the owner
  *                    table full)
  *   192   UTF-8[64]  the map's name
@@ -77,8 +77,10 @@
  * Each allocation records (index, size, pid, start time): the start time is field 22 of /proc/<pid>/stat, so
  * a pid reused by a later process is not mistaken for the owner. rmfree(size, index) trims, splits or removes
  * every record it covers, whoever made them (a process may free what another allocated). reclaim() frees every
- * recorded range whose owner no longer runs (no /proc entry, a zombie, or another start time) and returns the
- * units reclaimed. Decisions:
+ * recorded range whose owner the kernel says is gone (lib/identity.ts: kill(pid, 0) answers ESRCH, or /proc
+ * shows a zombie or another start time) and returns the units reclaimed. A process this one may not signal
+ * (EPERM) or cannot see in /proc (hidepid=2) is alive: units reclaimed from a live process would be handed
+ * out twice, units kept for a dead one only wait for the next reclaim that can see it. Decisions:
  *   - a full owner table fails the rmalloc like a lack of space: it returns 0 (rmalloc_wait waits), counts a
  *     failure and `ownersFull`, and warns once per process (DEVMAP_RMAP_OWNERS_FULL). Size it with `owners`.
  *   - a free that splits a record when the table is full keeps the low piece recorded and leaves the high one
@@ -101,14 +103,30 @@
  * never writes until the first operation. Every process must use the same C library (the Mutex is glibc's).
  *
  * 7. Files. This one holds the class; beside it, one job each: layout.ts (the header words, the sections'
- * offsets, the header check), journal.ts (the undo journal), locked.ts (Region: the locked operation and
- * recovery), owners.ts (the owner table and reclaim), wait.ts (rmalloc_wait across processes), inspect.ts
- * (the lock-free read for `devmap inspect`), options.ts (the arguments of create, attach and bytesFor).
+ * offsets, the header check), journal.ts (the undo journal), locked.ts (Region: the locked operation,
+ * recovery and the corruption verdict), ../check.ts (the whole-store check), owners.ts (the owner table and
+ * reclaim), wait.ts (rmalloc_wait across processes), inspect.ts (the lock-free read for `devmap inspect`),
+ * options.ts (the arguments of create, attach and bytesFor).
+ *
+ * 8. The segment is untrusted input. Any process that can map the region can write any byte of it, and a
+ * stray write or a flipped bit is as likely as a hostile peer. So nothing read from the region is used as an
+ * index before it is checked: attach() checks the header and the layout it describes; each locked operation
+ * re-checks the header words it indexes with; the first operation of each process, and every recovery,
+ * checks the whole store (check.ts: every link in the pool, no cycle, keys in order, counts that match);
+ * every walk the engines make is bounded and checks each node it reaches (store.ts brokenLinks); a recovery
+ * replays only journal entries that name words an operation writes (never the mutex, the journal or the
+ * layout). Whatever still goes wrong inside an operation — a bounded walk that stops, an exception without a
+ * code — rolls the operation back, marks the region corrupt (header word 21: every process's next
+ * operation and attach() refuse), releases the lock and throws ERR_DEVMAP_CORRUPT. A corrupt segment
+ * therefore costs an error in every process that uses it, never a crash, a runaway recursion or a hang with
+ * the lock held. What no check can tell from a real state — a lock word naming a live thread, counters
+ * that are consistent but false — gives wrong answers or a held lock, as it would in C.
  */
 
 import { DevmapError, func, integer, options, rangeError, string, typeError } from '../../errors';
 import { internalBuffer, type Mapping } from '../../memory/mapping';
 import { Mutex } from '../../sync/mutex';
+import { timeoutMs } from '../../sync/word';
 import { ClassicEngine, OVERFLOW_RULES, type OverflowRule } from '../classic';
 import {
   ADOPT_STORE, ResourceMap, abortError, assertLive, checkRequestSize, emitWarning, warnIfTooLarge, type FreeRange, type WaitOptions,
@@ -121,10 +139,12 @@ import {
   JOURNAL_AT, MUTEX_AT, NAME_AT, NAME_MAX, READY, SRMAP_MAGIC, SRMAP_VERSION, W, corrupt, layoutOf, nameOf, readHeader, statsOf,
   type Layout, type SharedResourceMapStats,
 } from './layout';
+import { stopHere } from './journal';
 import { Region } from './locked';
+import { claimOrWait } from './open-or-create';
 import {
-  ATTACH_KEYS, CREATE_KEYS, SIZING_KEYS, checkMapping, checkOffset, sizing, type SharedResourceMapAttachOptions,
-  type SharedResourceMapCreateOptions, type SharedResourceMapSizing, type WarnFn,
+  ATTACH_KEYS, CREATE_KEYS, OPEN_KEYS, checkMapping, checkOffset, sizing, type SharedResourceMapAttachOptions,
+  type SharedResourceMapCreateOptions, type SharedResourceMapOpenOptions, type SharedResourceMapSizing, type Sizing, type WarnFn,
 } from './options';
 import { reclaimDead, records, release, take } from './owners';
 import { waitForRoom, type WaitingMap } from './wait';
@@ -140,6 +160,38 @@ interface Parts {
   layout: Layout;
 }
 const TOKEN = Symbol('SharedResourceMap');
+/** Test hook: a formatter stops (and waits to be killed) after writing the magic. */
+const STOP_IN_FORMAT = process.env.DEVMAP_SRMAP_STOP_IN_FORMAT === '1';
+
+/** create()'s and openOrCreate()'s options, checked, with the layout and offset they give. */
+interface Plan extends Sizing {
+  overflow: OverflowRule | undefined;
+  name: string;
+  nameBytes: Buffer;
+  onWarning: WarnFn;
+  layout: Layout;
+  base: number;
+}
+
+function planOf(mapping: Mapping, o: SharedResourceMapCreateOptions): Plan {
+  const s = sizing(o);
+  let overflow: OverflowRule | undefined;
+  if (s.policy === 'classic') {
+    overflow = o.overflow === undefined ? 'solaris' : o.overflow;
+    if (typeof overflow !== 'string') throw typeError('a string', 'options.overflow', overflow);
+    if (!OVERFLOW_RULES.includes(overflow)) throw rangeError("one of 'solaris', 'bsd', 'svr4'", 'options.overflow', overflow);
+  } else if (o.overflow !== undefined) throw rangeError('undefined (overflow rules apply to the classic policy only)', 'options.overflow', o.overflow);
+  if (s.policy === 'classic' && s.mapsize === 0) {
+    throw new ResourceMapPanic('ERR_DEVMAP_RMAP_MAP_TOO_SMALL', 'mapinit: map too small', 'rmallocmap', 0, 0);
+  }
+  const name = o.name === undefined ? (s.policy === 'classic' ? 'rmallocmap' : 'rmap') : string(o.name, 'options.name');
+  const nameBytes = Buffer.from(name, 'utf8');
+  if (nameBytes.length > NAME_MAX) throw rangeError(`a name of at most ${NAME_MAX} bytes of UTF-8`, 'options.name', name);
+  const onWarning = o.onWarning === undefined ? emitWarning : func<WarnFn>(o.onWarning, 'options.onWarning');
+  const layout = layoutOf(s.policy, s.capacity, s.owners);
+  const base = checkOffset(o.offset, mapping.buffer.byteLength, layout.total);
+  return { ...s, overflow, name, nameBytes, onWarning, layout, base };
+}
 
 /**
  * A resource map in a shared mapping, used by several processes at once (see the essay above). rmalloc,
@@ -155,9 +207,12 @@ export class SharedResourceMap extends ResourceMap {
   #waiting = 0;
   #warnedFull = false;
 
-  /** Bytes the region of a map needs (a multiple of 8). */
-  static bytesFor(opts?: SharedResourceMapSizing): number {
-    const s = sizing(options<SharedResourceMapSizing>(opts, 'options', SIZING_KEYS));
+  /**
+   * Bytes the region of a map needs (a multiple of 8). Takes the options of create()/openOrCreate() as
+   * they are (only the sizing counts), so one options object serves both calls.
+   */
+  static bytesFor(opts?: SharedResourceMapSizing | SharedResourceMapOpenOptions): number {
+    const s = sizing(options<SharedResourceMapSizing>(opts, 'options', OPEN_KEYS));
     return layoutOf(s.policy, s.capacity, s.owners).total;
   }
 
@@ -168,50 +223,49 @@ export class SharedResourceMap extends ResourceMap {
    */
   static create(mapping: Mapping, opts?: SharedResourceMapCreateOptions): SharedResourceMap {
     checkMapping(mapping);
-    const o = options<SharedResourceMapCreateOptions>(opts, 'options', CREATE_KEYS);
-    const s = sizing(o);
-    let overflow: OverflowRule | undefined;
-    if (s.policy === 'classic') {
-      overflow = o.overflow === undefined ? 'solaris' : o.overflow;
-      if (typeof overflow !== 'string') throw typeError('a string', 'options.overflow', overflow);
-      if (!OVERFLOW_RULES.includes(overflow)) throw rangeError("one of 'solaris', 'bsd', 'svr4'", 'options.overflow', overflow);
-    } else if (o.overflow !== undefined) throw rangeError('undefined (overflow rules apply to the classic policy only)', 'options.overflow', o.overflow);
-    if (s.policy === 'classic' && s.mapsize === 0) {
-      throw new ResourceMapPanic('ERR_DEVMAP_RMAP_MAP_TOO_SMALL', 'mapinit: map too small', 'rmallocmap', 0, 0);
-    }
-    const name = o.name === undefined ? (s.policy === 'classic' ? 'rmallocmap' : 'rmap') : string(o.name, 'options.name');
-    const nameBytes = Buffer.from(name, 'utf8');
-    if (nameBytes.length > NAME_MAX) throw rangeError(`a name of at most ${NAME_MAX} bytes of UTF-8`, 'options.name', name);
-    const onWarning = o.onWarning === undefined ? emitWarning : func<WarnFn>(o.onWarning, 'options.onWarning');
-    const layout = layoutOf(s.policy, s.capacity, s.owners);
-    const buffer = internalBuffer(mapping); // devmap's own words: detached by unmap
-    const base = checkOffset(o.offset, buffer.byteLength, layout.total);
-    const i32 = new Int32Array(buffer, base, layout.total / 4);
-    const f64 = new Float64Array(buffer, base, layout.total / 8);
+    const plan = planOf(mapping, options<SharedResourceMapCreateOptions>(opts, 'options', CREATE_KEYS));
+    return SharedResourceMap.#format(mapping, plan, false);
+  }
 
-    Atomics.store(i32, W.READY, 0);
-    i32.fill(0, 0, JOURNAL_AT / 4);
-    i32[W.MAGIC] = SRMAP_MAGIC;
-    i32[W.VERSION] = SRMAP_VERSION;
-    i32[W.POLICY] = s.policy === 'classic' ? 1 : 2;
-    i32[W.OVERFLOW] = overflow === undefined ? 0 : OVERFLOW_RULES.indexOf(overflow);
-    i32[W.JCAP] = layout.journalCap;
-    i32[W.OWNERS_CAP] = s.owners;
-    i32[W.CAPACITY] = s.capacity;
-    i32[W.MUTEX_OFF] = MUTEX_AT;
-    i32[W.JOURNAL_OFF] = JOURNAL_AT;
-    i32[W.OWNERS_OFF] = layout.ownersAt;
-    i32[W.STORE_OFF] = layout.storeAt;
-    i32[W.TOTAL] = layout.total;
-    i32[W.NAME_LEN] = nameBytes.length;
-    new Uint8Array(buffer, base + NAME_AT, NAME_MAX).set(nameBytes);
-    f64.fill(0, layout.ownersAt / 8, layout.storeAt / 8);
-    const mutex = Mutex.init(i32, MUTEX_AT / 4);
-    const store = RmapStore.fixed(s.policy, buffer, base + layout.storeAt, layout.storeBytes);
-    if (store.capacity !== s.capacity) throw new Error(`internal: store capacity ${store.capacity} != ${s.capacity}`);
-    const map = new SharedResourceMap(TOKEN, { mapping, base, i32, f64, mutex, store, layout }, s.mapsize, overflow, name, onWarning, false);
-    Atomics.store(i32, W.READY, READY);
-    return map;
+  /**
+   * The way for peers started in any order (cluster workers, processes that share a segment): attaches to
+   * the map at `options.offset` if there is one, otherwise formats it there — exactly once, however many
+   * threads and processes call this at the same moment — and tells the caller which happened (`created`).
+   * The region must be zeroed memory (a fresh segment) or a map; a peer that waits for another's format
+   * takes over when that one died midway (open-or-create.ts). Every peer passes the same sizing: a map
+   * already there with another layout is ERR_DEVMAP_SRMAP_MISMATCH. `timeout` (ms, default none) bounds the
+   * wait for a live formatter that does not finish (ERR_DEVMAP_SRMAP_TIMEOUT).
+   */
+  static openOrCreate(mapping: Mapping, opts?: SharedResourceMapOpenOptions): { map: SharedResourceMap; created: boolean } {
+    checkMapping(mapping);
+    const o = options<SharedResourceMapOpenOptions>(opts, 'options', OPEN_KEYS);
+    const ms = timeoutMs(o.timeout, 'options.timeout');
+    const plan = planOf(mapping, o);
+    const buffer = internalBuffer(mapping); // devmap's own words: detached by unmap
+    const header = new Int32Array(buffer, plan.base, JOURNAL_AT / 4);
+    const claim = new BigInt64Array(buffer, plan.base + 4 * W.CLAIM, 1);
+    let made: SharedResourceMap | undefined;
+    const created = claimOrWait(header, claim, Mutex.threadId, ms, () => (made = SharedResourceMap.#format(mapping, plan, true)));
+    if (made !== undefined) return { map: made, created };
+    const map = SharedResourceMap.attach(mapping, { offset: plan.base, name: o.name, onWarning: plan.onWarning });
+    const h = readHeader(header, buffer.byteLength - plan.base, true);
+    const overflow = plan.policy === 'classic' ? OVERFLOW_RULES.indexOf(plan.overflow!) : 0;
+    if (h.policy !== plan.policy || h.capacity !== plan.capacity || h.owners !== plan.owners || map.slots !== (plan.policy === 'classic' ? plan.mapsize : Infinity) || header[W.OVERFLOW] !== overflow) {
+      throw new DevmapError(
+        'ERR_DEVMAP_SRMAP_MISMATCH',
+        `openOrCreate: the map at offset ${plan.base} was made with other options (${h.policy}, capacity ${h.capacity}, ${h.owners} owner records)`,
+      );
+    }
+    return { map, created: false };
+  }
+
+  /**
+   * Reads the header and counters of the map at `offset` WITHOUT the lock and without writing (for
+   * `devmap inspect`). `target` is the Mapping, its buffer, or a snapshot of its bytes. The numbers may be
+   * mid-update; a journal count above 0 means an operation in progress or a crash not yet recovered.
+   */
+  static inspect(target: Mapping | ArrayBuffer | ArrayBufferView, offset = 0): SharedResourceMapInfo {
+    return inspectRegion(target, offset);
   }
 
   /**
@@ -228,6 +282,7 @@ export class SharedResourceMap extends ResourceMap {
     const room = buffer.byteLength - base;
     const header = new Int32Array(buffer, base, JOURNAL_AT / 4);
     const h = readHeader(header, room, true);
+    if (Atomics.load(header, W.CORRUPT) !== 0) throw corrupt('the map here is marked corrupt: a process found its structure broken');
     const i32 = new Int32Array(buffer, base, h.total / 4);
     const f64 = new Float64Array(buffer, base, h.total / 8);
     let store: RmapStore;
@@ -245,16 +300,43 @@ export class SharedResourceMap extends ResourceMap {
     return new SharedResourceMap(TOKEN, { mapping, base, i32, f64, mutex, store, layout: h }, store.h64[H64.MAPSIZE], overflow, name, onWarning, true);
   }
 
-  /**
-   * Reads the header and counters of the map at `offset` WITHOUT the lock and without writing (for
-   * `devmap inspect`). `target` is the Mapping, its buffer, or a snapshot of its bytes. The numbers may be
-   * mid-update; a journal count above 0 means an operation in progress or a crash not yet recovered.
-   */
-  static inspect(target: Mapping | ArrayBuffer | ArrayBufferView, offset = 0): SharedResourceMapInfo {
-    return inspectRegion(target, offset);
+  /** Formats the region `plan` describes (keepClaim: all but the open-or-create claim) and returns the map. */
+  static #format(mapping: Mapping, plan: Plan, keepClaim: boolean): SharedResourceMap {
+    const { policy, mapsize, capacity, owners, overflow, name, nameBytes, onWarning, layout, base } = plan;
+    const buffer = internalBuffer(mapping); // devmap's own words: detached by unmap
+    const i32 = new Int32Array(buffer, base, layout.total / 4);
+    const f64 = new Float64Array(buffer, base, layout.total / 8);
+
+    Atomics.store(i32, W.READY, 0);
+    if (keepClaim) {
+      i32.fill(0, 0, W.CLAIM);
+      i32.fill(0, W.CLAIM + 2, JOURNAL_AT / 4);
+    } else i32.fill(0, 0, JOURNAL_AT / 4);
+    i32[W.MAGIC] = SRMAP_MAGIC;
+    i32[W.VERSION] = SRMAP_VERSION;
+    if (STOP_IN_FORMAT) stopHere(); // test hook: an initializer killed midway
+    i32[W.POLICY] = policy === 'classic' ? 1 : 2;
+    i32[W.OVERFLOW] = overflow === undefined ? 0 : OVERFLOW_RULES.indexOf(overflow);
+    i32[W.JCAP] = layout.journalCap;
+    i32[W.OWNERS_CAP] = owners;
+    i32[W.CAPACITY] = capacity;
+    i32[W.MUTEX_OFF] = MUTEX_AT;
+    i32[W.JOURNAL_OFF] = JOURNAL_AT;
+    i32[W.OWNERS_OFF] = layout.ownersAt;
+    i32[W.STORE_OFF] = layout.storeAt;
+    i32[W.TOTAL] = layout.total;
+    i32[W.NAME_LEN] = nameBytes.length;
+    new Uint8Array(buffer, base + NAME_AT, NAME_MAX).set(nameBytes);
+    f64.fill(0, layout.ownersAt / 8, layout.storeAt / 8);
+    const mutex = Mutex.init(i32, MUTEX_AT / 4);
+    const store = RmapStore.fixed(policy, buffer, base + layout.storeAt, layout.storeBytes);
+    if (store.capacity !== capacity) throw new Error(`internal: store capacity ${store.capacity} != ${capacity}`);
+    const map = new SharedResourceMap(TOKEN, { mapping, base, i32, f64, mutex, store, layout }, mapsize, overflow, name, onWarning, false);
+    Atomics.store(i32, W.READY, READY);
+    return map;
   }
 
-  /** @internal Use create() or attach(). */
+  /** @internal Use create(), openOrCreate() or attach(). */
   private constructor(
     token: symbol,
     p: Parts,
@@ -264,13 +346,28 @@ export class SharedResourceMap extends ResourceMap {
     onWarning: WarnFn,
     adopt: boolean,
   ) {
-    if (token !== TOKEN) throw new TypeError('Use SharedResourceMap.create() or SharedResourceMap.attach()');
-    super(mapsize, { policy: p.store.policy, overflow, name, onWarning, store: p.store, [ADOPT_STORE]: adopt } as ConstructorParameters<typeof ResourceMap>[1]);
+    if (token !== TOKEN) {
+      throw Object.assign(new TypeError('SharedResourceMap is not constructible: use SharedResourceMap.create(), openOrCreate() or attach()'), {
+        code: 'ERR_DEVMAP_NOT_CONSTRUCTIBLE',
+      });
+    }
+    const region = new Region(p.mapping, p.base, p.i32, p.f64, p.mutex, p.store, p.layout, name);
+    // The caller's hook runs inside the locked region: what it throws is its own, never a sign of corruption.
+    const hook: WarnFn = (message, warning) => {
+      try {
+        onWarning(message, warning);
+      } catch (err) {
+        region.theirs(err);
+        throw err;
+      }
+    };
+    super(mapsize, { policy: p.store.policy, overflow, name, onWarning: hook, store: p.store, [ADOPT_STORE]: adopt } as ConstructorParameters<typeof ResourceMap>[1]);
     this.mapping = p.mapping;
     this.offset = p.base;
-    this.#r = new Region(p.mapping, p.base, p.i32, p.f64, p.mutex, p.store, p.layout, name);
+    this.#r = region;
+    region.journalStore();
     this.#engine = p.store.policy === 'classic' ? new ClassicEngine(p.store, name) : new VmemEngine(p.store, name);
-    this.#onWarn = onWarning;
+    this.#onWarn = hook;
   }
 
   // ---- helpers of the locked operations ----

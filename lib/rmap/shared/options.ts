@@ -35,9 +35,14 @@ export interface SharedResourceMapAttachOptions {
   onWarning?: (message: string, warning: ResourceMapWarning) => void;
 }
 
+export interface SharedResourceMapOpenOptions extends SharedResourceMapCreateOptions {
+  /** Milliseconds to wait for another process's format to finish (default: no limit). */
+  timeout?: number;
+}
+
 export type WarnFn = (message: string, warning: ResourceMapWarning) => void;
-export const SIZING_KEYS = ['mapsize', 'policy', 'capacity', 'owners'] as const;
 export const CREATE_KEYS = ['offset', 'mapsize', 'policy', 'overflow', 'name', 'capacity', 'owners', 'onWarning'] as const;
+export const OPEN_KEYS = [...CREATE_KEYS, 'timeout'] as const;
 export const ATTACH_KEYS = ['offset', 'name', 'onWarning'] as const;
 
 export function checkMapping(mapping: unknown): Mapping {

@@ -7,7 +7,7 @@ import { isAlive, selfIdentityOf } from '../../identity';
 import { ResourceMapPanic } from '../panic';
 import type { ClassicEngine } from '../classic';
 import type { VmemEngine } from '../vmem';
-import { F, W } from './layout';
+import { F, W, corrupt } from './layout';
 import type { Region } from './locked';
 
 /**
@@ -113,6 +113,9 @@ export function reclaimDead(r: Region, free: (size: number, index: number) => vo
     }
     const index = f[at];
     const size = f[at + 1];
+    if (!(Number.isSafeInteger(index) && index >= 1 && Number.isSafeInteger(size) && size >= 1 && Number.isSafeInteger(index + size))) {
+      throw corrupt(`owner record ${rec} holds [${index}, +${size})`);
+    }
     let freed = 0;
     try {
       free(size, index);

@@ -1,0 +1,385 @@
+/*
+ * The Node client: this process as a process of a kernel served elsewhere (kernel.listen() in another process).
+ *
+ * connectKernel(path) connects, says hello, and reserves address space of the size the host's address spaces
+ * have (PROT_NONE, as AddressSpace reserves it). Its system calls are those of a simulated Process — open,
+ * close, read, write, ioctl, mmap, munmap, mprotect, exit — but mmap gives real pages here, in this process:
+ * the host answers with the changes to make at offsets of the reservation and the descriptors of the objects to
+ * map, and this side makes them, so the address returned is where the kernel placed the mapping. munmap of part
+ * of a mapping really unmaps those pages here, while the host's driver sees the exact split (SPEC A.6, B.1).
+ *
+ * A system call waits for the host's answer as a process waits for its kernel: the calls return Promises, for
+ * the same shape as Process, but the thread blocks until the reply (so a host in this very process would wait
+ * for itself, and is refused). fork() is refused: a Node process cannot fork; run a C or Python program under
+ * `devmap run` to exercise a driver's fork path.
+ *
+ * The host is trusted by its clients (it is their kernel), yet every change it asks for is checked to lie inside
+ * the reservation, so no answer can make this process map over its own heap.
+ */
+import { realpathSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { DevmapError, integer, string, systemError, typeError } from '../../errors';
+import { MAP_FIXED, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../memory/constants';
+import { pageSize } from '../../memory/page';
+import { native } from '../../native';
+import { AddressSpace, type Piece } from '../as';
+import { servedHere } from './host';
+import {
+  CHANGE_WORDS, Change, HEADER, MAX_FRAME, MAX_IO, Op, PROTOCOL_VERSION, REPLY, decode, decodeChanges, encode,
+  frameSize, iocDir, iocSize, IOC_READ, IOC_WRITE, type Frame,
+} from './protocol';
+
+const O_ACCMODE = 3;
+const connecting = Symbol('devmap.connectKernel');
+
+/** A process of a remote kernel: this Node process, connected to a host's socket. */
+export class RemoteProcess {
+  /** The kernel's pid for this process. */
+  readonly pid: number;
+  /** The device paths the host serves. */
+  readonly paths: readonly string[];
+  readonly #fd: number;
+  readonly #as: AddressSpace;
+  #pieces: Piece[] = [];
+  #exited = false;
+  readonly #recv = new Uint8Array(MAX_FRAME);
+  readonly #fdsOut = new Int32Array(2 + 64);
+
+  /** @internal Use connectKernel(). */
+  constructor(fd: number, hello: Frame, token?: symbol) {
+    if (token !== connecting) throw new DevmapError('ERR_DEVMAP_NOT_CONSTRUCTIBLE', 'RemoteProcess is not constructible; use connectKernel(path)');
+    this.#fd = fd;
+    this.pid = Number(hello.words[1]);
+    const size = Number(hello.words[2]);
+    if (Number(hello.words[4]) !== pageSize) throw new DevmapError('ERR_DEVMAP_PROTOCOL', 'The host has another page size');
+    const text = new TextDecoder().decode(hello.bytes);
+    this.paths = text.length > 0 ? text.split('\0') : [];
+    this.#as = new AddressSpace(size, this.pid);
+  }
+
+  /** The reservation's first address in this process: a mapping's address minus it is its offset at the host. */
+  get base(): bigint {
+    return this.#as.base;
+  }
+
+  get exited(): boolean {
+    return this.#exited;
+  }
+
+  async open(path: string, oflag = 2): Promise<number> {
+    this.#assertRunning();
+    path = string(path, 'path');
+    oflag = integer(oflag, 'oflag', 0, 0x7fffffff);
+    if ((oflag & O_ACCMODE) === 3) throw systemError(-22, 'open', path);
+    const r = this.#call(Op.OPEN, [oflag], new TextEncoder().encode(path), 'open');
+    return Number(r.words[1]);
+  }
+
+  async close(fd: number): Promise<void> {
+    this.#assertRunning();
+    this.#call(Op.CLOSE, [integer(fd, 'fd', 0, 0x7fffffff)], undefined, 'close');
+  }
+
+  /**
+   * read(2) into `target` (a typed array, whole), or into [addr, addr + len) of a mapping this process made
+   * through the kernel. Returns the bytes read; at most 64 KiB move per call (a longer read is short).
+   */
+  async read(fd: number, target: ArrayBufferView | bigint, len?: number): Promise<number> {
+    this.#assertRunning();
+    fd = integer(fd, 'fd', 0, 0x7fffffff);
+    const [bytes, valid] = this.#userBytes(target, len, PROT_WRITE);
+    const want = Math.min(bytes.length, MAX_IO);
+    const r = this.#call(Op.READ, [fd, want, Math.min(valid, want), typeof target === 'bigint' ? target : 0n], undefined, 'read');
+    const n = Number(r.words[1]);
+    bytes.set(r.bytes.subarray(0, Math.min(n, bytes.length)));
+    return n;
+  }
+
+  /** write(2) from `source` (a typed array) or from [addr, addr + len) of a mapping made through the kernel. */
+  async write(fd: number, source: ArrayBufferView | bigint, len?: number): Promise<number> {
+    this.#assertRunning();
+    fd = integer(fd, 'fd', 0, 0x7fffffff);
+    const [bytes, valid] = this.#userBytes(source, len, PROT_READ);
+    const want = Math.min(bytes.length, MAX_IO);
+    const r = this.#call(Op.WRITE, [fd, want, typeof source === 'bigint' ? source : 0n], bytes.slice(0, Math.min(valid, want)), 'write');
+    return Number(r.words[1]);
+  }
+
+  /**
+   * ioctl(2). For a command that encodes a size (_IOC_SIZE) and a direction, `arg` is a Uint8Array of that
+   * size: copied in for _IOC_WRITE, filled from the driver's for _IOC_READ. Otherwise `arg` is an integer.
+   */
+  async ioctl(fd: number, cmd: number, arg: Uint8Array | number | bigint = 0): Promise<void> {
+    this.#assertRunning();
+    fd = integer(fd, 'fd', 0, 0x7fffffff);
+    cmd = integer(cmd, 'cmd', 0, 0xffffffff);
+    const dir = iocDir(cmd);
+    const size = dir === 0 ? 0 : iocSize(cmd);
+    if (size > 0) {
+      if (!(arg instanceof Uint8Array) || arg.length < size) throw typeError(`a Uint8Array of ${size} bytes (the size ioctl command 0x${cmd.toString(16)} encodes)`, 'arg', arg);
+      const r = this.#call(Op.IOCTL, [fd, cmd, 0], dir & IOC_WRITE ? arg.slice(0, size) : undefined, 'ioctl');
+      if (dir & IOC_READ) arg.set(r.bytes.subarray(0, size));
+      return;
+    }
+    if (typeof arg !== 'number' && typeof arg !== 'bigint') throw typeError('an integer', 'arg', arg);
+    if (typeof arg === 'number') integer(arg, 'arg', Number.MIN_SAFE_INTEGER);
+    this.#call(Op.IOCTL, [fd, cmd, BigInt(arg)], undefined, 'ioctl');
+  }
+
+  /** mmap(2): real pages in this process at the returned address (inside this process's reservation). */
+  async mmap(addr: bigint, len: number, prot: number, flags: number, fd: number, off: number): Promise<bigint> {
+    this.#assertRunning();
+    if (typeof addr !== 'bigint') throw typeError('a bigint', 'addr', addr);
+    len = integer(len, 'len');
+    prot = integer(prot, 'prot', 0, 0xffffffff);
+    flags = integer(flags, 'flags', 0, 0xffffffff);
+    fd = integer(fd, 'fd', -1, 0x7fffffff);
+    off = integer(off, 'off');
+    let hint = -1;
+    if (flags & MAP_FIXED) {
+      hint = this.#offsetOf(addr, len);
+      if (hint < 0) throw systemError(-22, 'mmap');
+    }
+    const r = this.#call(Op.MMAP, [hint, len, prot, flags, fd, off], undefined, 'mmap', 2);
+    return BigInt(this.#as.rawBase + Number(r.words[1]));
+  }
+
+  /** munmap(2) of [addr, addr + len) inside the reservation. */
+  async munmap(addr: bigint, len: number): Promise<void> {
+    this.#assertRunning();
+    if (typeof addr !== 'bigint') throw typeError('a bigint', 'addr', addr);
+    len = integer(len, 'len');
+    const off = this.#offsetOf(addr, len);
+    if (off < 0) throw systemError(-22, 'munmap');
+    this.#call(Op.MUNMAP, [off, len], undefined, 'munmap', 1);
+  }
+
+  async mprotect(addr: bigint, len: number, prot: number): Promise<void> {
+    this.#assertRunning();
+    if (typeof addr !== 'bigint') throw typeError('a bigint', 'addr', addr);
+    len = integer(len, 'len');
+    prot = integer(prot, 'prot', 0, 0xffffffff);
+    const off = this.#offsetOf(addr, len);
+    if (off < 0) throw systemError(-22, 'mprotect');
+    this.#call(Op.MPROTECT, [off, len, prot], undefined, 'mprotect', 1);
+  }
+
+  /** Refused: a Node process cannot fork. Programs that fork are clients through `devmap run`. */
+  async fork(): Promise<never> {
+    this.#assertRunning();
+    throw new DevmapError('ERR_DEVMAP_REMOTE_FORK', 'A Node process cannot fork; run a C or Python program under `devmap run --kernel PATH` to exercise the fork path');
+  }
+
+  /** exit(2): the host unmaps everything (every driver sees its unmaps) and closes every descriptor. */
+  async exit(): Promise<void> {
+    if (this.#exited) return;
+    try {
+      this.#call(Op.EXIT, [0], undefined, 'exit');
+    } finally {
+      this.#teardown();
+    }
+  }
+
+  /** The Mapping holding [addr, addr + len) (one mapping piece: a partial munmap splits them). */
+  view(addr: bigint, len: number): ArrayBuffer {
+    this.#assertRunning();
+    if (typeof addr !== 'bigint') throw typeError('a bigint', 'addr', addr);
+    len = integer(len, 'len', 1);
+    const a = Number(addr);
+    const p = this.#pieces.find((q) => q.addr <= a && a + len <= q.addr + q.len);
+    if (!p) throw new DevmapError('ERR_DEVMAP_NOT_MAPPED', `Nothing mapped at [0x${a.toString(16)}, +${len}) in this process`);
+    return p.mapping.view(a - p.addr, len);
+  }
+
+  /** The pieces this process has mapped through the kernel: [address, length, protection]. */
+  mappings(): [address: bigint, length: number, prot: number][] {
+    return this.#pieces.map((p) => [BigInt(p.addr), p.len, p.mapping.protection()]);
+  }
+
+  // --- internals -----------------------------------------------------------------------------------
+
+  #offsetOf(addr: bigint, len: number): number {
+    const a = Number(addr);
+    if (addr < 0n || !this.#as.contains(a, len)) return -1;
+    return a - this.#as.rawBase;
+  }
+
+  /** The bytes of a typed array, or a copy of the mapped bytes at a bigint address, and how many are reachable. */
+  #userBytes(target: ArrayBufferView | bigint, len: number | undefined, need: number): [Uint8Array, number] {
+    if (ArrayBuffer.isView(target)) return [new Uint8Array(target.buffer, target.byteOffset, target.byteLength), target.byteLength];
+    if (typeof target !== 'bigint') throw typeError('a typed array or a bigint address', 'buffer', target);
+    len = integer(len, 'len');
+    const a = Number(target);
+    const p = this.#pieces.find((q) => q.addr <= a && a < q.addr + q.len);
+    if (!p || (p.mapping.protection(a - p.addr) & need) === 0) return [new Uint8Array(len), 0];
+    const n = Math.min(len, p.addr + p.len - a);
+    return [new Uint8Array(p.mapping.view(a - p.addr, n)), n];
+  }
+
+  /** Sends a request and waits for its reply; a reply carrying reservation changes is applied first. */
+  #call(op: number, words: (number | bigint)[], bytes: Uint8Array | undefined, syscall: string, changesAt = -1): Frame {
+    const n = native();
+    const frame = encode(op, words, bytes);
+    let sent = 0;
+    while (sent < frame.length) {
+      const rc = n.socket_send(this.#fd, frame.subarray(sent), null, false);
+      if (rc < 0) throw this.#hostGone(rc);
+      sent += rc;
+    }
+    const [reply, fds] = this.#receive();
+    try {
+      if (reply.op !== (op | REPLY)) throw new DevmapError('ERR_DEVMAP_PROTOCOL', `The host answered op ${reply.op} to op ${op}`);
+      if (changesAt >= 0) this.#apply(reply, changesAt + 0, fds);
+    } finally {
+      for (const fd of fds) n.close(fd);
+    }
+    const rc = Number(reply.words[0] ?? -5n);
+    if (rc < 0) {
+      const err = systemError(rc, syscall);
+      const why = reply.bytes.length > 0 && op === Op.MMAP ? new TextDecoder().decode(reply.bytes) : '';
+      if (why.startsWith('ERR_DEVMAP_')) {
+        const code = why.slice(0, why.indexOf(':'));
+        throw Object.assign(new DevmapError(code, why.slice(code.length + 2)), { errno: rc, syscall });
+      }
+      throw err;
+    }
+    return reply;
+  }
+
+  #receive(): [Frame, number[]] {
+    const n = native();
+    const fds: number[] = [];
+    let have = 0;
+    let size: number | null = null;
+    try {
+      while (size === null || have < size) {
+        const rc = n.socket_recv(this.#fd, this.#recv.subarray(have), this.#fdsOut, false);
+        for (let i = 0; i < this.#fdsOut[0]; i++) fds.push(this.#fdsOut[2 + i]);
+        if (rc <= 0) throw this.#hostGone(rc);
+        have += rc;
+        if (size === null && have >= HEADER) size = frameSize(this.#recv, 0);
+      }
+      return [decode(this.#recv, 0, size), fds];
+    } catch (err) {
+      for (const fd of fds) n.close(fd);
+      throw err;
+    }
+  }
+
+  /** Applies the reservation changes listed in a reply from word `at` on. */
+  #apply(reply: Frame, at: number, fds: number[]): void {
+    const count = Number(reply.words[at] ?? 0n);
+    if (!Number.isInteger(count) || count < 0 || reply.words.length < at + 1 + count * CHANGE_WORDS) {
+      throw new DevmapError('ERR_DEVMAP_PROTOCOL', 'The host sent a malformed list of changes');
+    }
+    const as = this.#as;
+    for (const c of decodeChanges(reply.words, at + 1, count)) {
+      if (c.off < 0 || c.len <= 0 || c.off % pageSize !== 0 || !as.contains(as.rawBase + c.off, c.len)) {
+        throw new DevmapError('ERR_DEVMAP_PROTOCOL', 'The host asked for a change outside the reservation');
+      }
+      const addr = as.rawBase + c.off;
+      if (c.kind === Change.MAP) {
+        const fd = c.fdIndex < 0 ? -1 : fds[c.fdIndex];
+        if (fd === undefined) throw new DevmapError('ERR_DEVMAP_PROTOCOL', 'The host named a descriptor it did not send');
+        this.#drop(addr, c.len);
+        const piece = as.mapPiece(addr, c.len, c.prot & 7, c.type === MAP_SHARED ? MAP_SHARED : 2, fd, c.fileOff);
+        if (typeof piece === 'number') throw systemError(-piece, 'mmap');
+        let i = 0;
+        while (i < this.#pieces.length && this.#pieces[i].addr < addr) i++;
+        this.#pieces.splice(i, 0, piece);
+      } else if (c.kind === Change.RESERVE) {
+        this.#drop(addr, c.len);
+      } else if (c.kind === Change.PROTECT) {
+        for (const p of this.#pieces) {
+          const from = Math.max(p.addr, addr);
+          const to = Math.min(p.addr + p.len, addr + c.len);
+          if (from < to) p.mapping.protect(c.prot & 7, from - p.addr, to - from);
+        }
+      } else {
+        throw new DevmapError('ERR_DEVMAP_PROTOCOL', `The host sent a change of unknown kind ${c.kind}`);
+      }
+    }
+  }
+
+  /** Unmaps (re-reserves) whatever this process mapped in [addr, addr + len); views there are detached. */
+  #drop(addr: number, len: number): void {
+    const end = addr + len;
+    const kept: Piece[] = [];
+    let covered = 0;
+    for (const p of this.#pieces) {
+      const pEnd = p.addr + p.len;
+      if (pEnd <= addr || p.addr >= end) {
+        kept.push(p);
+        continue;
+      }
+      const from = Math.max(p.addr, addr);
+      const to = Math.min(pEnd, end);
+      covered += to - from;
+      for (const m of p.mapping.unmap(from - p.addr, to - from)) kept.push({ addr: m.rawAddress, len: m.length, mapping: m });
+    }
+    kept.sort((x, y) => x.addr - y.addr);
+    this.#pieces = kept;
+    if (covered < len) this.#as.rereserve(addr, len);
+  }
+
+  #hostGone(rc: number): Error {
+    this.#teardown();
+    return new DevmapError('ERR_DEVMAP_HOST_GONE', `The kernel host went away (${rc === 0 ? 'connection closed' : systemError(rc, 'socket').code})`);
+  }
+
+  #teardown(): void {
+    if (this.#exited) return;
+    this.#exited = true;
+    native().close(this.#fd);
+    for (const p of this.#pieces) if (p.mapping.mapped) p.mapping.unmap();
+    this.#pieces = [];
+    this.#as.destroy();
+  }
+
+  #assertRunning(): void {
+    if (this.#exited) throw new DevmapError('ERR_DEVMAP_PROCESS_EXITED', `Process ${this.pid} has exited`);
+  }
+}
+
+/**
+ * Connects this process to the kernel host at `path` (kernel.listen() in another process) and returns it as a
+ * process of that kernel.
+ */
+export function connectKernel(path: string): RemoteProcess {
+  path = resolve(string(path, 'path'));
+  let real = path;
+  try {
+    real = realpathSync(path);
+  } catch {
+    // connect() reports the missing socket
+  }
+  if (servedHere.has(path) || servedHere.has(real)) {
+    throw new DevmapError('ERR_DEVMAP_SAME_PROCESS', `${path} is served by this very process: a client here would wait for itself; use kernel.spawn() for an in-process process`);
+  }
+  const n = native();
+  const fd = n.socket_unix(false);
+  if (fd < 0) throw systemError(fd, 'socket');
+  try {
+    const rc = n.socket_connect(fd, path);
+    if (rc < 0) throw systemError(rc, 'connect', path);
+    const hello = encode(Op.HELLO, [PROTOCOL_VERSION, process.pid]);
+    if (n.socket_send(fd, hello, null, false) !== hello.length) throw new DevmapError('ERR_DEVMAP_HOST_GONE', 'The kernel host closed the connection');
+    const buf = new Uint8Array(MAX_FRAME);
+    const out = new Int32Array(2 + 64);
+    let have = 0;
+    let size: number | null = null;
+    while (size === null || have < size) {
+      const got = n.socket_recv(fd, buf.subarray(have), out, false);
+      for (let i = 0; i < out[0]; i++) n.close(out[2 + i]);
+      if (got <= 0) throw new DevmapError('ERR_DEVMAP_HOST_GONE', `The kernel host at ${path} refused this process (uid ${process.getuid?.()})`);
+      have += got;
+      if (size === null && have >= HEADER) size = frameSize(buf, 0);
+    }
+    const reply = decode(buf, 0, size);
+    if (reply.op !== (Op.HELLO | REPLY) || reply.words[0] !== 0n) throw new DevmapError('ERR_DEVMAP_PROTOCOL', 'The kernel host refused the hello (protocol version?)');
+    return new RemoteProcess(fd, reply, connecting);
+  } catch (err) {
+    n.close(fd);
+    throw err;
+  }
+}
