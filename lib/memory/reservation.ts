@@ -79,9 +79,17 @@ export class Reservation {
     });
   }
 
-  /** Re-reserves [addr, addr + len) (pages no Mapping holds): 0 or a negative errno. */
+  /** Re-reserves [addr, addr + len) (pages no Mapping holds; held ones are left to their release): 0 or a negative errno. */
   rereserve(addr: number, len: number): number {
-    const rc = this.#reserveAgain(addr, len);
+    // Held pages inside the range stay trash (stale views reach them) until their own release.
+    let cursor = addr;
+    let rc = 0;
+    for (const [a, l] of this.held()) {
+      if (a + l <= cursor || a >= addr + len) continue;
+      if (a > cursor) rc = this.#reserveAgain(cursor, a - cursor) || rc;
+      cursor = Math.max(cursor, a + l);
+    }
+    if (cursor < addr + len) rc = this.#reserveAgain(cursor, addr + len - cursor) || rc;
     if (rc === 0) this.watcher?.reserved(addr, len);
     return rc;
   }

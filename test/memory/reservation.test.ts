@@ -49,6 +49,9 @@ describe('Reservation', () => {
     m.unmap();
     expect(r.held()).toEqual([[r.addr, 2 * pageSize]]);
     expect(stale[pageSize]).toBe(0); // trash pages, read+write
+    r.rereserve(r.addr, 4 * pageSize); // a hole-wide re-reserve leaves the held pages alone
+    expect(realProt(r.addr)).toBe('rw');
+    expect(stale[0]).toBe(0);
     const again = r.place(r.addr + pageSize, pageSize, RW, MAP_PRIVATE, -1, 0) as Mapping;
     expect(stale.length).toBe(0); // detached: it would otherwise see the new mapping's bytes
     new Uint8Array(again.buffer)[0] = 5;
