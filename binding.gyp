@@ -13,9 +13,12 @@
         "native/futex.cc",
         "native/waitv.cc",
         "native/robust_mutex.cc",
-        "native/socket.cc"
+        "native/socket.cc",
+        "native/uffd.cc",
+        "native/shim/agent.c"
       ],
-      "libraries": ["-lrt"]
+      "cflags_c": ["-std=gnu11", "-O2", "-Wall", "-Wextra"],
+      "libraries": ["-lrt", "-lpthread"]
     }
   ]
 }

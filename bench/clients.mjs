@@ -40,7 +40,7 @@ export async function clientsCases({ quick = false } = {}) {
   }
   const kernel = new d.Kernel({ arenaSize: 16 * 2 ** 20, addressSpaceSize: 64 * 2 ** 20 });
   installKmemDriver(d, kernel, 'bench');
-  const kbuf = kernel.kmem_zalloc(4096, d.KM_NOSLEEP);
+  const kbuf = /** @type {number} */ (kernel.kmem_zalloc(4096, d.KM_NOSLEEP));
   kernel.install('src', { read: (dev, uio) => kernel.uiomove(kbuf, 4096, d.UIO_READ, uio) });
   const host = await kernel.listen(join(dir, 'kernel.sock'));
   const env = clientEnv(host.path, ['/dev/bench', '/dev/src']);

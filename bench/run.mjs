@@ -22,7 +22,9 @@ export const SUITES = [
   { name: 'memory', module: './memory.mjs', exportName: 'memoryCases' },
   { name: 'kernel', module: './kernel.mjs', exportName: 'kernelCases' },
   { name: 'sync', module: './sync.mjs', exportName: 'syncCases' },
+  { name: 'channel', module: './channel.mjs', exportName: 'channelCases' },
   { name: 'clients', module: './clients.mjs', exportName: 'clientsCases' },
+  { name: 'faults', module: './faults.mjs', exportName: 'faultsCases' },
 ];
 /** Suites of per-operation samples (bench/latency.mjs format). */
 export const LATENCY_SUITES = [{ name: 'latency', module: './latency.mjs', exportName: 'latencyCases' }];

@@ -10,10 +10,21 @@
  * restores the new owner's context into the registers and loads the new owner's translations. So each private
  * mapping sees its own register values although there is a single register page.
  *
- * Run: npm run example:devmap-contexts
+ * With real processes — `npm run example:devmap-contexts -- --processes 2` — the kernel serves this driver on a
+ * Unix socket and two Node client processes take turns on the one device context: every switch is a real page
+ * fault (userfaultfd, SPEC A.9) into xxdevmap_access, devmap_do_ctxmgt unloads the other process (its agent
+ * drops the page before devmap_unload returns) and loads the faulting one, and a context timeout of
+ * CTX_TIMEOUT_TICKS holds the context on the hardware for that long with a real timer: the other process's
+ * fault waits until it expires.
+ *
+ * Run: npm run example:devmap-contexts [-- --processes 2]
  */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
-  DEVMAP_DEFAULTS, DevInfo, Kernel, MAP_PRIVATE, PROT_ALL, PROT_READ, PROT_WRITE, devmap_devmem_setup,
+  DEVMAP_DEFAULTS, DevInfo, HZ, Kernel, connectKernel, MAP_PRIVATE, MAP_SHARED, PROT_ALL, PROT_READ, PROT_WRITE, devmap_devmem_setup,
   devmap_do_ctxmgt, devmap_load, devmap_set_ctx_timeout, devmap_unload, pageSize,
   type DevmapCallbackCtl, type DevmapDriver, type DevmapHandle, type EntryTrace, type Out,
 } from 'devmap';
@@ -42,7 +53,10 @@ export interface XxCtx {
   flags: number;
 }
 
-export function createXxDriver(kernel: Kernel): { driver: DevmapDriver; xsp: XxState } {
+/** The context timeout of the --processes run: 5 ticks (50 ms at HZ 100). */
+export const CTX_TIMEOUT_TICKS = 5;
+
+export function createXxDriver(kernel: Kernel, ctxTimeoutTicks = 0): { driver: DevmapDriver; xsp: XxState } {
   const { kmem_alloc, kmem_zalloc, kmem_free, bcopy, kbytes } = kernel;
   const dip = new DevInfo('xx', [{ size: XXCTX_SIZE }]);
   const xsp: XxState = { dip, ctx_shared: kmem_zalloc(XXCTX_SIZE, 1) as number, current_ctx: null, live: new Set() };
@@ -88,7 +102,7 @@ export function createXxDriver(kernel: Kernel): { driver: DevmapDriver; xsp: XxS
       }
       ctxp.offset = off;
       ctxp.len = len;
-      devmap_set_ctx_timeout(handle, 0);
+      devmap_set_ctx_timeout(handle, ctxTimeoutTicks);
       new_devprivate.value = ctxp;
       return 0;
     },
@@ -207,4 +221,78 @@ export async function main(log: (line: string) => void = console.log): Promise<v
   await kernel.shutdown();
 }
 
-if (require.main === module) void main();
+/** A client process of the --processes run: `rounds` turns of writing its mark into register 0 and reading it. */
+async function client(path: string, mark: number, rounds: number): Promise<void> {
+  const p = connectKernel(path);
+  const fd = await p.open('/dev/xx');
+  const addr = await p.mmap(0n, XX_REGS_PAGES * pageSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  const reg = new Uint8Array(p.view(addr, pageSize));
+  process.stdout.write('ready\n');
+  // One turn per byte on stdin: the host hands the turns round, so each write finds another process on the
+  // context and faults.
+  const turns = process.stdin[Symbol.asyncIterator]();
+  for (let i = 0; i < rounds; i++) {
+    if ((await turns.next()).done) break;
+    const t0 = process.hrtime.bigint();
+    reg[0] = mark; // a real fault: the other process holds the context
+    const us = Number(process.hrtime.bigint() - t0) / 1000;
+    process.stdout.write(`client ${p.pid}: round ${i + 1} wrote 0x${mark.toString(16)} (${us.toFixed(0)} µs)\n`);
+  }
+  process.stdin.destroy();
+  await p.exit();
+}
+
+/** Two (or more) real processes take turns on one device context; every switch is a real fault. */
+export async function mainProcesses(processes: number, log: (line: string) => void = console.log, rounds = 4): Promise<void> {
+  const kernel = new Kernel({ arenaSize: 2 ** 20 });
+  const { driver, xsp } = createXxDriver(kernel, CTX_TIMEOUT_TICKS);
+  kernel.install('xx', driver);
+  const dir = mkdtempSync(join(tmpdir(), 'devmap-contexts-'));
+  const host = await kernel.listen(join(dir, 'kernel.sock'));
+  const t0 = process.hrtime.bigint();
+  const ms = () => (Number(process.hrtime.bigint() - t0) / 1e6).toFixed(1).padStart(7);
+  let switches = 0;
+  kernel.on('entry', (e: EntryTrace) => {
+    if (e.entry === 'devmap_contextmgt') switches++;
+    if (e.entry === 'devmap_access' || e.entry === 'devmap_contextmgt') log(`${ms()} ms [pid ${e.pid}] ${e.entry}(dhp#${(e.args[0] as DevmapHandle).id}) = ${String(e.result)}`);
+  });
+  host.on('fault', (f: { pid: number; off: number; rw: string }) => log(`${ms()} ms [pid ${f.pid}] real ${f.rw} fault at offset 0x${f.off.toString(16)} served`));
+  log(`${processes} client processes map the ${XX_REGS_PAGES}-page register window MAP_SHARED; context timeout ${CTX_TIMEOUT_TICKS} ticks (${(CTX_TIMEOUT_TICKS * 1000) / HZ} ms)`);
+  // The clients run this very file, compiled (under a test runner this module is the TypeScript source).
+  const clientScript = __filename.endsWith('.ts') ? join(__dirname, '..', 'dist', 'examples', 'devmap-contexts.js') : __filename;
+  let ready = 0;
+  let turn = 0;
+  const next = () => {
+    if (turn < processes * rounds) spawned[turn++ % processes].child.stdin!.write('t');
+    else for (const s of spawned) s.child.stdin!.end();
+  };
+  const spawned = Array.from({ length: processes }, (_, i) => {
+    const child = spawn(process.execPath, [clientScript, '--client', host.path, String(0xa0 + i), String(rounds)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    child.stdout!.on('data', (d: Buffer) => {
+      for (const line of d.toString().trim().split('\n')) {
+        if (line === 'ready') {
+          if (++ready === processes) next();
+          continue;
+        }
+        log(`${ms()} ms ${line.trim()}`);
+        next(); // this process's turn is done: the next process's turn
+      }
+    });
+    return { child, closed: new Promise<number | null>((done) => child.on('close', (code) => done(code))) };
+  });
+  const codes = await Promise.all(spawned.map((s) => s.closed));
+  await new Promise((r) => setTimeout(r, (CTX_TIMEOUT_TICKS * 1000) / HZ + 20)); // the last hysteresis timer
+  log(`clients exited (${codes.join(', ')}); ${switches} context switches, each a real fault; contexts still allocated: ${xsp.live.size}`);
+  await host.close();
+  kernel.kmem_free(xsp.ctx_shared, XXCTX_SIZE);
+  xsp.dip.detach();
+  await kernel.shutdown();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+if (require.main === module) {
+  const args = process.argv.slice(2);
+  if (args[0] === '--client') void client(args[1], Number(args[2]), Number(args[3]));
+  else if (args[0] === '--processes') void mainProcesses(Number(args[1] ?? 2));
+  else void main();
+}

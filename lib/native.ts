@@ -86,6 +86,27 @@ export interface Native {
   socket_send(fd: number, bytes: Uint8Array, fds: Int32Array | null, dontwait: boolean): number;
   /** out = [descriptor count, msg_flags, descriptors…]. */
   socket_recv(fd: number, bytes: Uint8Array, out: Int32Array, dontwait: boolean): number;
+  // native/uffd.cc (lib/kernel/remote/faults.ts): userfaultfd, descriptor readiness, the client's fault agent.
+  uffd_create(flags: number): number;
+  uffd_open_device(flags: number): number;
+  /** out = [features granted, ioctls available]. */
+  uffd_api(fd: number, features: number, out: Float64Array): number;
+  uffd_register(fd: number, addr: number, len: number, mode: number): number;
+  uffd_unregister(fd: number, addr: number, len: number): number;
+  /** Bytes mapped, or -errno (EEXIST: a page was mapped already; EAGAIN: the address space is changing). */
+  uffd_continue(fd: number, addr: number, len: number, mode: number): number;
+  uffd_wake(fd: number, addr: number, len: number): number;
+  uffd_writeprotect(fd: number, addr: number, len: number, mode: number): number;
+  /** Events read into out, four numbers each: [event, flags, address, thread id]; -EAGAIN when none. */
+  uffd_read(fd: number, out: Float64Array): number;
+  fd_watch(fd: number, onReadable: () => void): object | number;
+  fd_unwatch(handle: object): number;
+  fd_ref(handle: object, ref: boolean): number;
+  agent_start(sock: number, uffd: number, base: number, size: number): number;
+  agent_stop(id: number): number;
+  agent_state(id: number): number;
+  agent_call(sock: number, op: number, a: number, b: number, timeoutMs: number): number;
+  socket_pair(): [number, number] | number;
 }
 
 const root = join(__dirname, '..');

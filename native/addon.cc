@@ -20,6 +20,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitWaitv(env, exports);
   InitRobustMutex(env, exports);
   InitSocket(env, exports);
+  InitUffd(env, exports);
   return exports;
 }
 

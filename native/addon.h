@@ -10,5 +10,6 @@ void InitFutex(Napi::Env env, Napi::Object exports);        // futex.cc: spinnin
 void InitWaitv(Napi::Env env, Napi::Object exports);        // waitv.cc: the waiter threads of waitAsync
 void InitRobustMutex(Napi::Env env, Napi::Object exports);  // robust_mutex.cc: glibc robust mutexes
 void InitSocket(Napi::Env env, Napi::Object exports);       // socket.cc: Unix sockets, SCM_RIGHTS, SO_PEERCRED
+void InitUffd(Napi::Env env, Napi::Object exports);         // uffd.cc: userfaultfd, fd readiness, the fault agent
 
 }  // namespace devmap

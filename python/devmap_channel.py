@@ -435,7 +435,9 @@ class Channel:
             pos = self._load(self._cursor)
             tail = self._load(TAIL)
             if pos == tail:
-                return "drained" if self._load(H_CLOSED) == 1 else "empty"
+                # Closed, and still nothing after it: TAIL is read again after CLOSED, since a writer may have
+                # sent more between our read of TAIL and its close.
+                return "drained" if self._load(H_CLOSED) == 1 and self._load(TAIL) == pos else "empty"
             if (tail - pos) & U32 > self.ring:
                 raise ChannelCorrupt("read cursor %d bytes behind the tail" % ((tail - pos) & U32))
             r = self._rec(pos)

@@ -47,6 +47,11 @@ typedef struct dm_channel {
   int64_t pending_since;
 } dm_channel;
 
+/* Bytes a channel with these parameters occupies (0 when they are out of range). mode/overflow as above. */
+size_t dm_channel_bytes_for(uint32_t mode, uint32_t ring, uint32_t max_message, uint32_t writers, uint32_t readers);
+/* Formats a channel at `base` (zeroed header, geometry, `ready` stored last); nobody may use it yet. */
+int dm_channel_format(void* base, size_t length, uint32_t mode, uint32_t overflow, uint32_t ring, uint32_t max_message,
+                      uint32_t writers, uint32_t readers);
 int dm_channel_attach(dm_channel* ch, void* base, size_t length);
 void dm_channel_detach(dm_channel* ch);
 /* timeout_ms: -1 waits without end, 0 does not wait. */
@@ -171,6 +176,37 @@ static void dmc_sleep(dm_channel* ch, int signal, int sleepers, int ms, int (*re
   uint32_t v = DMC_LOAD(&ch->w[signal]);
   if (!ready(ch, arg)) dmc_futex_wait(&ch->w[signal], v, ms);
   DMC_SUB(&ch->w[sleepers], 1);
+}
+
+size_t dm_channel_bytes_for(uint32_t mode, uint32_t ring, uint32_t max_message, uint32_t writers, uint32_t readers) {
+  if (mode < 1 || mode > 4 || ring < 4096 || ring > (1u << 30) || (ring & (ring - 1)) != 0) return 0;
+  if (max_message < 1 || max_message > ring || dmc_span_of(max_message) > ring) return 0;
+  if (writers < 1 || writers > 64 || (mode == 1 && writers != 1)) return 0;
+  if (readers < 1 || readers > 64 || (mode <= 2 && readers != 1)) return 0;
+  size_t data = (DMC_HEADER + DMC_SLOT * (writers + readers) + 63) & ~(size_t)63;
+  return data + ring + dmc_span_of(max_message);
+}
+
+int dm_channel_format(void* base, size_t length, uint32_t mode, uint32_t overflow, uint32_t ring, uint32_t max_message,
+                      uint32_t writers, uint32_t readers) {
+  size_t total = dm_channel_bytes_for(mode, ring, max_message, writers, readers);
+  if (total == 0 || overflow < 1 || overflow > 3 || (overflow == 2 && mode > 2)) return -EINVAL;
+  if (total > length || ((uintptr_t)base & 63) != 0) return -EINVAL;
+  uint32_t* w = (uint32_t*)base;
+  uint32_t data = (DMC_HEADER + DMC_SLOT * (writers + readers) + 63) & ~63u;
+  memset(base, 0, data);
+  w[DMC_H_MAGIC] = DMC_MAGIC;
+  w[DMC_H_VERSION] = DMC_VERSION;
+  w[DMC_H_MODE] = mode;
+  w[DMC_H_OVERFLOW] = overflow;
+  w[DMC_H_RING] = ring;
+  w[DMC_H_MAX] = max_message;
+  w[DMC_H_WRITERS] = writers;
+  w[DMC_H_READERS] = readers;
+  w[DMC_H_DATA] = data;
+  w[DMC_H_TOTAL] = (uint32_t)total;
+  DMC_STORE(&w[DMC_H_READY], 1);
+  return 0;
 }
 
 int dm_channel_attach(dm_channel* ch, void* base, size_t length) {
@@ -414,7 +450,12 @@ static int64_t dmc_next(dm_channel* ch, uint32_t* length, uint32_t* span_out) {
   for (;;) {
     uint32_t pos = DMC_LOAD(&ch->w[ch->cursor_word]);
     uint32_t tail = DMC_LOAD(&ch->w[DMC_TAIL]);
-    if (pos == tail) return DMC_LOAD(&ch->w[DMC_H_CLOSED]) == 1 ? -EPIPE : -EAGAIN;
+    if (pos == tail) {
+      /* Closed, and still nothing after it: TAIL is read again after CLOSED (a writer may have sent more between
+       * our read of TAIL and its close). */
+      int ended = DMC_LOAD(&ch->w[DMC_H_CLOSED]) == 1 && DMC_LOAD(&ch->w[DMC_TAIL]) == pos;
+      return ended ? -EPIPE : -EAGAIN;
+    }
     if (tail - pos > ch->ring) return -EBADMSG;
     uint32_t* r = dmc_rec(ch, pos);
     uint32_t state = DMC_LOAD(&r[DMC_R_STATE]);

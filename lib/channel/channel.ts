@@ -101,10 +101,13 @@ function validateCreate(opts: unknown): ReturnType<typeof geometry> & { spin: nu
 }
 
 function spinOf(spin: unknown): number {
-  return spin === undefined ? DEFAULT_SPIN : integer(spin, 'options.spin', 0, 100_000_000);
+  return spin === undefined ? DEFAULT_SPIN : integer(spin, 'options.spin', 0, 0x7fffffff);
 }
 
+const NO_WAIT_OPTIONS = { deadline: Infinity, signal: undefined };
+
 function waitOpts(opts: unknown): { deadline: number; signal: AbortSignal | undefined } {
+  if (opts === undefined) return NO_WAIT_OPTIONS;
   const o = options<WaitOptions>(opts, 'options', WAIT_KEYS);
   const { timeout, signal } = o;
   if (timeout !== undefined && (typeof timeout !== 'number' || !(timeout >= 0))) {
@@ -130,12 +133,22 @@ abstract class Receiving {
 
   protected abstract reader(): Reader;
 
+  /** Set while a consume callback runs: reading the same channel from inside it would move the cursor under it. */
+  #inCallback = false;
+
+  #enter(): void {
+    if (this.#inCallback) {
+      throw new DevmapError('ERR_DEVMAP_REENTRANT', 'A consume() callback cannot read from the channel it is consuming; return first');
+    }
+  }
+
   /** Waits (blocking) for a record; returns its position, EMPTY on timeout or DRAINED. */
   #await(deadline: number, signal: AbortSignal | undefined): number {
     const s = this.s;
+    this.#enter();
     s.live();
     const r = this.reader();
-    for (let spins = this.spin; ; spins--) {
+    for (let spins = deadline === 0 ? 0 : this.spin; ; spins--) {
       const pos = r.next();
       if (pos !== EMPTY) return pos;
       if (spins > 0) continue;
@@ -149,6 +162,7 @@ abstract class Receiving {
 
   async #awaitAsync(deadline: number, signal: AbortSignal | undefined): Promise<number> {
     const s = this.s;
+    this.#enter();
     s.live();
     const r = this.reader();
     for (;;) {
@@ -183,7 +197,12 @@ abstract class Receiving {
 
   /** The next message if one is there now, else null. */
   tryReceive(): Uint8Array | null {
-    return this.receive({ timeout: 0 });
+    for (;;) {
+      const pos = this.#await(0, undefined);
+      if (pos < 0) return null;
+      const m = this.#take(pos);
+      if (m !== null) return m;
+    }
   }
 
   /** receive() without blocking the thread: the wait is a futex waitAsync (it keeps the event loop alive). */
@@ -208,9 +227,11 @@ abstract class Receiving {
     if (pos < 0) return false;
     const r = this.reader();
     const ab = r.length === 0 ? new ArrayBuffer(0) : this.s.mapping.view(this.s.payload(pos), r.length);
+    this.#inCallback = true;
     try {
       fn(new Uint8Array(ab));
     } finally {
+      this.#inCallback = false;
       native().detach(ab);
     }
     this.s.live();
@@ -237,7 +258,12 @@ abstract class Receiving {
     let n = 0;
     try {
       for (;;) {
-        fn(bytes, (pos & s.mask) + 16, r.length);
+        this.#inCallback = true;
+        try {
+          fn(bytes, (pos & s.mask) + 16, r.length);
+        } finally {
+          this.#inCallback = false;
+        }
         s.live();
         r.done(pos);
         if (++n >= max) break;
@@ -347,13 +373,13 @@ export class Channel extends Receiving {
   }
 
   /** Reserves a record, waiting for room under 'block'. Returns its position, or FULL on timeout / under 'fail'. */
-  #reserve(len: number, deadline: number, signal: AbortSignal | undefined): number {
+  #reserve(len: number, deadline: number, signal: AbortSignal | undefined, direct: boolean): number {
     const s = this.s;
     const w = this.#writer;
     s.live();
     w.ensure();
-    for (let spins = this.spin; ; spins--) {
-      const pos = w.tryReserve(len);
+    for (let spins = deadline === 0 ? 0 : this.spin; ; spins--) {
+      const pos = direct ? w.reserveDirect(len) : w.tryReserve(len);
       if (pos >= 0) return pos;
       if (pos === CLOSED) throw closedError();
       if (s.g.overflow === 'fail') return FULL;
@@ -373,7 +399,7 @@ export class Channel extends Receiving {
     s.live();
     w.ensure();
     for (;;) {
-      const pos = w.tryReserve(len);
+      const pos = w.reserveDirect(len);
       if (pos >= 0) return pos;
       if (pos === CLOSED) throw closedError();
       if (s.g.overflow === 'fail') return FULL;
@@ -386,13 +412,60 @@ export class Channel extends Receiving {
     }
   }
 
-  #fill(pos: number, data: Message, len: number): void {
+  #copy(pos: number, data: Message, len: number): void {
     const s = this.s;
     const off = s.payload(pos);
     if (typeof data === 'string') s.buf.write(data, off, len, 'utf8');
     else if (data instanceof Uint8Array) s.u8.set(data.length === len ? data : data.subarray(0, len), off);
     else s.u8.set(new Uint8Array(data.buffer, data.byteOffset, len), off);
-    this.#writer.commit(pos, len);
+  }
+
+  #fill(pos: number, data: Message, len: number): void {
+    this.#copy(pos, data, len);
+    this.#writer.publish(pos, len);
+  }
+
+  /**
+   * Sends every message of `messages` in order, as send() would, and returns how many were sent (fewer only on
+   * timeout or under 'fail'). In spsc the messages that fit are written and then published with one store of
+   * the tail and one wake-up: the batched form for throughput.
+   */
+  sendBatch(messages: readonly Message[], opts?: WaitOptions): number {
+    if (!Array.isArray(messages)) throw typeError('an array of messages', 'messages', messages);
+    const { deadline, signal } = waitOpts(opts);
+    const w = this.#writer;
+    const n = messages.length;
+    let i = 0;
+    while (i < n) {
+      this.s.live();
+      w.ensure();
+      w.beginRun();
+      if (w.inRun) {
+        try {
+          for (; i < n; i++) {
+            const data = messages[i];
+            const len = this.#length(data);
+            const pos = w.tryReserve(len);
+            if (pos < 0) break;
+            this.#copy(pos, data, len);
+          }
+        } finally {
+          w.endRun();
+        }
+        if (i === n) break;
+      }
+      // Full (or not spsc): one message the ordinary way, waiting for room as send() does.
+      const data = messages[i];
+      const len = this.#length(data);
+      const pos = this.#reserve(len, deadline, signal, true);
+      if (pos < 0) {
+        this.#refused();
+        return i;
+      }
+      this.#fill(pos, data, len);
+      i++;
+    }
+    return n;
   }
 
   #refused(): false {
@@ -404,7 +477,7 @@ export class Channel extends Receiving {
   send(data: Message, opts?: WaitOptions): boolean {
     const len = this.#length(data);
     const { deadline, signal } = waitOpts(opts);
-    const pos = this.#reserve(len, deadline, signal);
+    const pos = this.#reserve(len, deadline, signal, true);
     if (pos < 0) return this.#refused();
     this.#fill(pos, data, len);
     return true;
@@ -412,7 +485,11 @@ export class Channel extends Receiving {
 
   /** Sends if there is room now. */
   trySend(data: Message): boolean {
-    return this.send(data, { timeout: 0 });
+    const len = this.#length(data);
+    const pos = this.#reserve(len, 0, undefined, true);
+    if (pos < 0) return this.#refused();
+    this.#fill(pos, data, len);
+    return true;
   }
 
   async sendAsync(data: Message, opts?: WaitOptions): Promise<boolean> {
@@ -431,7 +508,7 @@ export class Channel extends Receiving {
   loan(size: number, opts?: WaitOptions): Loan | null {
     const len = integer(size, 'size', 0, this.s.g.maxMessage);
     const { deadline, signal } = waitOpts(opts);
-    const pos = this.#reserve(len, deadline, signal);
+    const pos = this.#reserve(len, deadline, signal, false);
     if (pos < 0) {
       this.#refused();
       return null;

@@ -112,9 +112,9 @@ export class Reader {
   ready(): boolean {
     const i32 = this.#s.i32;
     if (i32.length === 0) return true;
-    const pos = this.position;
+    const pos = this.position; // mpmc: HEAD, where only unclaimed records are (RESERVED, COMMITTED, ABORTED)
     if (pos === Atomics.load(i32, H.TAIL) >>> 0) return Atomics.load(i32, H.CLOSED) === 1;
-    return this.kind === 'mpmc' || this.#s.state(this.#s.rec(pos)) !== State.RESERVED;
+    return this.#s.state(this.#s.rec(pos)) !== State.RESERVED;
   }
 
   /**
@@ -134,9 +134,15 @@ export class Reader {
       s.distance(pos, tail, 'a read cursor');
       const r = s.rec(pos);
       const state = s.state(r);
-      const span = s.span(r, pos, tail);
+      const span = s.spanOrZero(r, pos, tail);
+      const len = s.i32[r + R.LENGTH];
+      // Under 'overwrite' a writer may drop this record (moving the cursor) and rewrite it while we read it:
+      // bytes that cannot be right are only corrupt if the cursor still points here.
+      if (this.#cas && Atomics.load(i32, this.#cursor) >>> 0 !== pos) continue;
+      if (span === 0) s.span(r, pos, tail);
       if (state === State.COMMITTED) {
-        this.length = s.length(r, pos, span);
+        if (len < 0 || len > span - 16) s.length(r, pos, span);
+        this.length = len;
         this.span = span;
         return pos;
       }
@@ -211,7 +217,10 @@ export class Reader {
         const pos = Atomics.load(i32, H.HEAD) >>> 0;
         const tail = Atomics.load(i32, H.TAIL) >>> 0;
         if (pos === tail) {
-          if (Atomics.load(i32, H.CLOSED) === 1 && Atomics.load(i32, H.RELEASE) >>> 0 === pos) found = DRAINED;
+          // TAIL is read again after CLOSED: a writer may have sent more between our read of it and its close.
+          if (Atomics.load(i32, H.CLOSED) === 1 && Atomics.load(i32, H.TAIL) >>> 0 === pos && Atomics.load(i32, H.RELEASE) >>> 0 === pos) {
+            found = DRAINED;
+          }
           break;
         }
         s.distance(pos, tail, 'the claim cursor');
@@ -270,12 +279,18 @@ export class Reader {
     s.distance(pos, head, 'the release cursor');
     while (pos !== head) {
       const r = s.rec(pos);
-      const span = s.span(r, pos, head);
       const state = s.state(r);
+      const span = s.spanOrZero(r, pos, head);
+      // Records below RELEASE may be rewritten under us: once RELEASE has passed `pos`, stop (nothing there is
+      // an orphan any more); a bad span is corrupt only while the record is still unreleased.
+      const release = Atomics.load(i32, H.RELEASE) >>> 0;
+      if (((pos - release) >>> 0) > ((head - release) >>> 0)) return EMPTY;
+      if (span === 0) s.span(r, pos, head);
       if ((state & 0xff) === State.CLAIMED && state !== this.#claimed && this.#claimerDead(state >>> 8)) {
         if (Atomics.compareExchange(i32, r + R.STATE, state, this.#claimed) === state) {
-          this.length = s.length(r, pos, span);
-          this.span = span;
+          // Ours now, and unreleased (only DONE and ABORTED records are released): read it again.
+          this.span = s.span(r, pos, head);
+          this.length = s.length(r, pos, this.span);
           return pos;
         }
       }
@@ -296,8 +311,11 @@ export class Reader {
       s.distance(pos, head, 'the release cursor');
       const r = s.rec(pos);
       const state = s.state(r);
+      const span = s.spanOrZero(r, pos, head);
+      // Another reader may have moved RELEASE past this record, and a writer rewritten it, since we read RELEASE.
+      if (Atomics.load(i32, H.RELEASE) >>> 0 !== pos) continue;
       if (state !== State.DONE && state !== State.ABORTED) break;
-      const span = s.span(r, pos, head);
+      if (span === 0) s.span(r, pos, head);
       if (Atomics.compareExchange(i32, H.RELEASE, pos | 0, (pos + span) | 0) === (pos | 0)) moved = true;
     }
     if (moved) s.wakeWriters();

@@ -72,10 +72,19 @@ export class Segment {
    * fits both the largest record and the distance to the limit. Returns the span.
    */
   span(r: number, pos: number, limit: number): number {
+    const span = this.spanOrZero(r, pos, limit);
+    if (span === 0) throw corrupt(`record at position ${pos >>> 0} has span ${this.i32[r + R.SPAN] >>> 0}`);
+    return span;
+  }
+
+  /**
+   * span() without the throw: 0 when the span cannot be right. For walks over records that another party may
+   * release (and a writer rewrite) under the walker: a bad value there is only corrupt if the record is still
+   * the walker's to read, which the caller checks.
+   */
+  spanOrZero(r: number, pos: number, limit: number): number {
     const span = this.i32[r + R.SPAN];
-    if (span < RECORD_HEADER || span > this.recordMax || (span & 7) !== 0 || span > ((limit - pos) >>> 0)) {
-      throw corrupt(`record at position ${pos >>> 0} has span ${span >>> 0}`);
-    }
+    if (span < RECORD_HEADER || span > this.recordMax || (span & 7) !== 0 || span > ((limit - pos) >>> 0)) return 0;
     return span;
   }
 
@@ -183,6 +192,8 @@ export function sliceUntil(deadline: number, slice: number): number {
   return Math.max(0, Math.min(slice, deadline - performance.now()));
 }
 
+/** An absolute deadline (performance.now() clock); 0 means "do not wait, do not spin". */
 export function deadlineOf(timeout: number | undefined): number {
+  if (timeout === 0) return 0;
   return timeout === undefined || timeout === Infinity ? Infinity : performance.now() + timeout;
 }

@@ -36,6 +36,18 @@ export class Writer {
   #limitTail = 0;
   #multi: boolean;
   #lastReap = 0;
+  /**
+   * spsc send(): the record is written whole before TAIL moves, so its header says COMMITTED from the start and
+   * the one seq_cst store of TAIL (in publish()) is the commit. Set by reserveDirect() for one reservation.
+   */
+  #direct = false;
+  /** spsc sendBatch(): records reserved and written whole, published together by one TAIL store (endRun). */
+  #run = false;
+  #runTail = 0;
+  #runCount = 0;
+  #runBytes = 0;
+  #pendingDirect = false;
+  #directSpan = 0;
 
   constructor(s: Segment) {
     this.#s = s;
@@ -89,7 +101,7 @@ export class Writer {
     const span = (16 + length + 7) & ~7;
     if (this.#multi) this.#lock();
     try {
-      const tail = Atomics.load(i32, H.TAIL) >>> 0;
+      const tail = this.#run ? this.#runTail : Atomics.load(i32, H.TAIL) >>> 0;
       if (((tail + span - this.#limit) >>> 0) > s.g.ring || ((tail - this.#limitTail) >>> 0) > 0x40000000) {
         this.#limit = this.#refreshLimit(tail);
         this.#limitTail = tail;
@@ -102,12 +114,74 @@ export class Writer {
       i32[r + R.SPAN] = span;
       i32[r + R.LENGTH] = length;
       i32[r + R.WRITER] = this.#tag;
-      Atomics.store(i32, r + R.STATE, State.RESERVED);
+      // Plain stores: the seq_cst store of TAIL below publishes them (a reader reads TAIL before the header).
+      i32[r + R.STATE] = this.#direct || this.#run ? State.COMMITTED : State.RESERVED;
+      if (this.#run) {
+        this.#runTail = (tail + span) >>> 0;
+        this.#runCount++;
+        this.#runBytes += length;
+        return tail;
+      }
+      if (this.#direct) {
+        this.#pendingDirect = true;
+        this.#directSpan = span;
+        return tail;
+      }
       Atomics.store(i32, H.TAIL, (tail + span) | 0);
       return tail;
     } finally {
       if (this.#multi) s.unlock(H.RESERVE_LOCK, H.LOCK_SLEEPERS);
     }
+  }
+
+  /**
+   * spsc only: reserves without publishing; the caller copies the payload, then calls publish(). A record
+   * nobody can see until TAIL moves needs no RESERVED state and no separate commit store.
+   */
+  reserveDirect(length: number): number {
+    this.#direct = this.#s.g.mode === 'spsc';
+    this.#pendingDirect = false;
+    try {
+      return this.tryReserve(length);
+    } finally {
+      this.#direct = false;
+    }
+  }
+
+  /** spsc: starts a run of records that endRun() publishes at once. */
+  beginRun(): void {
+    this.#run = this.#s.g.mode === 'spsc' && this.#s.g.overflow !== 'overwrite';
+    this.#runTail = Atomics.load(this.#s.i32, H.TAIL) >>> 0;
+    this.#runCount = 0;
+    this.#runBytes = 0;
+  }
+
+  /** Publishes the run (one seq_cst store of TAIL), counts it and wakes the readers once. */
+  endRun(): void {
+    if (!this.#run) return;
+    this.#run = false;
+    if (this.#runCount === 0) return;
+    const s = this.#s;
+    Atomics.store(s.i32, H.TAIL, this.#runTail | 0);
+    this.count(C.COUNT, this.#runCount);
+    this.count(C.BYTES, this.#runBytes);
+    s.wakeReaders();
+  }
+
+  /** Whether beginRun() started a run (spsc without overwrite); otherwise each record is published alone. */
+  get inRun(): boolean {
+    return this.#run;
+  }
+
+  /** After reserveDirect(): moves TAIL past the record (its commit), counts it and wakes the readers. */
+  publish(pos: number, length: number): void {
+    const s = this.#s;
+    if (!this.#pendingDirect) return this.commit(pos, length);
+    this.#pendingDirect = false;
+    Atomics.store(s.i32, H.TAIL, (pos + this.#directSpan) | 0);
+    this.count(C.COUNT);
+    this.count(C.BYTES, length);
+    s.wakeReaders();
   }
 
   /** The second look of the sleep protocol: is there room for `length` bytes now (or is the channel closed)? */

@@ -12,6 +12,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isAlive } from '../identity';
+import { Channel } from '../channel';
 import { SharedResourceMap } from '../rmap/shared';
 import { Mutex } from '../sync/mutex';
 import { escapeText } from './format';
@@ -114,5 +115,24 @@ export const sharedResourceMapFormat: StructureFormat = {
   },
 };
 
+/** A Channel (magic "DMCH" at its start): cursors, counters and the parties, read from the snapshot. */
+export const channelFormat: StructureFormat = {
+  name: 'devmap channel',
+  magic: ascii('DMCH'),
+  magicAt: 0,
+  describe(bytes, offset) {
+    const info = Channel.inspect(bytes.subarray(offset));
+    const party = (p: { slot: number; pid: number; alive: boolean }) => `slot ${p.slot}: pid ${p.pid === -1 ? '(being claimed)' : p.pid}${p.alive ? '' : ' (gone)'}`;
+    return [
+      ['mode', `${info.mode}, overflow ${info.overflow}${info.closed ? ', closed' : ''}`],
+      ['ring', `${info.capacity} bytes, messages up to ${info.maxMessage} bytes`],
+      ['cursors', `tail ${info.tail}, head ${info.head}${info.mode === 'mpmc' ? `, release ${info.release}` : ''}`],
+      ['messages', `${info.sent} sent (${info.bytesSent} bytes), ${info.received} received, ${info.skipped} skipped, ${info.lost} lost to overwrite, ${info.dropped} refused, ${info.aborted} aborted`],
+      ['writers', info.writers.map((w) => `${party(w)}, ${w.sent} sent`).join('; ') || 'none'],
+      ['readers', info.readers.map((r) => `${party(r)}, cursor ${r.cursor}, lag ${r.lag} bytes, ${r.received} received`).join('; ') || 'none'],
+    ];
+  },
+};
+
 /** The formats inspect knows. */
-export const FORMATS: readonly StructureFormat[] = [mutexFormat, sharedResourceMapFormat];
+export const FORMATS: readonly StructureFormat[] = [mutexFormat, sharedResourceMapFormat, channelFormat];

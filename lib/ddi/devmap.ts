@@ -389,6 +389,7 @@ export function devmap_load(dhp: DevmapHandle, off: number, len: number, _type: 
   if (s.backing === null) return FC_NOMAP;
   s.loaded.fill(1, pages[0], pages[1]);
   applyTranslations(s, pages[0], pages[1]);
+  s.as.mirror?.loaded?.(s.uvaddr - s.as.rawBase + pages[0] * pageSize, (pages[1] - pages[0]) * pageSize);
   return 0;
 }
 
@@ -400,6 +401,8 @@ export function devmap_unload(dhp: DevmapHandle, off: number, len: number): numb
   if (typeof pages === 'number') return pages;
   s.loaded.fill(0, pages[0], pages[1]);
   applyTranslations(s, pages[0], pages[1]);
+  // A client process's pages are in its own address space: its agent drops them before this returns.
+  s.as.mirror?.unloaded?.(s.uvaddr - s.as.rawBase + pages[0] * pageSize, (pages[1] - pages[0]) * pageSize);
   return 0;
 }
 
@@ -704,6 +707,11 @@ const ops: SegmentOps = {
   label(seg, addr) {
     const h = chainOf(seg).find((x) => st(x).uvaddr <= addr && addr < st(x).uvaddr + st(x).len);
     return h ? `dhp#${h.id}` : '-';
+  },
+
+  clientProt(seg, addr) {
+    const h = chainOf(seg).find((x) => st(x).uvaddr <= addr && addr < st(x).uvaddr + st(x).len);
+    return h ? st(h).pprot[Math.floor((addr - st(h).uvaddr) / pageSize)] & 7 : PROT_NONE;
   },
 
   needsFaults(seg) {

@@ -45,6 +45,8 @@ export interface SegmentOps {
    * be mapped loaded into a client process until real faults exist (SPEC A.9).
    */
   needsFaults?(seg: Segment): boolean;
+  /** The protection a client with real faults maps the page at `addr` with: its maximal one (SPEC A.9). */
+  clientProt?(seg: Segment, addr: number): number;
 }
 
 /**
@@ -57,6 +59,10 @@ export interface AddressSpaceMirror {
   mapped(off: number, len: number, prot: number, type: number, fd: number, fileOff: number): void;
   /** [off, off + len) is reserved again: nothing is mapped there. */
   reserved(off: number, len: number): void;
+  /** Translations of [off, off + len) were loaded (devmap_load): a client with real faults maps them now. */
+  loaded?(off: number, len: number): void;
+  /** Translations of [off, off + len) were unloaded (devmap_unload): gone in the client when this returns. */
+  unloaded?(off: number, len: number): void;
 }
 
 /** One real mapping inside a segment. */

@@ -3,3 +3,4 @@ export { wait, waitAsync, notify, setSpin, getSpin, DEFAULT_SPIN_ITERATIONS } fr
 export type { WaitResult, SyncWaitOptions, WaitAsyncOptions, NotifyOptions, SpinOptions } from './futex';
 export { Mutex } from './mutex';
 export type { LockResult, LockAsyncOptions } from './mutex';
+export type { MutexInfo } from './inspect';

@@ -10,6 +10,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMemoryBaselines(env, exports);
   InitRmapBaselines(env, exports);
   InitSyncBaselines(env, exports);
+  InitFaultBaselines(env, exports);
+  InitChannelBaselines(env, exports);
   return exports;
 }
 

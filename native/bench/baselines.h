@@ -8,5 +8,7 @@ namespace devmap {
 void InitMemoryBaselines(Napi::Env env, Napi::Object exports);  // baseline_memory.cc
 void InitRmapBaselines(Napi::Env env, Napi::Object exports);    // baseline_rmap.cc
 void InitSyncBaselines(Napi::Env env, Napi::Object exports);    // baseline_sync.cc
+void InitFaultBaselines(Napi::Env env, Napi::Object exports);   // baseline_faults.cc
+void InitChannelBaselines(Napi::Env env, Napi::Object exports); // baseline_channel.cc
 
 }  // namespace devmap

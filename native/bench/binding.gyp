@@ -4,7 +4,7 @@
   "targets": [
     {
       "target_name": "devmap_bench",
-      "sources": ["addon.cc", "baseline_memory.cc", "baseline_rmap.cc", "baseline_sync.cc"]
+      "sources": ["addon.cc", "baseline_memory.cc", "baseline_rmap.cc", "baseline_sync.cc", "baseline_channel.cc", "baseline_faults.cc"]
     }
   ]
 }

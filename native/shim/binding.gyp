@@ -6,7 +6,7 @@
   "targets": [
     {
       "target_name": "devmap_shim",
-      "sources": ["shim.c"],
+      "sources": ["shim.c", "agent.c"],
       "cflags": ["-std=c11", "-O2", "-Wall", "-Wextra", "-fvisibility=hidden"],
       "cflags!": ["-fno-exceptions"],
       "ldflags": ["-Wl,--no-undefined"],

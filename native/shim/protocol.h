@@ -24,9 +24,12 @@ enum dm_op {
   DM_FORK = 10,
   DM_ADOPT = 11,
   DM_EXIT = 12,
+  DM_AGENT = 13,
+  DM_FAULTS = 14,
+  DM_PREFAULT = 15,
 };
 
-enum dm_change { DM_CHANGE_MAP = 1, DM_CHANGE_RESERVE = 2, DM_CHANGE_PROTECT = 3 };
+enum dm_change { DM_CHANGE_MAP = 1, DM_CHANGE_RESERVE = 2, DM_CHANGE_PROTECT = 3, DM_CHANGE_REGISTER = 4 };
 #define DM_CHANGE_WORDS 6
 
 struct dm_header {

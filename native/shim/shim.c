@@ -50,6 +50,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <linux/userfaultfd.h>
+
+#include "agent.h"
 #include "protocol.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -85,6 +88,8 @@ static void find_libc(void) {
   real_close = dlsym(RTLD_NEXT, "close");
 }
 
+static long ioctl_raw(int fd, unsigned long req, void* arg) { return syscall(SYS_ioctl, fd, req, arg); }
+
 static void* raw_mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off) {
   return (void*)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
 }
@@ -101,6 +106,9 @@ static int npaths = -1;
 static int32_t* fdmap;               // program descriptor -> host descriptor + 1 (0: not a device)
 static int32_t* refs;                // host descriptor -> aliases
 static int said_why;
+static int uffd = -1;                // real faults (agent.c): this process's userfaultfd, agent socket and id
+static int agent_sock = -1;
+static int agent_id = -1;
 
 static void load_paths(void) {
   if (npaths >= 0) return;
@@ -263,6 +271,11 @@ static void apply_changes(const struct reply* r, int at) {
       raw_mmap(a, len, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     } else if (c[0] == DM_CHANGE_PROTECT) {
       syscall(SYS_mprotect, a, len, prot & 7);
+    } else if (c[0] == DM_CHANGE_REGISTER && uffd >= 0) {
+      // Its pages fault into the host from now on; a forked child's inherited pages start unloaded (SPEC A.5).
+      struct uffdio_register reg = {{(uint64_t)(uintptr_t)a, len}, UFFDIO_REGISTER_MODE_MINOR, 0};
+      ioctl_raw(uffd, UFFDIO_REGISTER, &reg);
+      madvise(a, len, MADV_DONTNEED);
     }
   }
   drop_fds();
@@ -304,6 +317,85 @@ static int welcome(const struct reply* r) {
   return 0;
 }
 
+// A userfaultfd for minor faults on shared memory (see lib/kernel/remote/agent.ts for the order of attempts);
+// -errno and a reason when there is none.
+static int open_uffd(const char** why) {
+  int fd = -1;
+  const char* force = getenv("DEVMAP_UFFD_USER_MODE_ONLY");
+  if (!(force && strcmp(force, "1") == 0)) fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+  if (fd < 0 && errno == ENOSYS) {
+    *why = "this kernel has no userfaultfd (built without CONFIG_USERFAULTFD). To fix: run on a kernel with CONFIG_USERFAULTFD=y (Linux 5.14 or later)";
+    return -ENOSYS;
+  }
+  if (fd < 0) {
+    int err = errno;
+    int dev = real_open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+    if (dev >= 0) {
+      fd = (int)ioctl_raw(dev, USERFAULTFD_IOC_NEW, (void*)(long)(O_CLOEXEC | O_NONBLOCK));
+      syscall(SYS_close, dev);
+    }
+    if (fd < 0) {
+      *why = "userfaultfd(2) is refused to this user (vm.unprivileged_userfaultfd is 0 and this kernel has no UFFD_USER_MODE_ONLY) "
+             "and /dev/userfaultfd cannot be opened. To fix: run on Linux 5.11 or later, or `sysctl vm.unprivileged_userfaultfd=1`, "
+             "or give this user access to /dev/userfaultfd";
+      return -err;
+    }
+  }
+  struct uffdio_api api = {UFFD_API, UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_THREAD_ID, 0};
+  if (ioctl_raw(fd, UFFDIO_API, &api) < 0) {
+    int err = errno;
+    syscall(SYS_close, fd);
+    *why = "this kernel has no minor faults on shared memory (UFFD_FEATURE_MINOR_SHMEM). To fix: run on Linux 5.14 or later";
+    return -err;
+  }
+  return fd;
+}
+
+// Real faults (SPEC A.9): the uffd goes to the host with the agent hello; the agent thread serves the host's
+// devmap_unload requests and watches for its death. Without a uffd the host is told why, and refuses to map a
+// driver with devmap_access with that reason. Called with the lock held, on a fresh connection.
+static void setup_faults(void) {
+  const char* why = NULL;
+  struct reply r;
+  int fd = open_uffd(&why);
+  if (fd < 0) {
+    int64_t w[1] = {fd};
+    if (call(DM_FAULTS, w, 1, why, strlen(why), &r) == 0) drop_fds();
+    return;
+  }
+  int64_t w[1] = {0};
+  if (call(DM_AGENT, w, 1, NULL, 0, &r) < 0) goto fail;
+  if (status(&r) < 0 || in_nfds != 1) {
+    drop_fds();
+    goto fail;
+  }
+  agent_sock = in_fds[0];
+  in_nfds = 0;  // ours now
+  if (dm_agent_hello(agent_sock, fd, base, size) < 0) goto fail;
+  uffd = fd;
+  if (call(DM_FAULTS, w, 1, NULL, 0, &r) < 0) goto fail;
+  apply_changes(&r, 1);
+  agent_id = dm_agent_start(agent_sock, uffd, base, size, 1);
+  return;
+fail:
+  if (agent_sock >= 0) syscall(SYS_close, agent_sock);
+  syscall(SYS_close, fd);
+  agent_sock = uffd = -1;
+}
+
+// Before a system call is handed [buf, buf + len): its pages inside the reservation are faulted in by the host
+// (devmap_access), because the kernel does not serve a system call's own faults on a user-mode-only uffd. A
+// refused page stays unloaded, and the copy then stops there with EFAULT, as copyin does on illumos.
+static void prefault(const void* buf, size_t len, int writing) {
+  uintptr_t a = (uintptr_t)buf, end = a + len;
+  if (uffd < 0 || len == 0 || !in_reservation(a, len)) return;
+  uintptr_t lo = a > base ? a : base, hi = end < base + size ? end : base + size;
+  int64_t w[3] = {(int64_t)(lo - base), (int64_t)(hi - lo), writing};
+  struct reply r;
+  if (call(DM_PREFAULT, w, 3, NULL, 0, &r) == 0) drop_fds();
+}
+
 static int ensure_connected(void) {
   if (conn >= 0) return 0;
   if (!fdmap) {
@@ -333,6 +425,7 @@ static int ensure_connected(void) {
   }
   base = (uintptr_t)a;
   conn = s;
+  setup_faults();
   return 0;
 }
 
@@ -550,6 +643,7 @@ EXPORT ssize_t read(int fd, void* buf, size_t count) {
   if (count > max_io) count = max_io;
   pthread_mutex_lock(&lock);
   ssize_t rc = -1;
+  prefault(buf, count, 1);
   size_t valid = reachable(buf, count, 1);
   int64_t w[4] = {hfd, (int64_t)count, (int64_t)valid, (int64_t)(uintptr_t)buf};
   struct reply r;
@@ -578,6 +672,7 @@ EXPORT ssize_t write(int fd, const void* buf, size_t count) {
   pthread_mutex_lock(&lock);
   static unsigned char data[DM_MAX_IO];
   ssize_t rc = -1;
+  prefault(buf, count, 0);
   size_t valid = reachable(buf, count, 0);
   if (copy_in(data, buf, valid) == 0) {
     int64_t w[3] = {hfd, (int64_t)count, (int64_t)(uintptr_t)buf};
@@ -603,6 +698,7 @@ EXPORT int ioctl(int fd, unsigned long request, ...) {
   static unsigned char data[1 << 14];
   pthread_mutex_lock(&lock);
   int rc = -1;
+  if (sz > 0) prefault(arg, sz, (dir & _IOC_READ) != 0);
   if ((dir & _IOC_WRITE) && sz > 0 && copy_in(data, arg, sz) < 0) goto out;
   int64_t w[3] = {hfd, (int64_t)(uint32_t)request, (int64_t)(intptr_t)arg};
   struct reply r;
@@ -721,6 +817,11 @@ EXPORT pid_t fork(void) {
   if (pid == 0) {
     syscall(SYS_close, conn);
     conn = child_conn;
+    // The parent's uffd and agent belong to the parent's address space; the child makes its own.
+    if (uffd >= 0) syscall(SYS_close, uffd);
+    if (agent_sock >= 0) syscall(SYS_close, agent_sock);
+    uffd = agent_sock = agent_id = -1;
+    setup_faults();
   } else {
     syscall(SYS_close, child_conn);  // also when the fork failed: the host then exits the kernel child
   }
@@ -738,6 +839,9 @@ __attribute__((destructor)) static void goodbye(void) {
   pthread_mutex_lock(&lock);
   int64_t w[1] = {0};
   struct reply r;
+  // The agent first: the host's end of its socket closes with the exit, which is no death of the host.
+  if (agent_id >= 0) dm_agent_stop(agent_id);
+  agent_id = -1;
   if (call(DM_EXIT, w, 1, NULL, 0, &r) == 0) drop_fds();
   syscall(SYS_close, conn);
   conn = -1;

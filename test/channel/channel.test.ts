@@ -94,6 +94,21 @@ describe('send and receive', () => {
     expect(st.received).toBe(1200);
   });
 
+  it.each(['spsc', 'mpsc'] as const)('%s sendBatch: in order, published together; fewer on timeout, counted', (mode) => {
+    using c = make({ capacity: 4096, mode, maxMessage: 64 });
+    const batch = Array.from({ length: 10 }, (_, i) => `b ${i}`);
+    expect(c.channel.sendBatch(batch)).toBe(10);
+    expect(c.channel.stats().sent).toBe(10);
+    for (const m of batch) expect(text(c.channel.tryReceive())).toBe(m);
+    const many = Array.from({ length: 200 }, () => new Uint8Array(64)); // 80-byte records: 51 fit
+    expect(c.channel.sendBatch(many, { timeout: 5 })).toBe(51);
+    expect(c.channel.stats().dropped).toBe(1);
+    expect(c.channel.consumeBatch(() => {})).toBe(51);
+    expect(() => c.channel.sendBatch('x' as never)).toThrow(code('ERR_INVALID_ARG_TYPE'));
+    expect(() => c.channel.sendBatch([new Uint8Array(65)])).toThrow(code('ERR_OUT_OF_RANGE'));
+    expect(c.channel.tryReceive()).toBeNull();
+  });
+
   it('random sizes against a model: every message arrives intact and in order', () => {
     fc.assert(
       fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 2048 }), fc.integer({ min: 0, max: 3 })), { minLength: 1, maxLength: 200 }), (ops) => {
@@ -217,6 +232,28 @@ describe('loan and consume', () => {
     expect(kept!.length).toBe(0);
     expect(c.channel.consumeBatch(() => {})).toBe(4);
     expect(got).toEqual(Array.from({ length: 6 }, (_, i) => `b ${i}`));
+  });
+
+  it('reading the channel from inside its consume callback is refused (the cursor would move under it)', () => {
+    using c = make({ capacity: 4096 });
+    c.channel.send('a');
+    c.channel.send('b');
+    expect(() => c.channel.consume(() => c.channel.receive())).toThrow(code('ERR_DEVMAP_REENTRANT'));
+    expect(() => c.channel.consumeBatch(() => c.channel.tryReceive())).toThrow(code('ERR_DEVMAP_REENTRANT'));
+    expect(text(c.channel.receive())).toBe('a'); // nothing was taken
+    expect(text(c.channel.receive())).toBe('b');
+  });
+
+  it('an mpmc reader waiting behind an open loan sleeps (on the futex) instead of looping', async () => {
+    using c = make({ capacity: 4096, mode: 'mpmc' });
+    const loan = c.channel.loan(8)!;
+    const pending = c.channel.receiveAsync({ timeout: 1000 });
+    // A reader that looped instead of sleeping would never let this timer run before its own deadline.
+    await new Promise((r) => setTimeout(r, 30));
+    expect(new Int32Array(c.mapping.buffer)[49]).toBe(1); // READER_SLEEPERS: it is asleep
+    loan.abort();
+    c.channel.send('after');
+    expect(text(await pending)).toBe('after');
   });
 
   it('unmapping inside fn: the view is gone and the call says so', () => {

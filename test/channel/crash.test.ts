@@ -137,6 +137,22 @@ describe('a broadcast reader that dies', () => {
   });
 });
 
+describe('the event loop', () => {
+  it('a pending receiveAsync keeps a process alive until the message comes', async () => {
+    using s = segment({ capacity: 4096, mode: 'spsc' });
+    const { child, printed } = await startChild(['receive-async-once', s.name], 'waiting');
+    const exited = new Promise<number | null>((resolve) => {
+      child.removeAllListeners('exit');
+      child.on('close', (code) => resolve(code)); // close: stdout is drained too
+    });
+    await new Promise((r) => setTimeout(r, 300)); // the child has nothing else to keep it running
+    expect(child.exitCode).toBeNull();
+    s.channel.send('late');
+    expect(await exited).toBe(0);
+    expect(printed).toEqual(['waiting', 'got late']);
+  });
+});
+
 describe('a writer that died holding the reserve lock', () => {
   it('is taken over: the lock, its reserved record at the tail, and its slot', async () => {
     using s = segment({ capacity: 8192, mode: 'mpsc', writers: 2 });

@@ -23,9 +23,10 @@ import { MAP_FIXED, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../memory/const
 import { pageSize } from '../../memory/page';
 import { native } from '../../native';
 import { AddressSpace, type Piece } from '../as';
+import { AGENT_MSG, DM_AGENT_HELLO, encodeAgentMsg, openUserfaultfd } from './agent';
 import { servedHere } from './host';
 import {
-  CHANGE_WORDS, Change, HEADER, MAX_FRAME, MAX_IO, Op, PROTOCOL_VERSION, REPLY, decode, decodeChanges, encode,
+  CHANGE_WORDS, Change, HEADER, UFFDIO_REGISTER_MODE_MINOR, MAX_FRAME, MAX_IO, Op, PROTOCOL_VERSION, REPLY, decode, decodeChanges, encode,
   frameSize, iocDir, iocSize, IOC_READ, IOC_WRITE, type Frame,
 } from './protocol';
 
@@ -44,6 +45,12 @@ export class RemoteProcess {
   #exited = false;
   readonly #recv = new Uint8Array(MAX_FRAME);
   readonly #fdsOut = new Int32Array(2 + 64);
+  /** Real faults (SPEC A.9): this process's uffd, its agent's socket and thread; -1 without them. */
+  #uffd = -1;
+  #agentSock = -1;
+  #agent = -1;
+  #noFaults = '';
+  #faultsStarted = false;
 
   /** @internal Use connectKernel(). */
   constructor(fd: number, hello: Frame, token?: symbol) {
@@ -64,6 +71,73 @@ export class RemoteProcess {
 
   get exited(): boolean {
     return this.#exited;
+  }
+
+  /**
+   * Why this process cannot map a driver with a devmap_access entry point ('' when it can): its pages fault
+   * into the host through a userfaultfd, and making one failed.
+   */
+  get faultsUnavailable(): string {
+    return this.#noFaults;
+  }
+
+  /**
+   * Faults [addr, addr + len) in now, as a touch for `rw` would, and throws the fault's signal as an error
+   * when the driver refuses. Pages of a driver with devmap_access are loaded by touching them; a system call
+   * handed such a page while it is unloaded (fs.writeSync over a view, for instance) gets EFAULT when the uffd
+   * is user-mode-only (an unprivileged process): prefault the buffer first.
+   */
+  async prefault(addr: bigint, len: number, rw: 'read' | 'write' = 'read'): Promise<void> {
+    this.#assertRunning();
+    if (typeof addr !== 'bigint') throw typeError('a bigint', 'addr', addr);
+    len = integer(len, 'len', 1);
+    if (rw !== 'read' && rw !== 'write') throw typeError("'read' or 'write'", 'rw', rw);
+    const off = this.#offsetOf(addr, len);
+    if (off < 0) throw systemError(-14, 'prefault');
+    const r = this.#call(Op.PREFAULT, [off, len, rw === 'write' ? 1 : 0], undefined, 'prefault');
+    void r;
+  }
+
+  /** @internal Sets up real faults: the uffd, the agent socket, the hello, the agent thread. */
+  startFaults(): void {
+    if (this.#faultsStarted) return;
+    this.#faultsStarted = true;
+    const n = native();
+    const u = openUserfaultfd();
+    if ('errno' in u) {
+      this.#noFaults = u.reason;
+      this.#call(Op.FAULTS, [-u.errno], new TextEncoder().encode(u.reason), 'userfaultfd');
+      return;
+    }
+    try {
+      const fds: number[] = [];
+      this.#call(Op.AGENT, [0], undefined, 'socketpair', -1, fds);
+      if (fds.length !== 1) {
+        for (const fd of fds) n.close(fd);
+        throw new DevmapError('ERR_DEVMAP_PROTOCOL', 'The host sent no agent socket');
+      }
+      this.#agentSock = fds[0];
+      const hello = encodeAgentMsg({ op: DM_AGENT_HELLO, seq: 0, a: this.#as.rawBase, b: this.#as.size });
+      const sent = n.socket_send(this.#agentSock, hello, Int32Array.of(u.fd), false);
+      if (sent !== AGENT_MSG) throw this.#hostGone(sent < 0 ? sent : 0);
+      this.#uffd = u.fd;
+      this.#call(Op.FAULTS, [0], undefined, 'userfaultfd', 1);
+      const id = n.agent_start(this.#agentSock, this.#uffd, this.#as.rawBase, this.#as.size);
+      if (id < 0) throw systemError(id, 'pthread_create');
+      this.#agent = id;
+    } catch (err) {
+      if (this.#uffd < 0) n.close(u.fd);
+      this.#stopFaults();
+      throw err;
+    }
+  }
+
+  #stopFaults(): void {
+    const n = native();
+    if (this.#agent >= 0) n.agent_stop(this.#agent);
+    if (this.#agentSock >= 0) n.close(this.#agentSock);
+    if (this.#uffd >= 0) n.close(this.#uffd);
+    this.#agent = this.#agentSock = this.#uffd = -1;
   }
 
   async open(path: string, oflag = 2): Promise<number> {
@@ -217,7 +291,7 @@ export class RemoteProcess {
   }
 
   /** Sends a request and waits for its reply; a reply carrying reservation changes is applied first. */
-  #call(op: number, words: (number | bigint)[], bytes: Uint8Array | undefined, syscall: string, changesAt = -1): Frame {
+  #call(op: number, words: (number | bigint)[], bytes: Uint8Array | undefined, syscall: string, changesAt = -1, keepFds?: number[]): Frame {
     const n = native();
     const frame = encode(op, words, bytes);
     let sent = 0;
@@ -231,7 +305,8 @@ export class RemoteProcess {
       if (reply.op !== (op | REPLY)) throw new DevmapError('ERR_DEVMAP_PROTOCOL', `The host answered op ${reply.op} to op ${op}`);
       if (changesAt >= 0) this.#apply(reply, changesAt + 0, fds);
     } finally {
-      for (const fd of fds) n.close(fd);
+      if (keepFds) keepFds.push(...fds);
+      else for (const fd of fds) n.close(fd);
     }
     const rc = Number(reply.words[0] ?? -5n);
     if (rc < 0) {
@@ -295,6 +370,10 @@ export class RemoteProcess {
           const to = Math.min(p.addr + p.len, addr + c.len);
           if (from < to) p.mapping.protect(c.prot & 7, from - p.addr, to - from);
         }
+      } else if (c.kind === Change.REGISTER && this.#uffd >= 0) {
+        // Its pages fault into the host from now on (they were just mapped, so none is loaded yet).
+        const rc = native().uffd_register(this.#uffd, addr, c.len, c.type & UFFDIO_REGISTER_MODE_MINOR);
+        if (rc < 0) throw systemError(rc, 'ioctl(UFFDIO_REGISTER)');
       } else {
         throw new DevmapError('ERR_DEVMAP_PROTOCOL', `The host sent a change of unknown kind ${c.kind}`);
       }
@@ -330,6 +409,7 @@ export class RemoteProcess {
   #teardown(): void {
     if (this.#exited) return;
     this.#exited = true;
+    this.#stopFaults();
     native().close(this.#fd);
     for (const p of this.#pieces) if (p.mapping.mapped) p.mapping.unmap();
     this.#pieces = [];
@@ -337,6 +417,8 @@ export class RemoteProcess {
   }
 
   #assertRunning(): void {
+    // The agent saw the host's end first (a thread of ours may have sat in a fault then): the calls stop here.
+    if (!this.#exited && this.#agent >= 0 && native().agent_state(this.#agent) === 1) throw this.#hostGone(0);
     if (this.#exited) throw new DevmapError('ERR_DEVMAP_PROCESS_EXITED', `Process ${this.pid} has exited`);
   }
 }
@@ -377,7 +459,9 @@ export function connectKernel(path: string): RemoteProcess {
     }
     const reply = decode(buf, 0, size);
     if (reply.op !== (Op.HELLO | REPLY) || reply.words[0] !== 0n) throw new DevmapError('ERR_DEVMAP_PROTOCOL', 'The kernel host refused the hello (protocol version?)');
-    return new RemoteProcess(fd, reply, connecting);
+    const proc = new RemoteProcess(fd, reply, connecting);
+    proc.startFaults();
+    return proc;
   } catch (err) {
     n.close(fd);
     throw err;

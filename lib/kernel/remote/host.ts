@@ -35,9 +35,10 @@ import type { AddressSpaceMirror } from '../as';
 import { EINVAL, EIO, ENOTSUP } from '../errno';
 import type { Kernel } from '../kernel';
 import type { Process } from '../process';
+import { FaultServer, type FaultClient, type FaultEvent } from './faults';
 import {
   Change, MAX_IO, Op, PROTOCOL_VERSION, ProtocolError, REPLY, decode, encode, encodeChanges, frameSize, iocDir,
-  iocSize, IOC_READ, IOC_WRITE, word, type Frame, type ReservationChange,
+  iocSize, IOC_READ, IOC_WRITE, UFFDIO_REGISTER_MODE_MINOR, word, type Frame, type ReservationChange,
 } from './protocol';
 
 export interface ListenOptions {
@@ -60,6 +61,7 @@ export interface ClientInfo {
 /** The reason an exit event gives. */
 export type ExitReason = 'exit' | 'disconnect' | 'protocol' | 'host-close';
 
+const FALLOC_FL_KEEP_SIZE = 1;
 const MAX_FORK_WAIT_MS = 10_000;
 const listening = Symbol('devmap.listen');
 const MAX_PATH = 4096;
@@ -225,7 +227,7 @@ function errnoOf(err: unknown): number {
 }
 
 /** One client connection: one kernel Process, its requests in order, its reservation's changes. */
-class Connection implements AddressSpaceMirror {
+class Connection implements AddressSpaceMirror, FaultClient {
   readonly #host: KernelHost;
   readonly #socket: Socket;
   readonly #fd: number;
@@ -239,6 +241,10 @@ class Connection implements AddressSpaceMirror {
   #changes: ReservationChange[] = [];
   #fds: number[] = [];
   #fdIndex = new Map<number, number>();
+  /** Real faults (faults.ts): the host's end of the agent socket until the FAULTS request, then the server. */
+  #agentSock = -1;
+  #faults: FaultServer | null = null;
+  #noFaults = 'the client set up no userfaultfd';
 
   constructor(host: KernelHost, socket: Socket, fd: number, cred: { osPid: number; uid: number; gid: number }) {
     this.#host = host;
@@ -276,6 +282,34 @@ class Connection implements AddressSpaceMirror {
     this.#changes.push({ kind: Change.RESERVE, off, len, prot: 0, type: 0, fdIndex: -1, fileOff: 0 });
   }
 
+  loaded(off: number, len: number): void {
+    this.#faults?.loaded(off, len);
+  }
+
+  unloaded(off: number, len: number): void {
+    this.#faults?.unloaded(off, len);
+  }
+
+  // --- FaultClient ---------------------------------------------------------------------------------------
+
+  enqueue(job: () => Promise<void>): void {
+    if (this.#ended) return;
+    this.#queue = this.#queue.then(job).catch((err) => void this.#host.emit('error', err));
+  }
+
+  report(event: FaultEvent): void {
+    if (this.#host.listenerCount('fault') > 0) this.#host.emit('fault', event);
+    if (event.signal) {
+      this.#host.kernel.emit('entry', {
+        entry: event.signal, driver: 'fault', pid: event.pid, args: [event.off, event.rw], result: event.result, durationNs: 0,
+      });
+    }
+  }
+
+  lost(why: string): void {
+    this.#protocolError(new ProtocolError(why));
+  }
+
   // --- the connection's life ---------------------------------------------------------------------------
 
   /** Ends the connection and runs the exit path once (after the request in flight, if any). */
@@ -283,6 +317,10 @@ class Connection implements AddressSpaceMirror {
     this.#ended ??= (async () => {
       this.#socket.destroy();
       await this.#queue;
+      this.#faults?.close();
+      if (this.#agentSock >= 0 && !this.#faults) native().close(this.#agentSock);
+      this.#faults = null;
+      this.#agentSock = -1;
       const proc = this.proc;
       if (proc) {
         proc.as.mirror = null;
@@ -347,6 +385,9 @@ class Connection implements AddressSpaceMirror {
         case Op.MPROTECT: return await this.#mprotect(f);
         case Op.FORK: return await this.#fork(f);
         case Op.EXIT: return await this.#exit(f);
+        case Op.AGENT: return this.#agent(f);
+        case Op.FAULTS: return this.#startFaults(f);
+        case Op.PREFAULT: return await this.#prefault(f);
         default: throw new ProtocolError(`unknown op ${f.op}`);
       }
     } catch (err) {
@@ -501,13 +542,17 @@ class Connection implements AddressSpaceMirror {
     const length = Math.ceil(len / pageSize) * pageSize;
     const seg = proc.as.segmentAt(addr);
     if (seg && seg.ops.needsFaults?.(seg)) {
-      // Its pages must fault into devmap_access, and this client's faults are not served yet (SPEC A.9).
-      await proc.munmap(at, length).catch(() => undefined);
-      const why = 'ERR_DEVMAP_REMOTE_FAULTS: this driver has a devmap_access entry point; a client process cannot ' +
-        'map it until real faults (userfaultfd) are served — map it from a simulated process (kernel.spawn()) instead';
-      return this.#reply(f, [-ENOTSUP, 0], new TextEncoder().encode(why), true);
+      if (!this.#faults) {
+        // Its pages must fault into devmap_access, and this client has no userfaultfd (SPEC A.9).
+        await proc.munmap(at, length).catch(() => undefined);
+        const why = `ERR_DEVMAP_NO_USERFAULTFD: this driver has a devmap_access entry point, so its pages must fault into ` +
+          `the host, and ${this.#noFaults}`;
+        return this.#reply(f, [-ENOTSUP, 0], new TextEncoder().encode(why), true);
+      }
+      this.#faultServed(addr, length);
+    } else {
+      this.#settle(addr, length);
     }
-    this.#settle(addr, length);
     this.#reply(f, [0, addr - proc.as.rawBase], undefined, true);
   }
 
@@ -538,6 +583,65 @@ class Connection implements AddressSpaceMirror {
   }
 
   /**
+   * The pending changes of a mapping whose faults the host serves: its pages are mapped in the client with
+   * their maximal protection (seg_dev loads translations so) and registered with the client's uffd.
+   */
+  #faultServed(addr: number, len: number): void {
+    const as = this.proc!.as;
+    const seg = as.segmentAt(addr)!;
+    const off = addr - as.rawBase;
+    for (const c of this.#changes) {
+      if (c.kind !== Change.MAP || c.off < off || c.off + c.len > off + len) continue;
+      c.prot = seg.ops.clientProt!(seg, as.rawBase + c.off);
+      // A minor fault needs the page in the page cache: a sparse object's holes would load silently instead.
+      if (c.fdIndex >= 0) native().fallocate(this.#fds[c.fdIndex], FALLOC_FL_KEEP_SIZE, c.fileOff, c.len);
+    }
+    this.#changes.push({ kind: Change.REGISTER, off, len, prot: 0, type: UFFDIO_REGISTER_MODE_MINOR, fdIndex: -1, fileOff: 0 });
+  }
+
+  /** AGENT: a socket pair for the client's agent; the client gets its end with the reply. */
+  #agent(f: Frame): void {
+    if (this.#agentSock >= 0) throw new ProtocolError('a second agent request');
+    const pair = native().socket_pair();
+    if (typeof pair === 'number') return this.#reply(f, [pair]);
+    this.#agentSock = pair[0];
+    const frame = encode(f.op | REPLY, [0]);
+    native().socket_send(this.#fd, frame, Int32Array.of(pair[1]), true);
+    native().close(pair[1]);
+  }
+
+  /** FAULTS: the client's uffd came with its agent hello; serve it. Or the client says why it has none. */
+  #startFaults(f: Frame): void {
+    if (this.#faults) throw new ProtocolError('a second faults request');
+    const status = word(f, 0, 'status', -4095, 0);
+    if (status < 0 || this.#agentSock < 0) {
+      const why = new TextDecoder('utf-8', { fatal: false }).decode(f.bytes.subarray(0, 1024));
+      this.#noFaults = `the client has no userfaultfd: ${why || `errno ${-status}`}`;
+      return this.#reply(f, [0], undefined, true);
+    }
+    const server = FaultServer.accept(this, this.#agentSock);
+    if (typeof server === 'string') {
+      this.#noFaults = server;
+      return this.#reply(f, [-EINVAL], undefined, true);
+    }
+    this.#faults = server;
+    // A forked child's mappings came with the real fork: they register now and start unloaded (SPEC A.5).
+    const as = this.proc!.as;
+    for (const seg of as.segments) if (seg.ops.needsFaults?.(seg)) this.#faultServed(seg.base, seg.len);
+    this.#reply(f, [0], undefined, true);
+  }
+
+  /** PREFAULT: [off, len, write] faulted in as a touch would, before the client hands them to a system call. */
+  async #prefault(f: Frame): Promise<void> {
+    const as = this.proc!.as;
+    const off = word(f, 0, 'off', 0, as.size - 1);
+    const len = word(f, 1, 'len', 1, as.size - off);
+    const rw = word(f, 2, 'write', 0, 1) === 1 ? 'write' : 'read';
+    const rc = this.#faults ? await this.#faults.prefault(off, len, rw) : 0;
+    this.#reply(f, [rc === 0 ? 0 : -rc]);
+  }
+
+  /**
    * Adds a protection change for each run of pages in [addr, addr + len) whose real protection here is not
    * what the changes already listed give them (a segment driver may protect pages after mapping them).
    */
@@ -557,11 +661,12 @@ class Connection implements AddressSpaceMirror {
       run = null;
     };
     for (const seg of as.overlapping(addr, len)) {
+      const served = this.#faults !== null && seg.ops.needsFaults?.(seg) === true;
       for (const p of seg.pieces) {
         const from = Math.max(p.addr, addr);
         const to = Math.min(p.addr + p.len, addr + len);
         for (let a = from; a < to; a += pageSize) {
-          const prot = p.mapping.protection(a - p.addr) & (PROT_READ | PROT_WRITE | 4);
+          const prot = served ? seg.ops.clientProt!(seg, a) : p.mapping.protection(a - p.addr) & (PROT_READ | PROT_WRITE | 4);
           if (listed(a - base, prot)) {
             flush();
             continue;

@@ -44,11 +44,20 @@ export const Op = {
   FORK: 10,
   ADOPT: 11,
   EXIT: 12,
+  /** Real faults (faults.ts): the host answers with its end of a new agent socket pair. */
+  AGENT: 13,
+  /** [status] (bytes: why userfaultfd is missing): the uffd went with the agent hello; the reply lists REGISTERs. */
+  FAULTS: 14,
+  /** [off, len, write]: fault [off, off + len) in now, as a touch would (before a system call is given it). */
+  PREFAULT: 15,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
 /** Kinds of reservation change in an mmap/munmap/mprotect reply (six words each). */
-export const Change = { MAP: 1, RESERVE: 2, PROTECT: 3 } as const;
+export const Change = { MAP: 1, RESERVE: 2, PROTECT: 3, REGISTER: 4 } as const;
+/** A REGISTER change's `type`: the UFFDIO_REGISTER mode for the range (its pages' faults go to the host). */
+export const UFFDIO_REGISTER_MODE_MINOR = 4;
+export const UFFDIO_REGISTER_MODE_WP = 2;
 export const CHANGE_WORDS = 6;
 
 /**
