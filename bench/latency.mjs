@@ -22,6 +22,12 @@ const sync = (() => {
 })();
 
 const KiB = 1024;
+/**
+ * The view a user's cycle makes, kept where V8 cannot prove it unused. The cycles make it without touching a
+ * page, as the C baselines map without touching one (a first touch is its own case).
+ * @type {Uint8Array | undefined}
+ */
+let view;
 const self = fileURLToPath(import.meta.url);
 
 // The other end of a ping-pong: node bench/latency.mjs pong NAME SPIN ROUNDS. Word 1 says "ready"; then, ROUNDS
@@ -114,26 +120,31 @@ export function latencyCases({ quick = false } = {}) {
   /** @type {import('./harness.mjs').Case[]} */
   const cases = [
     {
-      name: 'map+unmap 64 KiB anonymous shared, one call',
+      name: 'map+view+unmap 64 KiB anonymous shared, one call',
       n, baseline: 'C mmap+munmap',
       variants: {
         'C mmap+munmap': () => c.c_map_unmap(64 * KiB, 1),
-        'devmap mapAnonymous().unmap()': () => {
+        'devmap mapAnonymous + Uint8Array + unmap': () => {
           const t0 = now();
-          mapAnonymous(64 * KiB).unmap();
+          const m = mapAnonymous(64 * KiB);
+          view = new Uint8Array(m.buffer);
+          m.unmap();
           return now() - t0;
         },
       },
     },
     {
-      name: 'shm create+map+unmap+unlink+close 64 KiB, one cycle',
-      n: Math.round(n / 2), baseline: 'C shm cycle',
+      name: 'shm create+map+view+unmap+unlink+close 64 KiB, one cycle',
+      n: Math.round(n / 2), baseline: 'C shm_open+ftruncate+fallocate+fsetxattr+fstat+mmap+munmap+close+shm_unlink',
       variants: {
-        'C shm cycle': () => c.c_shm_cycle(64 * KiB, 1),
-        'devmap SharedMemory cycle': () => {
+        'C shm_open+ftruncate+fallocate+fsetxattr+fstat+mmap+munmap+close+shm_unlink': () => c.c_shm_cycle(64 * KiB, 1, 1 | 2 | 4),
+        'C shm_open+ftruncate+mmap+munmap+close+shm_unlink': () => c.c_shm_cycle(64 * KiB, 1, 0),
+        'devmap SharedMemory cycle with a view': () => {
           const t0 = now();
           const s = SharedMemory.create(shmName, 64 * KiB);
-          s.map().unmap();
+          const m = s.map();
+          view = new Uint8Array(m.buffer);
+          m.unmap();
           s.unlink();
           s.close();
           return now() - t0;

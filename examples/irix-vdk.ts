@@ -9,7 +9,7 @@
  * Run: npm run example:irix-vdk
  */
 import {
-  KM_CACHEALIGN, Kernel, MAP_SHARED, PROT_READ, PROT_WRITE, btoc, ctob, errno, pageSize, v_gethandle, v_mapphys,
+  KM_CACHEALIGN, Kernel, MAP_SHARED, Mapping, PROT_READ, PROT_WRITE, btoc, ctob, errno, pageSize, v_gethandle, v_mapphys,
   type IrixDriver, type VHandle,
 } from 'devmap';
 
@@ -144,7 +144,7 @@ export async function main(log: (line: string) => void = console.log): Promise<v
   log(`pid ${parent.pid}: reads "${new TextDecoder().decode(user.subarray(pageSize, pageSize + 5))}" at page 1`);
 
   await parent.munmap(addr + BigInt(2 * pageSize), pageSize);
-  log(`pid ${parent.pid}: munmap of the last page (no driver call); its old view now has length ${user.length}`);
+  log(`pid ${parent.pid}: munmap of the last page (no driver call); its old view is stale (mapped: ${Mapping.of(user)?.mapped}) and reads ${user[2 * pageSize]} there`);
   await parent.exit();
   log(`pid ${parent.pid}: exit (no driver call: pid ${child.pid} still maps the memory); records: ${vdk.records().length}`);
   await child.exit();

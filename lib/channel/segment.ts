@@ -12,7 +12,7 @@
  * which the sleeper looks again.
  */
 import { DevmapError } from '../errors';
-import type { Mapping } from '../memory/mapping';
+import { internalBuffer, type Mapping } from '../memory/mapping';
 import { notify, wait, waitAsync } from '../sync/futex';
 import { corrupt, H, R, RECORD_HEADER, readGeometry, spanOf, State, type Geometry } from './layout';
 
@@ -35,7 +35,7 @@ export class Segment {
   readonly recordMax: number;
 
   constructor(mapping: Mapping) {
-    const ab = mapping.buffer;
+    const ab = internalBuffer(mapping); // detached by unmap, so live() sees it
     const head = new Int32Array(ab, 0, Math.min(ab.byteLength, 4096) >> 2);
     this.g = readGeometry(head, mapping.length);
     this.mapping = mapping;

@@ -14,12 +14,10 @@
  * exit(). Segment drivers own the semantics; this module owns placement, the pieces and views.
  */
 import { DevmapError } from '../errors';
-import { native } from '../native';
-import {
-  MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_NONE, PROT_READ, PROT_WRITE,
-} from '../memory/constants';
-import { Mapping, adoptMapping } from '../memory/mapping';
+import { MAP_SHARED, PROT_READ, PROT_WRITE } from '../memory/constants';
+import type { Mapping } from '../memory/mapping';
 import { pageSize } from '../memory/page';
+import { Reservation } from '../memory/reservation';
 import { SharedMemory } from '../memory/shared-memory';
 import { EFAULT, EINVAL, ENOMEM } from './errno';
 
@@ -145,7 +143,7 @@ export class AddressSpace {
   /** The same address as a number, for the kernel's own arithmetic (as Mapping#rawAddress). */
   readonly rawBase: number;
   readonly size: number;
-  readonly #reservation: Mapping;
+  readonly #reservation: Reservation;
   readonly segments: Segment[] = [];
 
   /** The owning process's pid (for traces of entry points called on its behalf). */
@@ -157,12 +155,19 @@ export class AddressSpace {
   constructor(size: number, pid: number) {
     this.pid = pid;
     this.size = Math.ceil(size / pageSize) * pageSize;
-    const n = native();
-    const addr = n.mmap(0, this.size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (addr < 0) throw new DevmapError('ERR_DEVMAP_NO_ADDRESS_SPACE', `Cannot reserve ${this.size} bytes of address space`);
-    this.rawBase = addr;
-    this.base = BigInt(addr);
-    this.#reservation = adoptMapping({ addr, length: this.size, prot: PROT_NONE, shared: false });
+    try {
+      this.#reservation = Reservation.reserve(this.size);
+    } catch (cause) {
+      const err = new DevmapError('ERR_DEVMAP_NO_ADDRESS_SPACE', `Cannot reserve ${this.size} bytes of address space`, { cause });
+      throw Object.assign(err, { errno: (cause as { errno?: number }).errno });
+    }
+    this.rawBase = this.#reservation.addr;
+    this.base = BigInt(this.rawBase);
+    // Every real change is told to the mirror, if one is attached, at its offset from the base.
+    this.#reservation.watcher = {
+      placed: (addr, len, prot, type, fd, off) => this.mirror?.mapped(addr - this.rawBase, len, prot, type, fd, off),
+      reserved: (addr, len) => this.mirror?.reserved(addr - this.rawBase, len),
+    };
   }
 
   /** The first address past the reservation. */
@@ -176,7 +181,7 @@ export class AddressSpace {
 
   /** True while the reservation exists (until destroy()). */
   get alive(): boolean {
-    return this.#reservation.mapped;
+    return this.#reservation.alive;
   }
 
   contains(addr: number, len: number): boolean {
@@ -192,12 +197,18 @@ export class AddressSpace {
     return this.segments.find((s) => s.base <= addr && addr < s.end);
   }
 
-  /** First fit: the lowest free range of `len` bytes; 0 when there is none (ENOMEM for the caller). */
+  /**
+   * First fit: the lowest free range of `len` bytes; 0 when there is none (ENOMEM for the caller). Ranges that
+   * wait in quarantine (stale views may still reach them) are not free.
+   */
   findFree(len: number): number {
+    const taken: [number, number][] = this.segments.map((s) => [s.base, s.end]);
+    for (const [a, l] of this.#reservation.held()) taken.push([a, a + l]);
+    taken.sort((x, y) => x[0] - y[0]);
     let cursor = this.rawBase;
-    for (const s of this.segments) {
-      if (s.base - cursor >= len) return cursor;
-      cursor = Math.max(cursor, s.end);
+    for (const [start, end] of taken) {
+      if (start - cursor >= len) return cursor;
+      cursor = Math.max(cursor, end);
     }
     return this.rawEnd - cursor >= len ? cursor : 0;
   }
@@ -218,29 +229,19 @@ export class AddressSpace {
    * the reservation, and returns the piece. The pages are given back by re-reserving them.
    */
   mapPiece(addr: number, len: number, prot: number, type: number, fd: number, off: number): Piece | number {
-    const flags = type | MAP_FIXED | (fd < 0 ? MAP_ANONYMOUS : 0);
-    const rc = native().mmap(addr, len, prot, flags, fd, off);
-    if (rc < 0) return -rc;
-    this.mirror?.mapped(addr - this.rawBase, len, prot, type, fd, off);
-    const mapping = adoptMapping({
-      addr, length: len, prot, shared: type === MAP_SHARED, release: this.#rereserve, finalize: false, anchor: this.#reservation,
-    });
-    return { addr, len, mapping };
+    const mapping = this.#reservation.place(addr, len, prot, type, fd, off);
+    return typeof mapping === 'number' ? mapping : { addr, len, mapping };
   }
 
-  /** Re-reserves [addr, addr + len) that no piece covers (a client applying its host's changes, lib/kernel/remote). */
+  /** Re-reserves [addr, addr + len) that no piece covers (pages a driver never backed; a client applying its
+   * host's changes, lib/kernel/remote). */
   rereserve(addr: number, len: number): void {
-    this.#rereserve(addr, len);
+    this.#reservation.rereserve(addr, len);
   }
-
-  readonly #rereserve = (addr: number, len: number): number => {
-    const rc = native().mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-    if (rc >= 0) this.mirror?.reserved(addr - this.rawBase, len);
-    return rc < 0 ? rc : 0;
-  };
 
   /**
-   * Removes [addr, addr + len) from `seg`: unmaps the real pieces (views over them are detached) and shrinks,
+   * Removes [addr, addr + len) from `seg`: unmaps the real pieces (views over them fall onto trash pages, held
+   * until nothing reaches them; findFree skips them meanwhile) and shrinks,
    * splits or removes the segment. Returns the segment holding what lies above the range when a middle cut
    * made a new one (it is already inserted), else null.
    */
@@ -301,7 +302,7 @@ export class AddressSpace {
 
   /** Releases the reservation (after every segment was unmapped by exit). */
   destroy(): void {
-    if (this.#reservation.mapped) this.#reservation.unmap();
+    this.#reservation.release();
   }
 }
 

@@ -4,10 +4,16 @@
  * The rule this module exists to keep: JavaScript never touches an address that is not mapped readable and
  * writable. Three mechanisms keep it.
  *
- *  1. Views are external ArrayBuffers the Mapping remembers (weakly). Whatever removes pages — unmap of the
- *     whole or of a part, protect() to something less than read+write — first detaches every view that
- *     touches those pages, so typed arrays over them read as length 0. A view wholly inside surviving pages
- *     is handed to the surviving piece and keeps working.
+ *  1. Views are external ArrayBuffers the Mapping remembers (weakly). unmap() — of the whole or of a part —
+ *     replaces the pages with trash pages (below) and leaves the views attached: Node APIs hold views across
+ *     asynchronous work and some check them as they go (zlib aborts the process when a buffer it holds turns
+ *     out detached), so detaching is not safe, and with trash pages it is not needed — a stale view reads
+ *     zeros and writes into private memory. `Mapping.of(view).mapped` says a view is stale; devmap's own calls
+ *     refuse one with ERR_DEVMAP_UNMAPPED. (devmap's own layers read through internalBuffer(), which unmap
+ *     does detach: those views never reach a Node API.) protect() to something less than read+write detaches
+ *     every view that touches those pages, so typed arrays over them read as length 0. A view wholly inside
+ *     surviving pages is handed to the surviving piece and keeps working; a view across the hole stays with
+ *     the unmapped Mapping, still reaching the surviving pages, and every piece it overlaps tracks it.
  *  2. Views are only created over pages that are readable and writable. A typed array cannot be made
  *     read-only, and a write to a read-only page kills the process, so read-only pages are reached through
  *     read() (a copy) or mapped copy-on-write (shared: false) instead.
@@ -32,12 +38,13 @@ import { native } from '../native';
 import { PROT_READ, PROT_WRITE, SAFE_ADVICE, MS_ASYNC, MS_INVALIDATE, MS_SYNC } from './constants';
 import { pageSize } from './page';
 import {
-  FLAG_PINNED, FLAG_TRUNCATED, ROW_LIVE, ROW_NESTED, ROW_TRASH, counterOf, newLineage, objectGone, quarantine, rowFlags, takeAway,
-  viewed, type Lineage,
+  FLAG_PINNED, FLAG_TRUNCATED, ROW_LIVE, ROW_NESTED, ROW_TRASH, counterOf, newLineage, objectGone, quarantine, rowFlags, settle, takeAway,
+  viewed, type HoldWatcher, type Lineage,
 } from './quarantine';
 
 /** How a Mapping gives its pages back: munmap, or (inside a simulated address space) re-reserve them. */
 export type Releaser = (addr: number, length: number) => number;
+export type { HoldWatcher } from './quarantine';
 
 interface Cell {
   addr: number;
@@ -63,6 +70,8 @@ interface View {
   ref: WeakRef<ArrayBuffer>;
   offset: number;
   length: number;
+  /** Made by devmap's own layers (internalBuffer): never handed to a Node API, so unmap may detach it. */
+  internal: boolean;
 }
 
 const RW = PROT_READ | PROT_WRITE;
@@ -219,6 +228,17 @@ export function unpin(m: Mapping): void {
   addPins(m, -1);
 }
 
+let internalBufferOf: (m: Mapping) => ArrayBuffer;
+
+/**
+ * @internal The whole-mapping view for devmap's own layers (a channel's or a shared map's words), which never
+ * hand it to a Node API: unlike Mapping#buffer, unmap() detaches it, so their `length === 0` checks keep
+ * saying "unmapped".
+ */
+export function internalBuffer(m: Mapping): ArrayBuffer {
+  return internalBufferOf(m);
+}
+
 /** The Mapping whose pages `buffer` views, if it is one of devmap's views. */
 export function ownerOf(buffer: ArrayBuffer): Mapping | undefined {
   return buffer !== null && typeof buffer === 'object' ? Owned.get(buffer) : undefined;
@@ -235,6 +255,8 @@ export interface MappingInit {
   granule?: number;
   /** How the pages are given back once released (default munmap); implies they lie inside a reservation. */
   release?: Releaser;
+  /** With release: told when pages start and stop waiting in quarantine (reservation.ts). */
+  hold?: HoldWatcher;
   /** The row of the range table the caller made for these pages (default: none yet, one is added). */
   row?: number;
   /** The memory object mapped, for shrinkMappings. */
@@ -258,6 +280,8 @@ export class Mapping {
   #runStarts: number[];
   #runProts: number[];
   #buffer: ArrayBuffer | undefined;
+  /** The whole-mapping view devmap's own layers read through (internalBuffer): detached by unmap. */
+  #internal: ArrayBuffer | undefined;
   #views: View[] = NO_VIEWS;
   #compactAt = 16;
   #finalize: boolean;
@@ -277,9 +301,16 @@ export class Mapping {
         else Atomics.and(rowFlags(), row, ~FLAG_PINNED);
       }
     };
+    internalBufferOf = (m) => {
+      m.#assertMapped();
+      if (m.#internal === undefined || m.#internal.byteLength === 0) m.#internal = m.#newView(0, m.#length, true, true);
+      return m.#internal;
+    };
     registerNow = (m) => {
       const cell = m.#cell;
-      if (cell.registered || (!cell.live && !viewed(cell.lineage))) return;
+      // An unmapped Mapping needs no finalizer: it can make no new view, so its lineage's store counter alone
+      // says when nothing reaches its pages (settle() polls it).
+      if (cell.registered || !cell.live) return;
       cell.registered = true;
       cell.lineage.objects++;
       finalizer.register(m, cell);
@@ -295,7 +326,7 @@ export class Mapping {
     const lineage = lineageInit ?? (release === undefined ? newLineage() : newLineage(true, (row, addr, len) => {
       native().row_remove(row);
       release(addr, len);
-    }));
+    }, init.hold));
     lineageInit = undefined;
     const row = init.row ?? native().row_add(init.addr, mapped, ROW_LIVE | (lineage.nested ? ROW_NESTED : 0));
     this.#cell = { addr: init.addr, mapped, live: true, row, lineage, registered: false, object: init.object };
@@ -339,7 +370,9 @@ export class Mapping {
 
   /**
    * An ArrayBuffer over the whole mapping (the same one on every call). Detached when any of its pages is
-   * unmapped or protected below read+write.
+   * protected below read+write. unmap() does not detach it: its pages become trash pages (reads give zeros,
+   * writes stay private), so a Node API still holding it across the unmap finishes normally;
+   * `Mapping.of(view).mapped` is false from then on.
    */
   get buffer(): ArrayBuffer {
     this.#assertMapped();
@@ -347,6 +380,17 @@ export class Mapping {
       this.#buffer = this.#newView(0, this.#length, true);
     }
     return this.#buffer;
+  }
+
+  /**
+   * The Mapping whose pages a view of devmap's (an ArrayBuffer from buffer or view(), or a typed array or
+   * DataView over one) belongs to now, or undefined. After unmap() its `mapped` is false: the view reads the
+   * trash pages that replaced the Mapping's.
+   */
+  static of(view: ArrayBuffer | ArrayBufferView): Mapping | undefined {
+    if (view === null || typeof view !== 'object') return undefined;
+    const buffer = ArrayBuffer.isView(view) ? view.buffer : view;
+    return ownerOf(buffer as ArrayBuffer);
   }
 
   /** A new ArrayBuffer over [offset, offset + length): the way to window a mapping larger than one ArrayBuffer. */
@@ -386,13 +430,13 @@ export class Mapping {
         // Nothing JavaScript could reach was ever made over these pages: give them back now.
         check(lineage.give === undefined ? n.row_release(cell.row, cell.addr, cell.mapped) : (lineage.give(cell.row, cell.addr, cell.mapped), 0), 'munmap');
       } else {
-        check(n.retire(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested, this.#buffer), 'mmap');
-        this.#buffer = undefined;
+        check(n.retire(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested, this.#internal), 'mmap');
+        this.#buffer = this.#internal = undefined;
         quarantine(lineage, cell.row, cell.addr, cell.mapped);
-        if (!cell.registered) registerSoon(this);
+        settle(lineage);
       }
       this.#retire();
-      this.#detachRange(0, cell.mapped);
+      this.#detachInternal(0, cell.mapped);
       return [];
     }
     offset = integer(offset, 'offset');
@@ -408,11 +452,13 @@ export class Mapping {
       check(takeAway(cell.addr + offset, end - offset), 'mmap');
       const row = n.row_add(cell.addr + offset, end - offset, ROW_TRASH | nested);
       quarantine(lineage, row, cell.addr + offset, end - offset);
-      if (!cell.registered) registerSoon(this);
     }
     n.row_remove(cell.row);
     this.#retire();
-    this.#detachRange(offset, end);
+    this.#detachInternal(offset, end);
+    // The whole-mapping buffer spans the hole: the pieces track it like any other view.
+    if (this.#buffer !== undefined) this.#track({ ref: new WeakRef(this.#buffer), offset: 0, length: this.#length, internal: false });
+    this.#buffer = undefined;
     const pieces: Mapping[] = [];
     if (offset > 0) pieces.push(this.#piece(0, offset, offset));
     if (end < cell.mapped) pieces.push(this.#piece(end, cell.mapped, this.#length - end));
@@ -548,7 +594,7 @@ export class Mapping {
   }
 
   /** A new view; `main` is the buffer getter's, which the Mapping holds itself (no WeakRef needed). */
-  #newView(offset: number, length: number, main = false): ArrayBuffer {
+  #newView(offset: number, length: number, main = false, internal = false): ArrayBuffer {
     this.#assertProt(offset, offset + length, RW, 'readable and writable');
     let ab: ArrayBuffer;
     try {
@@ -561,7 +607,14 @@ export class Mapping {
       );
     }
     Owned.set(ab, this);
-    if (!main) this.#track({ ref: new WeakRef(ab), offset, length });
+    const lineage = this.#cell.lineage;
+    if (main && lineage.views === undefined) return ab;
+    const ref = new WeakRef(ab);
+    if (!main) this.#track({ ref, offset, length, internal });
+    if (lineage.views !== undefined) {
+      if (lineage.views.length >= 64 && (lineage.views.length & 63) === 0) lineage.views = lineage.views.filter((v) => v.ref.deref() !== undefined);
+      lineage.views.push({ ref, addr: this.#cell.addr + offset, len: length });
+    }
     return ab;
   }
 
@@ -574,14 +627,29 @@ export class Mapping {
     }
   }
 
-  /** Detaches every view that touches [start, end). */
+  /** Detaches every view that touches [start, end) (protect() below read+write). */
   #detachRange(start: number, end: number): void {
     const n = native();
     if (this.#buffer !== undefined) {
       n.detach(this.#buffer);
       this.#buffer = undefined;
     }
+    this.#detachInternal(start, end, true);
+  }
+
+  /**
+   * Detaches devmap's own views that touch [start, end) (all views with `all`). unmap() leaves the caller's
+   * views attached: they may be held by a Node API (zlib checks a held buffer's length on every chunk and
+   * aborts the process on a detached one), and the trash pages make them harmless.
+   */
+  #detachInternal(start: number, end: number, all = false): void {
+    const n = native();
+    if (this.#internal !== undefined) {
+      n.detach(this.#internal);
+      this.#internal = undefined;
+    }
     for (const v of this.#views) {
+      if (!all && !v.internal) continue;
       const ab = v.ref.deref();
       if (ab !== undefined && v.offset < end && v.offset + v.length > start) n.detach(ab);
     }
@@ -616,12 +684,13 @@ export class Mapping {
     }
     piece.#runStarts = starts;
     piece.#runProts = prots;
+    // A view wholly inside the piece becomes the piece's; one that also spans the hole stays the retired
+    // Mapping's (stale), but the piece still tracks it: a protect() of the piece must detach it too.
     for (const v of this.#views) {
       const ab = v.ref.deref();
-      if (ab !== undefined && ab.byteLength > 0 && v.offset >= start && v.offset + v.length <= end) {
-        Owned.set(ab, piece);
-        piece.#track({ ref: v.ref, offset: v.offset - start, length: v.length });
-      }
+      if (ab === undefined || ab.byteLength === 0 || v.offset >= end || v.offset + v.length <= start) continue;
+      if (v.offset >= start && v.offset + v.length <= end) Owned.set(ab, piece);
+      piece.#track({ ref: v.ref, offset: v.offset - start, length: v.length, internal: v.internal });
     }
     return piece;
   }

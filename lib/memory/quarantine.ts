@@ -10,17 +10,19 @@
  * zeros and writes into memory nobody else sees, and never faults. The virtual range itself is given back
  * (munmap, or re-reserved inside a simulated address space) only when two things are known:
  *
- *  1. every ArrayBuffer object devmap made over the range has been collected. Each view carries its Mapping in
- *     a private field, so "the Mapping objects of a lineage were collected" (a FinalizationRegistry) implies it;
- *  2. every backing store of those views has been freed: Node calls an external ArrayBuffer's finalizer only
- *     once no ArrayBuffer holds the store any more (after detach, collection, or the death of the buffer a
- *     transfer moved it into). The addon counts them per lineage (`storeCounts()`), see native/regions.cc.
+ *  1. no Mapping of the lineage that is still mapped can make a new view of the range: every Mapping object
+ *     the FinalizationRegistry watches (those still mapped at the end of the task that made them) has been
+ *     collected. An unmapped Mapping makes no views, so it is not waited for;
+ *  2. every backing store of the lineage's views has been freed: Node calls an external ArrayBuffer's finalizer
+ *     only once no ArrayBuffer holds the store any more (after detach, collection, or the death of the buffer a
+ *     transfer moved it into). The addon counts them per lineage (`storeCounts()`), see native/regions.cc. A
+ *     view still attached (unmap leaves them attached) holds its store, so this also waits for every view.
  *
  * A lineage is one mmap and every piece a partial unmap cut from it: pieces inherit views, so they share the
  * wait. Ranges that wait are "quarantined": they keep a row in the addon's range table (so a Worker's teardown
  * gives them back) and are never handed to a new mapping. Once released, a range of a common size is kept,
  * still trash-mapped, for the next mapping of that size (MAP_FIXED over it costs less than munmap + mmap);
- * the pool is small and bounded.
+ * the pool is bounded (sizes, ranges, address space).
  *
  * A lineage that never made a view has nothing JavaScript could reach: its pages are unmapped at once.
  */
@@ -39,6 +41,9 @@ export const FLAG_PINNED = 2;
 /** Gives back a released range; the default munmaps it (and removes its row). */
 export type Giver = (row: number, addr: number, len: number) => void;
 
+/** Told when a range of a nested lineage starts waiting (held) and when it is given back (reservation.ts). */
+export type HoldWatcher = (addr: number, len: number, held: boolean, lineage: Lineage) => void;
+
 export interface Lineage {
   /** Mapping objects of this lineage that the FinalizationRegistry still waits for. */
   objects: number;
@@ -49,6 +54,12 @@ export interface Lineage {
   /** Rows are ROW_NESTED (inside a reservation) and released through `give`. */
   nested: boolean;
   give: Giver | undefined;
+  hold: HoldWatcher | undefined;
+  /**
+   * Views made in a nested lineage, by address (nested lineages only: a mapping placed over a held range
+   * detaches the stale views there, reservation.ts).
+   */
+  views: { ref: WeakRef<ArrayBuffer>; addr: number; len: number }[] | undefined;
 }
 
 let tables: { flags: Int32Array; counts: Int32Array } | undefined;
@@ -68,8 +79,8 @@ export function storeCounts(): Int32Array {
   return (tables ?? load()).counts;
 }
 
-export function newLineage(nested = false, give?: Giver): Lineage {
-  return { objects: 0, counter: 0, trash: [], nested, give };
+export function newLineage(nested = false, give?: Giver, hold?: HoldWatcher): Lineage {
+  return { objects: 0, counter: 0, trash: [], nested, give, hold, views: nested ? [] : undefined };
 }
 
 const freeCounters: number[] = [];
@@ -91,14 +102,31 @@ export function takeAway(addr: number, len: number): number {
   return native().trash(addr, len);
 }
 
+/** Detaches the views of a nested lineage that reach into [addr, addr + len) (pages a placement took over). */
+export function detachViewsIn(l: Lineage, addr: number, len: number): void {
+  for (const v of l.views ?? []) {
+    const ab = v.ref.deref();
+    if (ab !== undefined && v.addr < addr + len && v.addr + v.len > addr) native().detach(ab);
+  }
+}
+
 /** Records [addr, addr + len), already trash, with its row, as waiting for release. */
 export function quarantine(l: Lineage, row: number, addr: number, len: number): void {
   l.trash.push(row, addr, len);
+  l.hold?.(addr, len, true, l);
 }
 
 /** Called by the FinalizationRegistry: one more Mapping object of the lineage is gone. */
 export function objectGone(l: Lineage): void {
   l.objects--;
+  tryRelease(l);
+}
+
+/**
+ * Called after an unmap quarantined pages: releases them now if nothing can reach them, else waits (for the
+ * lineage's registered Mapping objects, then by polling its store counter).
+ */
+export function settle(l: Lineage): void {
   tryRelease(l);
 }
 
@@ -131,17 +159,31 @@ function pollWaiting(): void {
   }
 }
 
+/*
+ * The pool is bounded by lengths, ranges and address space, not by memory: a pooled range is trash pages that
+ * were never touched since (MAP_NORESERVE, no page behind them). Reusing one costs one mmap(MAP_FIXED) where a
+ * fresh range costs an mmap now and an munmap at its release, so a map/view/unmap loop that yields now and
+ * then runs on pooled ranges: two system calls per cycle, as in C.
+ */
 const POOL_SIZES = 8;
-const POOL_DEPTH = 16;
+const POOL_RANGES = 4096;
+const POOL_BYTES = 256 * 1024 * 1024;
 /** Released ranges kept trash-mapped for reuse, by length: flat row, addr pairs. */
 const pool = new Map<number, number[]>();
+let pooledRanges = 0;
+let pooledBytes = 0;
 
 function give(l: Lineage, row: number, addr: number, len: number): void {
-  if (l.give !== undefined) return l.give(row, addr, len);
+  if (l.give !== undefined) {
+    l.hold?.(addr, len, false, l);
+    return l.give(row, addr, len);
+  }
   const list = pool.get(len);
-  if (list !== undefined ? list.length < 2 * POOL_DEPTH : pool.size < POOL_SIZES) {
+  if ((list !== undefined || pool.size < POOL_SIZES) && pooledRanges < POOL_RANGES && pooledBytes + len <= POOL_BYTES) {
     if (list === undefined) pool.set(len, [row, addr]);
     else list.push(row, addr);
+    pooledRanges++;
+    pooledBytes += len;
     return;
   }
   native().row_release(row, addr, len);
@@ -156,6 +198,8 @@ export function reuse(len: number): [row: number, addr: number] | undefined {
   if (list === undefined || list.length === 0) return undefined;
   const addr = list.pop()!;
   const row = list.pop()!;
+  pooledRanges--;
+  pooledBytes -= len;
   return [row, addr];
 }
 

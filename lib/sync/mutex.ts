@@ -310,7 +310,8 @@ export class Mutex {
   #check(): void {
     // A detached array's [[ArrayLength]] is 0; an attached one holds at least the Mutex's words (checked when
     // made). Read through the captured getter: an own `length` property must not make a dead address live.
-    if (wordsOf(this.#array) === 0) {
+    // unmap() leaves the caller's views attached over trash pages: the Mapping says whether they are gone.
+    if (wordsOf(this.#array) === 0 || !this.#mappingNow().mapped) {
       throw new DevmapError('ERR_DEVMAP_UNMAPPED', `The Mutex at index ${this.#index} is gone: the pages under it have been unmapped`);
     }
   }

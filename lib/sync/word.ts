@@ -7,15 +7,17 @@
  *  - not an Int32Array, or an Int32Array over an ordinary ArrayBuffer / SharedArrayBuffer: TypeError
  *    (ERR_INVALID_ARG_TYPE);
  *  - a view of a copy-on-write mapping ({ shared: false }): DevmapError ERR_DEVMAP_NOT_SHARED;
- *  - a view that has been detached because its pages were unmapped: DevmapError ERR_DEVMAP_UNMAPPED;
+ *  - a view whose pages were unmapped (its Mapping is no longer mapped; the view reads trash pages) or that
+ *    was detached (devmap's own views): DevmapError ERR_DEVMAP_UNMAPPED;
  *  - an index that is not an integer inside the array: TypeError / RangeError (ERR_OUT_OF_RANGE);
  *  - a word that is not aligned (possible with Mapping#view at an odd offset): RangeError ERR_OUT_OF_RANGE.
  *
  * The addon takes words as addresses (as mmap and munmap do), so this module is what keeps them valid. What
- * we learn about an array the first time we see it (the address of its element 0, its mapping's tag) cannot
- * change while the array is attached, and a detached array has length 0, so each call costs one WeakMap
- * lookup and a length check: element i of an attached array at `base` is at `base + 4 * i`, and the caller's
- * reference to the array keeps its Mapping (and so the pages) alive for the duration of the call.
+ * we learn about an array the first time we see it (the address of its element 0, its Mapping, its tag) holds
+ * while that Mapping is mapped, so each call costs one WeakMap lookup and a `mapped` check: element i of the
+ * array at `base` is at `base + 4 * i`, and the caller's reference to the array keeps its Mapping (and so
+ * the pages) alive for the duration of the call. A partial unmap hands a view wholly inside a surviving
+ * piece to that piece: the array is described again, keeping its tag (a pending waitAsync still matches).
  *
  * Every fact about the array comes from its internal slots, through the getters lib/intrinsics.ts captured
  * at load — never from its properties. An own `length` property, a subclass's `length` getter, a spoofed
@@ -34,6 +36,8 @@ export interface ArrayInfo {
   base: number;
   /** Names the object behind the array, so equal addresses of two mappings never share an async wait. */
   tag: number;
+  /** The Mapping the array's pages belonged to when it was described. */
+  mapping: Mapping;
 }
 
 const arrays = new WeakMap<Int32Array, ArrayInfo>();
@@ -48,7 +52,7 @@ function notDevmap(array: unknown): TypeError {
   return typeError('an Int32Array over a devmap mapping (Mapping#buffer or Mapping#view)', 'array', array);
 }
 
-function describeArray(array: unknown): ArrayInfo {
+function describeArray(array: unknown, before?: ArrayInfo): ArrayInfo {
   if (typedArrayKind(array) !== 'Int32Array') throw typeError('an Int32Array over a devmap mapping', 'array', array);
   const buffer = typedArrayBuffer(array as Int32Array);
   if (!isArrayBuffer(buffer)) throw notDevmap(array); // a SharedArrayBuffer: memory of this process only
@@ -57,6 +61,7 @@ function describeArray(array: unknown): ArrayInfo {
   if (mapping === undefined) {
     throw notDevmap(array);
   }
+  if (!mapping.mapped) throw unmapped();
   if (!mapping.shared) {
     throw new DevmapError(
       'ERR_DEVMAP_NOT_SHARED',
@@ -64,8 +69,8 @@ function describeArray(array: unknown): ArrayInfo {
     );
   }
   let tag = tags.get(mapping);
-  if (tag === undefined) tags.set(mapping, (tag = nextTag++));
-  const info = { base: native().word_address(array as Int32Array, 0), tag };
+  if (tag === undefined) tags.set(mapping, (tag = before?.tag ?? nextTag++));
+  const info = { base: native().word_address(array as Int32Array, 0), tag, mapping };
   arrays.set(array as Int32Array, info);
   return info;
 }
@@ -75,7 +80,8 @@ function describeArray(array: unknown): ArrayInfo {
  * Mutex) with `words` 32-bit words available from `index`, and returns its address.
  */
 export function address(array: Int32Array, index: unknown, align = 4, words = 1): number {
-  const info = arrays.get(array) ?? describeArray(array);
+  let info = arrays.get(array);
+  if (info === undefined || !info.mapping.mapped) info = describeArray(array, info);
   const length = typedArrayLength(array);
   if (length === 0 && arrayBufferByteLength(typedArrayBuffer(array) as ArrayBuffer) === 0) throw unmapped();
   if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index + words > length) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -27,24 +28,40 @@ static Napi::Value MapUnmap(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), NowNs() - t0);
 }
 
-// shm_open(O_CREAT|O_EXCL) + ftruncate + fallocate + mmap + munmap + close + shm_unlink.
+// What a shm cycle does besides the plain shm_open(O_CREAT|O_EXCL) + ftruncate + mmap + munmap + close +
+// shm_unlink: bits of c_shm_cycle's third argument (default kShmFallocate, the cycle's historical shape).
+constexpr int kShmFallocate = 1;  // fallocate(fd, 0, 0, len): reserve the memory now (ENOSPC at create)
+constexpr int kShmXattr = 2;      // fsetxattr(user.devmap.creator): the creator record devmap ls reads
+constexpr int kShmFstat = 4;      // fstat before mmap: map() sizes from the object as it is now
+
+// c_shm_cycle(len, iters, extras = kShmFallocate): shm_open + ftruncate [+ fallocate] [+ fsetxattr] [+ fstat]
+// + mmap + munmap + close + shm_unlink, `extras` saying which of the bracketed calls run.
 static Napi::Value ShmCycle(const Napi::CallbackInfo& info) {
   if (!CheckArgs(info, 2)) return info.Env().Undefined();
   size_t len = static_cast<size_t>(Num(info, 0));
   long iters = static_cast<long>(Num(info, 1));
+  int extras = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : kShmFallocate;
   std::string name = "/devmap-cbase-" + std::to_string(getpid());
+  const char record[] = "12345:1234567";  // the size of a "<pid>:<starttime>" record
   double t0 = NowNs();
   for (long i = 0; i < iters; i++) {
     int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) return Napi::Number::New(info.Env(), -errno);
-    if (ftruncate(fd, len) < 0 || fallocate(fd, 0, 0, len) < 0) {
+    if (ftruncate(fd, len) < 0 || ((extras & kShmFallocate) && fallocate(fd, 0, 0, len) < 0)) {
       int e = errno;
       close(fd);
       shm_unlink(name.c_str());
       return Napi::Number::New(info.Env(), -e);
     }
-    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p != MAP_FAILED) munmap(p, len);
+    if (extras & kShmXattr) fsetxattr(fd, "user.devmap.creator", record, sizeof record - 1, 0);  // best effort, as devmap
+    size_t size = len;
+    if (extras & kShmFstat) {
+      struct stat st;
+      fstat(fd, &st);
+      size = static_cast<size_t>(st.st_size);
+    }
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p != MAP_FAILED) munmap(p, size);
     close(fd);
     shm_unlink(name.c_str());
   }

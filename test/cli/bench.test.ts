@@ -10,7 +10,7 @@ const dir = mkdtempSync(join(tmpdir(), 'devmap-bench-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 // One case of each kind: a harness case (kernel), one map size of the resource maps, one latency case.
-const FILTER = '/kmem_alloc|with 16 free|map\\+unmap 64 KiB anonymous shared, one call/';
+const FILTER = '/kmem_alloc|with 16 free|map\\+view\\+unmap 64 KiB anonymous shared, one call/';
 
 describe('devmap bench', () => {
   it('--list names the cases of every suite without running them', async () => {
@@ -26,7 +26,7 @@ describe('devmap bench', () => {
     const filtered = await devmap('bench', '--list', '--filter', FILTER);
     expect(filtered.stdout.trim().split('\n')).toEqual([
       'kernel: kmem_alloc+kmem_free (256 bytes, KM_NOSLEEP)',
-      'latency: map+unmap 64 KiB anonymous shared, one call',
+      'latency: map+view+unmap 64 KiB anonymous shared, one call',
       'rmap: rmalloc(3)+rmfree(3) with 16 free ranges',
     ]);
   });
@@ -56,7 +56,7 @@ describe('devmap bench', () => {
     }
     expect(data.results[1].rows.map((row: { variant: string }) => row.variant)).toEqual(['C array walk', 'JS array walk', 'devmap classic', 'devmap illumos']);
     expect(data.latency).toHaveLength(1);
-    expect(data.latency[0].variants.map((v: { variant: string }) => v.variant)).toEqual(['C mmap+munmap', 'devmap mapAnonymous().unmap()']);
+    expect(data.latency[0].variants.map((v: { variant: string }) => v.variant)).toEqual(['C mmap+munmap', 'devmap mapAnonymous + Uint8Array + unmap']);
 
     const html = readFileSync(report, 'utf8');
     expect(html).toMatch(/^<!doctype html>/);

@@ -40,7 +40,7 @@ describe('the Node client', () => {
     const r = await runNode('client-node.cjs', [served.path, 'vdk']);
     expect(r.stderr).toBe('');
     const [o] = json(r.stdout);
-    expect(o).toMatchObject({ inside: true, detached: true, pieces: [[0, pageSize], [2 * pageSize, pageSize]], after: 7 });
+    expect(o).toMatchObject({ inside: true, stale: true, pieces: [[0, pageSize], [2 * pageSize, pageSize]], after: 7 });
     await served.untilExits(1);
     expect(served.exits[0]).toMatchObject({ pid: o.pid, reason: 'exit', uid: process.getuid!() });
     expect(count(entries, 'map')).toBe(1);

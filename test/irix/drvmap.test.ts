@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  KM_NOSLEEP, Kernel, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, btoc, ctob, errno, pageSize, v_getaddr,
+  KM_NOSLEEP, Kernel, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, Mapping, PROT_READ, PROT_WRITE, btoc, ctob, errno, pageSize, v_getaddr,
   v_gethandle, v_getlen, v_getprot, v_mapphys, type EntryTrace, type IrixDriver, type Process, type VHandle,
 } from '../../lib';
 import { createVdkDriver } from '../../examples/irix-vdk';
@@ -91,14 +91,15 @@ describe('IRIX drvmap lifecycle (SPEC B.2a)', () => {
     await p.exit();
   });
 
-  it('unmapping the whole mapping in the last process calls drvunmap; views are detached', async () => {
+  it('unmapping the whole mapping in the last process calls drvunmap; views go stale (trash pages)', async () => {
     const { vdk, calls, p, addr } = await vdkMapped(2);
     const v = new Uint8Array(await p.view(addr, 2 * P));
     await p.munmap(addr, P);
     expect(calls.length).toBe(1);
     await p.munmap(addr + BigInt(P), P);
     expect(calls.map((c) => c.entry)).toEqual(['map', 'unmap']);
-    expect(v.length).toBe(0);
+    expect(Mapping.of(v)?.mapped).toBe(false);
+    expect([v[0], v[P]]).toEqual([0, 0]);
     expect(vdk.records()).toEqual([]);
     await p.exit();
   });

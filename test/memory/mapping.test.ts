@@ -121,7 +121,11 @@ describe('views and partial unmap', () => {
     whole[3 * pageSize] = 3;
     const pieces = m.unmap(0, pageSize);
     expect(m.mapped).toBe(false);
-    expect(whole.length).toBe(0);
+    // unmap() does not detach (a Node API may hold the view): the head reads trash, the view says it is stale.
+    expect(whole.length).toBe(4 * pageSize);
+    expect(Mapping.of(whole)).toBe(m);
+    whole[0] = 7;
+    expect(whole[0]).toBe(7); // private trash memory, never the object
     expect(pieces.length).toBe(1);
     const [tail] = pieces;
     expect(tail.address).toBe(m.address + BigInt(pageSize));
@@ -142,15 +146,20 @@ describe('views and partial unmap', () => {
     pieces.forEach((p) => p.unmap());
   });
 
-  it('punches a hole in the middle: two pieces, views inside them survive, views across the hole detach', () => {
+  it('punches a hole in the middle: two pieces, views inside them survive, views across the hole go stale', () => {
     const m = mapAnonymous(5 * pageSize);
     const head = new Uint8Array(m.view(0, pageSize));
     const across = new Uint8Array(m.view(pageSize, 2 * pageSize));
     const tailView = new Uint8Array(m.view(4 * pageSize, 100));
     head[0] = 1;
     tailView[99] = 9;
+    across[pageSize] = 4; // in the page the hole takes
     const [a, b] = m.unmap(2 * pageSize, pageSize);
-    expect(across.length).toBe(0);
+    expect(across.length).toBe(2 * pageSize);
+    expect(Mapping.of(across)?.mapped).toBe(false);
+    expect(across[pageSize]).toBe(0); // trash pages read zeros
+    expect(Mapping.of(head)).toBe(a);
+    expect(Mapping.of(tailView)).toBe(b);
     expect(head.length).toBe(pageSize);
     expect(tailView.length).toBe(100);
     expect(head[0]).toBe(1);
@@ -160,12 +169,14 @@ describe('views and partial unmap', () => {
     expect(a.length).toBe(2 * pageSize);
     expect(b.address).toBe(m.address + BigInt(3 * pageSize));
     expect(b.length).toBe(2 * pageSize);
-    // A surviving view now belongs to its piece: unmapping that piece detaches it.
+    // A surviving view now belongs to its piece: unmapping that piece leaves it on trash pages.
     b.unmap();
-    expect(tailView.length).toBe(0);
-    expect(head.length).toBe(pageSize);
+    expect(Mapping.of(tailView)?.mapped).toBe(false);
+    expect(tailView[99]).toBe(0);
+    expect(Mapping.of(head)?.mapped).toBe(true);
     a.unmap();
-    expect(head.length).toBe(0);
+    expect(Mapping.of(head)?.mapped).toBe(false);
+    expect(head[0]).toBe(0);
   });
 
   it('treats unmap of every page as a whole unmap', () => {

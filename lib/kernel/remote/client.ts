@@ -381,7 +381,7 @@ export class RemoteProcess {
     }
   }
 
-  /** Unmaps (re-reserves) whatever this process mapped in [addr, addr + len); views there are detached. */
+  /** Unmaps (re-reserves) whatever this process mapped in [addr, addr + len); views there go stale (trash pages). */
   #drop(addr: number, len: number): void {
     const end = addr + len;
     const kept: Piece[] = [];

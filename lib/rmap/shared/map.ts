@@ -124,7 +124,7 @@
  */
 
 import { DevmapError, func, integer, options, rangeError, string, typeError } from '../../errors';
-import type { Mapping } from '../../memory/mapping';
+import { internalBuffer, type Mapping } from '../../memory/mapping';
 import { Mutex } from '../../sync/mutex';
 import { timeoutMs } from '../../sync/word';
 import { ClassicEngine, OVERFLOW_RULES, type OverflowRule } from '../classic';
@@ -241,7 +241,7 @@ export class SharedResourceMap extends ResourceMap {
     const o = options<SharedResourceMapOpenOptions>(opts, 'options', OPEN_KEYS);
     const ms = timeoutMs(o.timeout, 'options.timeout');
     const plan = planOf(mapping, o);
-    const buffer = mapping.buffer;
+    const buffer = internalBuffer(mapping); // devmap's own words: detached by unmap
     const header = new Int32Array(buffer, plan.base, JOURNAL_AT / 4);
     const claim = new BigInt64Array(buffer, plan.base + 4 * W.CLAIM, 1);
     let made: SharedResourceMap | undefined;
@@ -277,7 +277,7 @@ export class SharedResourceMap extends ResourceMap {
     const o = options<SharedResourceMapAttachOptions>(opts, 'options', ATTACH_KEYS);
     const onWarning = o.onWarning === undefined ? emitWarning : func<WarnFn>(o.onWarning, 'options.onWarning');
     if (o.name !== undefined) string(o.name, 'options.name');
-    const buffer = mapping.buffer;
+    const buffer = internalBuffer(mapping); // devmap's own words: detached by unmap
     const base = checkOffset(o.offset, buffer.byteLength, JOURNAL_AT);
     const room = buffer.byteLength - base;
     const header = new Int32Array(buffer, base, JOURNAL_AT / 4);
@@ -303,7 +303,7 @@ export class SharedResourceMap extends ResourceMap {
   /** Formats the region `plan` describes (keepClaim: all but the open-or-create claim) and returns the map. */
   static #format(mapping: Mapping, plan: Plan, keepClaim: boolean): SharedResourceMap {
     const { policy, mapsize, capacity, owners, overflow, name, nameBytes, onWarning, layout, base } = plan;
-    const buffer = mapping.buffer;
+    const buffer = internalBuffer(mapping); // devmap's own words: detached by unmap
     const i32 = new Int32Array(buffer, base, layout.total / 4);
     const f64 = new Float64Array(buffer, base, layout.total / 8);
 

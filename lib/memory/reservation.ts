@@ -1,0 +1,145 @@
+/*
+ * Reservation: a range of address space held PROT_NONE, and the mappings placed inside it with MAP_FIXED —
+ * the primitives of a simulated address space (lib/kernel/as.ts).
+ *
+ * Nothing else in the process can land inside a reservation. Pages taken from a mapping placed in it are
+ * re-reserved (mmap PROT_NONE over them), never munmapped, so holes stay the reservation's. When a view of
+ * devmap's may still reach those pages (a view left attached by unmap, a thread-pool request, a store a BYOB
+ * read moved), quarantine.ts holds them first — trash pages, read+write — and re-reserves them only once
+ * nothing can reach them. The reservation keeps the list of held ranges, so that a free-range search skips
+ * them: a new mapping placed there would show its bytes to the stale views.
+ *
+ * A mapping placed explicitly over a held range (MAP_FIXED at a chosen address) takes those pages over: the
+ * stale views that still reach them are detached (their next access reads length 0, not the new mapping's
+ * bytes), and the held range's late release re-reserves only what was not taken over, so it never lands on
+ * the new mapping's pages. (A raw pointer a thread-pool request took before the detach still sees the new
+ * pages for the rest of its run: that is the one case docs/security.md lists as a known limit.)
+ */
+import { check } from '../errors';
+import { native } from '../native';
+import { MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_NONE } from './constants';
+import { adoptMapping, type Mapping } from './mapping';
+import { detachViewsIn, type Lineage } from './quarantine';
+
+/**
+ * Told every real change, in order (a client process mirrors the reservation, lib/kernel/remote). Pages taken
+ * away and held for stale views count as reserved from the moment they are taken: only this process can
+ * reach its trash pages.
+ */
+export interface ReservationWatcher {
+  placed(addr: number, len: number, prot: number, type: number, fd: number, offset: number): void;
+  reserved(addr: number, len: number): void;
+}
+
+/** A range that waits in quarantine, and the parts of it a later placement took over. */
+interface Held {
+  addr: number;
+  len: number;
+  lineage: Lineage;
+  taken: [number, number][];
+}
+
+export class Reservation {
+  /** The first address. */
+  readonly addr: number;
+  readonly size: number;
+  readonly #whole: Mapping;
+  #held: Held[] = [];
+  /** Told every placement and re-reservation (set by the owner; null: nobody). */
+  watcher: ReservationWatcher | null = null;
+
+  /** mmap(2) of `size` bytes PROT_NONE, MAP_NORESERVE; a system error (with errno) when the kernel refuses. */
+  static reserve(size: number): Reservation {
+    const addr = check(native().mmap(0, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), 'mmap');
+    return new Reservation(addr, size);
+  }
+
+  private constructor(addr: number, size: number) {
+    this.addr = addr;
+    this.size = size;
+    this.#whole = adoptMapping({ addr, length: size, prot: PROT_NONE, shared: false });
+  }
+
+  /** True until release(). */
+  get alive(): boolean {
+    return this.#whole.mapped;
+  }
+
+  /**
+   * Places `len` bytes of an object (`fd` at `offset`, or anonymous memory when fd is -1) at `addr` inside the
+   * reservation with MAP_FIXED: a Mapping whose pages are re-reserved when released, or a positive errno.
+   */
+  place(addr: number, len: number, prot: number, type: number, fd: number, offset: number): Mapping | number {
+    const rc = native().mmap(addr, len, prot, type | MAP_FIXED | (fd < 0 ? MAP_ANONYMOUS : 0), fd, offset);
+    if (rc < 0) return -rc;
+    this.#takeOver(addr, len);
+    this.watcher?.placed(addr, len, prot, type, fd, offset);
+    return adoptMapping({
+      addr, length: len, prot, shared: type === MAP_SHARED, release: this.#rereserveHeld, hold: this.#hold, finalize: false, anchor: this.#whole,
+    });
+  }
+
+  /** Re-reserves [addr, addr + len) (pages no Mapping holds; held ones are left to their release): 0 or a negative errno. */
+  rereserve(addr: number, len: number): number {
+    // Held pages inside the range stay trash (stale views reach them) until their own release.
+    let cursor = addr;
+    let rc = 0;
+    for (const [a, l] of this.held()) {
+      if (a + l <= cursor || a >= addr + len) continue;
+      if (a > cursor) rc = this.#reserveAgain(cursor, a - cursor) || rc;
+      cursor = Math.max(cursor, a + l);
+    }
+    if (cursor < addr + len) rc = this.#reserveAgain(cursor, addr + len - cursor) || rc;
+    if (rc === 0) this.watcher?.reserved(addr, len);
+    return rc;
+  }
+
+  #reserveAgain(addr: number, len: number): number {
+    const rc = native().mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    return rc < 0 ? rc : 0;
+  }
+
+  /** The ranges waiting in quarantine, as [addr, len] in address order: a free-range search must skip them. */
+  held(): [number, number][] {
+    return this.#held.map((h) => [h.addr, h.len] as [number, number]).sort((a, b) => a[0] - b[0]);
+  }
+
+  /** Gives the whole range back (every mapping placed in it goes with it). */
+  release(): void {
+    if (this.#whole.mapped) this.#whole.unmap();
+    this.#held = [];
+  }
+
+  readonly #hold = (addr: number, len: number, held: boolean, lineage: Lineage): void => {
+    if (!held) return;
+    this.#held.push({ addr, len, lineage, taken: [] });
+    this.watcher?.reserved(addr, len);
+  };
+
+  /** The release of a held range: re-reserve what no placement took over since. */
+  readonly #rereserveHeld = (addr: number, len: number): number => {
+    const i = this.#held.findIndex((h) => h.addr === addr && h.len === len);
+    if (i < 0) return this.#whole.mapped ? this.rereserve(addr, len) : 0;
+    const [h] = this.#held.splice(i, 1);
+    if (!this.#whole.mapped) return 0;
+    let cursor = addr;
+    let rc = 0;
+    for (const [a, l] of h.taken.sort((x, y) => x[0] - y[0])) {
+      if (a > cursor) rc = this.#reserveAgain(cursor, a - cursor) || rc;
+      cursor = Math.max(cursor, a + l);
+    }
+    if (cursor < addr + len) rc = this.#reserveAgain(cursor, addr + len - cursor) || rc;
+    return rc;
+  };
+
+  /** A placement over held pages: their stale views are detached and their late release skips them. */
+  #takeOver(addr: number, len: number): void {
+    for (const h of this.#held) {
+      const from = Math.max(h.addr, addr);
+      const to = Math.min(h.addr + h.len, addr + len);
+      if (from >= to) continue;
+      h.taken.push([from, to - from]);
+      detachViewsIn(h.lineage, from, to - from);
+    }
+  }
+}

@@ -1,0 +1,61 @@
+// lib/memory/reservation.ts: the primitives of a simulated address space — a PROT_NONE reservation, MAP_FIXED
+// placements inside it, re-reserved holes, and the held (quarantined) ranges a free-range search must skip.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { MAP_PRIVATE, MAP_SHARED, Mapping, PROT_READ, PROT_WRITE, pageSize } from '../../lib';
+import { Reservation } from '../../lib/memory/reservation';
+import { trackLeaks } from '../helpers/leaks';
+
+trackLeaks();
+const RW = PROT_READ | PROT_WRITE;
+
+/** The kernel's protection of the page at `addr` ("rw", "--", …), or 'unmapped'. */
+function realProt(addr: number): string {
+  for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
+    const [range, perms] = line.split(' ');
+    const [s, e] = (range ?? '').split('-').map((x) => parseInt(x, 16));
+    if (s <= addr && addr < e) return perms.slice(0, 2);
+  }
+  return 'unmapped';
+}
+
+describe('Reservation', () => {
+  it('reserves PROT_NONE, places MAP_FIXED inside, re-reserves what is unmapped, releases the whole', () => {
+    const r = Reservation.reserve(8 * pageSize);
+    expect(realProt(r.addr)).toBe('--');
+    const m = r.place(r.addr + pageSize, 2 * pageSize, RW, MAP_PRIVATE, -1, 0) as Mapping;
+    expect(m).toBeInstanceOf(Mapping);
+    expect(realProt(r.addr + pageSize)).toBe('rw');
+    m.unmap(); // never viewed: re-reserved at once
+    expect(realProt(r.addr + pageSize)).toBe('--');
+    expect(r.held()).toEqual([]);
+    r.release();
+    expect(r.alive).toBe(false);
+    expect(realProt(r.addr)).toBe('unmapped');
+  });
+
+  it('a failed placement returns the errno; a failed reservation throws a system error with its errno', () => {
+    const r = Reservation.reserve(4 * pageSize);
+    expect(r.place(r.addr, pageSize, RW, MAP_SHARED, 12345, 0)).toBe(9); // EBADF
+    r.release();
+    expect(() => Reservation.reserve(2 ** 52)).toThrow(expect.objectContaining({ code: 'ENOMEM', errno: -12, syscall: 'mmap' }));
+  });
+
+  it('holds the pages a live view still reaches, and a placement over them takes them over', () => {
+    const r = Reservation.reserve(4 * pageSize);
+    const m = r.place(r.addr, 2 * pageSize, RW, MAP_PRIVATE, -1, 0) as Mapping;
+    const stale = new Uint8Array(m.buffer);
+    stale[pageSize] = 1;
+    m.unmap();
+    expect(r.held()).toEqual([[r.addr, 2 * pageSize]]);
+    expect(stale[pageSize]).toBe(0); // trash pages, read+write
+    r.rereserve(r.addr, 4 * pageSize); // a hole-wide re-reserve leaves the held pages alone
+    expect(realProt(r.addr)).toBe('rw');
+    expect(stale[0]).toBe(0);
+    const again = r.place(r.addr + pageSize, pageSize, RW, MAP_PRIVATE, -1, 0) as Mapping;
+    expect(stale.length).toBe(0); // detached: it would otherwise see the new mapping's bytes
+    new Uint8Array(again.buffer)[0] = 5;
+    again.unmap();
+    r.release();
+  });
+});
