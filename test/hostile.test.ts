@@ -205,26 +205,6 @@ const isClass = (f: Function) => /^class\b/.test(Function.prototype.toString.cal
  */
 const ACCEPTED_CODE = /^(ERR_INVALID_ARG_TYPE|ERR_INVALID_ARG_VALUE|ERR_OUT_OF_RANGE|ERR_DEVMAP_[A-Z0-9_]+|E[A-Z0-9]+|SIGSEGV|SIGBUS)$/;
 
-/**
- * TEMPORARY — entry points outside lib/kernel, lib/ddi and lib/irix that still throw an uncoded error (or a V8
- * TypeError) for hostile input; the branch named beside each owns the fix, and the lead empties this list when
- * those branches merge. A probe whose label starts with one of these is not counted as a failure, and an entry
- * that no longer fails is reported (remove it then).
- */
-const KNOWN_UNCODED: [label: string, owner: string][] = [
-  ['new Mapping', 'memory'], // "Mapping is not constructible": a TypeError without a code
-  ['new SharedMemory', 'memory'], // "SharedMemory is not constructible": no code
-  ['new Channel', 'channel'], // the constructor reads its arguments unchecked: "Cannot read properties of undefined"
-  ['new Subscriber', 'channel'], // the same
-];
-const knownUncodedSeen = new Set<string>();
-
-function knownUncoded(label: string): boolean {
-  const entry = KNOWN_UNCODED.find(([prefix]) => label === prefix || label.startsWith(`${prefix}(`));
-  if (entry) knownUncodedSeen.add(entry[0]);
-  return entry !== undefined;
-}
-
 function acceptable(err: unknown): boolean {
   if (err instanceof HostileGetterError) return true; // the caller's own exception, passed through
   const code = err instanceof Error ? (err as { code?: unknown }).code : undefined;
@@ -271,7 +251,7 @@ async function probe(label: string, call: () => unknown, failures: string[]): Pr
     }
     await release(result);
   } catch (err) {
-    if (!acceptable(err) && !knownUncoded(label)) failures.push(`${label}: ${(err as Error)?.constructor?.name} ${(err as Error)?.message}`);
+    if (!acceptable(err)) failures.push(`${label}: ${(err as Error)?.constructor?.name} ${(err as Error)?.message}`);
   }
 }
 
@@ -347,9 +327,5 @@ describe('hostile input', () => {
       }
     }
     expect(failures).toEqual([]);
-  });
-
-  it('every KNOWN_UNCODED entry still fails (an entry that passes must be removed from the list)', () => {
-    expect(KNOWN_UNCODED.map(([label]) => label).filter((label) => !knownUncodedSeen.has(label))).toEqual([]);
   });
 });

@@ -127,6 +127,10 @@ abstract class Receiving {
   protected readonly spin: number;
 
   protected constructor(s: Segment, spin: number) {
+    // Plain JavaScript can call a TypeScript-private constructor: only a Segment this module made gets in.
+    if (!(s instanceof Segment)) {
+      throw new DevmapError('ERR_DEVMAP_NOT_CONSTRUCTIBLE', 'Use Channel.create(), Channel.attach() or channel.subscribe()');
+    }
     this.s = s;
     this.spin = spin;
   }

@@ -319,7 +319,7 @@ export class Mapping {
 
   /** @internal Use mapAnonymous(), mapFile() or SharedMemory#map(). */
   constructor(init: MappingInit, token?: symbol) {
-    if (token !== internal) throw new TypeError('Mapping is not constructible; use mapAnonymous(), mapFile() or SharedMemory#map()');
+    if (token !== internal) throw new DevmapError('ERR_DEVMAP_NOT_CONSTRUCTIBLE', 'Mapping is not constructible; use mapAnonymous(), mapFile() or SharedMemory#map()');
     const granule = init.granule ?? pageSize;
     const mapped = Math.ceil(init.length / granule) * granule;
     const release = init.release;

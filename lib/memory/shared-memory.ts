@@ -82,7 +82,7 @@ export class SharedMemory {
 
   /** @internal Use the static methods create(), open(), memfd() and fromFd(). */
   constructor(fd: number, size: number, name: string | null, kind: Kind, readOnly: boolean, token?: symbol, created = false) {
-    if (token !== internal) throw new TypeError('SharedMemory is not constructible; use SharedMemory.create(), open(), memfd() or fromFd()');
+    if (token !== internal) throw new DevmapError('ERR_DEVMAP_NOT_CONSTRUCTIBLE', 'SharedMemory is not constructible; use SharedMemory.create(), open(), memfd() or fromFd()');
     this.#fd = fd;
     this.#cell = { fd, open: true };
     fdFinalizer.register(this, this.#cell);
