@@ -13,7 +13,7 @@
  *     ring makes send wait (false on timeout); under 'fail' it returns false at once; under 'overwrite' the
  *     oldest record is dropped (counted in stats().lost).
  *   - loan(size) reserves a record and hands out a view of it in the ring; commit(length) publishes it, abort()
- *     turns it into a hole readers pass over. The view is detached by commit and abort. A writer killed between
+ *     turns it into a hole readers pass over. The view is a subarray of the handle's ring view, never detached. A writer killed between
  *     loan and commit is detected by the readers waiting on its record (its slot's pid and start time, dead only
  *     on the kernel's word), which pass over it within ~20 ms.
  *   - receive/tryReceive/receiveAsync return a copy and move the cursor after copying: a reader killed
@@ -63,7 +63,7 @@ export interface WaitOptions {
 }
 
 export interface Loan {
-  /** The record's bytes in the ring; detached by commit() and abort(). */
+  /** The record's bytes in the ring, to fill in place before commit(); do not touch it after commit() or abort(). */
   readonly view: Uint8Array;
   /** Publishes the first `length` bytes (default: all). */
   commit(length?: number): void;
@@ -122,6 +122,9 @@ function waitOpts(opts: unknown): { deadline: number; signal: AbortSignal | unde
 export type Message = ArrayBufferView | string;
 
 /** The receiving half, shared by a Channel (spsc, mpsc, mpmc) and a broadcast Subscriber. */
+/** Bytes [offset, offset + length) of a handle's mapping, a subarray of its ring view (module-private: set below). */
+let recordOf: (h: Receiving, offset: number, length: number) => Uint8Array;
+
 abstract class Receiving {
   protected readonly s: Segment;
   protected readonly spin: number;
@@ -136,6 +139,29 @@ abstract class Receiving {
   }
 
   protected abstract reader(): Reader;
+
+  /*
+   * The ring as user code sees it: one view of the mapping's data region, made on first use and kept. A record
+   * handed to consume() or a loan is a subarray of it — no native call and no ArrayBuffer per message. It is not
+   * detached when the callback returns or the loan is committed: a Node API may still hold it (zlib aborts the
+   * process on a detached input), and devmap never detaches a view user code holds. A view kept past its
+   * callback sees whatever the ring holds there later — the same channel's bytes, never another object's, and
+   * after unmap the trash pages' zeros.
+   */
+  #ring: Uint8Array | undefined;
+
+  static {
+    recordOf = (h, offset, length) => {
+      const at = offset - h.s.g.dataOffset;
+      return h.#ringBytes().subarray(at, at + length);
+    };
+  }
+
+  /** The whole ring (offsets in it are payload offsets less the data region's start). */
+  #ringBytes(): Uint8Array {
+    const s = this.s;
+    return (this.#ring ??= new Uint8Array(s.mapping.view(s.g.dataOffset, s.g.total - s.g.dataOffset)));
+  }
 
   /** Set while a consume callback runs: reading the same channel from inside it would move the cursor under it. */
   #inCallback = false;
@@ -222,7 +248,8 @@ abstract class Receiving {
 
   /**
    * Zero-copy read: calls fn with a view of the next record in the ring, then finishes the record. The view is
-   * detached when fn returns. Returns false on timeout or when the channel is closed and drained.
+   * valid until fn returns (after that the ring slot is reused; see #ring). Returns false on timeout or when the
+   * channel is closed and drained.
    */
   consume(fn: (view: Uint8Array) => void, opts?: WaitOptions): boolean {
     if (typeof fn !== 'function') throw typeError('a function', 'fn', fn);
@@ -230,13 +257,12 @@ abstract class Receiving {
     const pos = this.#await(deadline, signal);
     if (pos < 0) return false;
     const r = this.reader();
-    const ab = r.length === 0 ? new ArrayBuffer(0) : this.s.mapping.view(this.s.payload(pos), r.length);
+    const view = recordOf(this, this.s.payload(pos), r.length);
     this.#inCallback = true;
     try {
-      fn(new Uint8Array(ab));
+      fn(view);
     } finally {
       this.#inCallback = false;
-      native().detach(ab);
     }
     this.s.live();
     r.done(pos);
@@ -245,8 +271,8 @@ abstract class Receiving {
 
   /**
    * Zero-copy batch: waits for at least one record, then calls fn(bytes, offset, length) for each record
-   * available (up to `max`), where bytes is one view of the ring made for this call and detached when it
-   * returns. Each record is finished after its fn returns. Returns how many were consumed.
+   * available (up to `max`), where bytes is the handle's view of the ring (valid at [offset, offset + length)
+   * until fn returns). Each record is finished after its fn returns. Returns how many were consumed.
    */
   consumeBatch(fn: (bytes: Uint8Array, offset: number, length: number) => void, opts?: WaitOptions & { max?: number }): number {
     if (typeof fn !== 'function') throw typeError('a function', 'fn', fn);
@@ -257,25 +283,20 @@ abstract class Receiving {
     if (pos < 0) return 0;
     const s = this.s;
     const r = this.reader();
-    const ab = s.mapping.view(s.g.dataOffset, s.g.total - s.g.dataOffset);
-    const bytes = new Uint8Array(ab);
+    const bytes = this.#ringBytes();
     let n = 0;
-    try {
-      for (;;) {
-        this.#inCallback = true;
-        try {
-          fn(bytes, (pos & s.mask) + 16, r.length);
-        } finally {
-          this.#inCallback = false;
-        }
-        s.live();
-        r.done(pos);
-        if (++n >= max) break;
-        pos = r.next();
-        if (pos < 0) break;
+    for (;;) {
+      this.#inCallback = true;
+      try {
+        fn(bytes, (pos & s.mask) + 16, r.length);
+      } finally {
+        this.#inCallback = false;
       }
-    } finally {
-      native().detach(ab);
+      s.live();
+      r.done(pos);
+      if (++n >= max) break;
+      pos = r.next();
+      if (pos < 0) break;
     }
     return n;
   }
@@ -519,16 +540,15 @@ export class Channel extends Receiving {
     }
     const s = this.s;
     const w = this.#writer;
-    const ab = len === 0 ? new ArrayBuffer(0) : s.mapping.view(s.payload(pos), len);
+    const view = recordOf(this, s.payload(pos), len);
     let open = true;
     const finish = (): void => {
       if (!open) throw new DevmapError('ERR_DEVMAP_LOAN_DONE', 'This loan has already been committed or aborted');
       open = false;
-      native().detach(ab);
       s.live();
     };
     return {
-      view: new Uint8Array(ab),
+      view,
       commit(length?: number) {
         const n = length === undefined ? len : integer(length, 'length', 0, len);
         finish();
