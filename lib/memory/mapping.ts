@@ -471,10 +471,35 @@ export class Mapping {
     this.#assertMapped();
     prot = integer(prot, 'prot', 0, 7);
     const [start, end] = this.#pages(offset, length);
-    if ((prot & RW) !== RW) this.#assertUnpinned('protect');
-    check(native().mprotect(this.#cell.addr + start, end - start, prot), 'mprotect');
-    if ((prot & RW) !== RW) this.#detachRange(start, end);
+    if ((prot & RW) !== RW) {
+      this.#assertUnpinned('protect');
+      // Before the system call: mprotect can stop halfway (ENOMEM at vm.max_map_count, after the kernel changed
+      // the first VMAs), and no attached view may sit over a page that lost its access even for an instant.
+      this.#detachRange(start, end);
+    }
+    const rc = native().mprotect(this.#cell.addr + start, end - start, prot);
+    if (rc < 0) this.#recoverProtect(start, end, prot);
+    check(rc, 'mprotect');
     this.#setProt(start, end, prot);
+  }
+
+  /**
+   * After a failed mprotect the kernel may have applied it to some of [start, end): put every run back to what
+   * the record says (that merges the split VMAs again, so it does not need more of them); where that fails too,
+   * record each page with only the access both protections grant — a view is only made where the record says
+   * read+write, so the record may understate what the kernel allows, never overstate it.
+   */
+  #recoverProtect(start: number, end: number, prot: number): void {
+    const runs: [number, number, number][] = [];
+    const n = this.#runStarts.length;
+    for (let i = 0; i < n; i++) {
+      const s = Math.max(this.#runStarts[i], start);
+      const e = Math.min(i + 1 < n ? this.#runStarts[i + 1] : this.#cell.mapped, end);
+      if (s < e) runs.push([s, e, this.#runProts[i]]);
+    }
+    let restored = true;
+    for (const [s, e, p] of runs) if (native().mprotect(this.#cell.addr + s, e - s, p) < 0) restored = false;
+    if (!restored) for (const [s, e, p] of runs) this.#setProt(s, e, p & prot);
   }
 
   /** msync(2): write dirty pages back to the file (MS_SYNC, or MS_ASYNC with async: true). */
