@@ -27,7 +27,12 @@ const isRoot = process.getuid?.() === 0;
  * under a private checkout, with a Node binary in root's home (the Node-matrix cache) or a sanitizer build in a
  * private scratch directory.
  */
+const loadsAddon = `require(${distModule('native.js')}).native().page_size()`;
 export const nobodyCanRun =
-  isRoot && asNobody(`require(${distModule('native.js')}).native().page_size()`, false).status === 0;
+  isRoot &&
+  // Both ways the tests drop to another uid: setpriv (which may keep capabilities that let it reach a binary
+  // under root's 0700 home) and Node's own spawn({ uid, gid }), which does not.
+  asNobody(loadsAddon, false).status === 0 &&
+  spawnSync(process.execPath, ['-e', loadsAddon], { uid: 65534, gid: 65534 }).status === 0;
 /** ... and a hidepid=2 /proc can be mounted in a private mount namespace (not in every container). */
 export const hidepidWorks = nobodyCanRun && asNobody(`process.exit(require('fs').existsSync('/proc/1/stat') ? 1 : 0)`, true).status === 0;
