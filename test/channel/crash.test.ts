@@ -2,27 +2,12 @@
 // reader inside consume, a broadcast reader that gates the writers, a writer holding the reserve lock.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { Channel, SharedMemory, type ChannelOptions } from '../../lib';
+import { Channel } from '../../lib';
 import { fixture } from '../helpers/child';
-import { trackLeaks, uniqueName } from '../helpers/leaks';
+import { trackLeaks } from '../helpers/leaks';
+import { segment } from './segment';
 
 trackLeaks();
-
-function segment(opts: ChannelOptions) {
-  const name = uniqueName('chan');
-  const shm = SharedMemory.create(name, Channel.bytesFor(opts));
-  const mapping = shm.map();
-  shm.close();
-  const channel = Channel.create(mapping, { ...opts, spin: 50 });
-  return {
-    name, channel, mapping,
-    [Symbol.dispose]() {
-      channel.detach();
-      mapping.unmap();
-      SharedMemory.unlink(name);
-    },
-  };
-}
 
 /** Starts a channel-child.cjs role and resolves once it has printed `line`. */
 function startChild(args: string[], line: string): Promise<{ child: ChildProcess; printed: string[] }> {

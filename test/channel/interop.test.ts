@@ -4,9 +4,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Channel, SharedMemory, type ChannelOptions } from '../../lib';
+import type { Channel } from '../../lib';
 import { fixture, run } from '../helpers/child';
-import { trackLeaks, uniqueName } from '../helpers/leaks';
+import { trackLeaks } from '../helpers/leaks';
+import { segment } from './segment';
 
 trackLeaks();
 
@@ -23,22 +24,6 @@ beforeAll(async () => {
   expect(cc.code).toBe(0);
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function segment(opts: ChannelOptions) {
-  const name = uniqueName('chan');
-  const shm = SharedMemory.create(name, Channel.bytesFor(opts));
-  const mapping = shm.map();
-  shm.close();
-  const channel = Channel.create(mapping, { ...opts, spin: 50 });
-  return {
-    name, channel, mapping,
-    [Symbol.dispose]() {
-      channel.detach();
-      mapping.unmap();
-      SharedMemory.unlink(name);
-    },
-  };
-}
 
 const expected = (tag: string) => Array.from({ length: COUNT }, (_, i) => `${tag} ${i}`);
 
