@@ -27,6 +27,7 @@
  *     returns null and async iteration ends.
  */
 import { DevmapError, integer, options, rangeError, typeError } from '../errors';
+import { typedArrayByteLength } from '../intrinsics';
 import type { Mapping } from '../memory/mapping';
 import { native } from '../native';
 import { notify } from '../sync/futex';
@@ -160,7 +161,12 @@ abstract class Receiving {
   /** The whole ring (offsets in it are payload offsets less the data region's start). */
   #ringBytes(): Uint8Array {
     const s = this.s;
-    return (this.#ring ??= new Uint8Array(s.mapping.view(s.g.dataOffset, s.g.total - s.g.dataOffset)));
+    // User code holds windows on this view, so its buffer can be moved away (another realm's transfer()): then a
+    // new view of the same pages takes its place (the addon's store count keeps the old one's pages safe).
+    if (this.#ring === undefined || typedArrayByteLength(this.#ring) === 0) {
+      this.#ring = new Uint8Array(s.mapping.view(s.g.dataOffset, s.g.total - s.g.dataOffset));
+    }
+    return this.#ring;
   }
 
   /** Set while a consume callback runs: reading the same channel from inside it would move the cursor under it. */

@@ -1,5 +1,6 @@
 // Channel in one process: the API, its argument checks, every mode and overflow rule, loans and consume, close,
 // and segments whose bytes are corrupt (targeted and random) — ERR_DEVMAP_CORRUPT, never a crash or a hang.
+import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Channel, mapAnonymous, type ChannelOptions, type Mapping } from '../../lib';
@@ -234,6 +235,20 @@ describe('loan and consume', () => {
     loan.commit();
     for (let i = 0; i < 20; i++) c.channel.trySend('overwrites the slots');
     for (const out of await Promise.all(done)) expect(inflateSync(out).length).toBe(1000);
+  });
+
+  // Node >= 22: another realm's ArrayBuffer.prototype.transfer moves the ring view's store out of devmap's hands.
+  const foreignTransfer = runInNewContext('ArrayBuffer.prototype.transfer') as ((this: ArrayBuffer) => ArrayBuffer) | undefined;
+  it.runIf(foreignTransfer !== undefined)('a ring view moved away by another realm\'s transfer(): the next records still arrive', () => {
+    using c = make({ capacity: 4096 });
+    c.channel.send('one');
+    let moved: ArrayBuffer | undefined;
+    c.channel.consume((v) => void (moved = foreignTransfer!.call(v.buffer as ArrayBuffer)));
+    expect(moved!.byteLength).toBeGreaterThan(0);
+    c.channel.send('two');
+    const seen: string[] = [];
+    expect(c.channel.consume((v) => void seen.push(text(v)!))).toBe(true);
+    expect(seen).toEqual(['two']);
   });
 
   it('consume: fn that throws leaves the record for the next read', () => {
