@@ -98,6 +98,20 @@ inline int64_t Deadline(double timeout_ms) {
   return MonoNs() + static_cast<int64_t>(timeout_ms * 1e6);
 }
 
+// --- blocking calls ---------------------------------------------------------------------------------------
+
+// A blocking call sleeps in slices of this length, so that it notices its environment going away.
+constexpr int64_t kSliceNs = 50 * 1000000LL;
+
+// True once this thread's environment is being torn down (a Worker's terminate()): a blocking call must return
+// then instead of sleeping on, or terminate() waits for it forever. Node-API refuses calls that could run
+// JavaScript in a stopping environment, and reading a property is such a call.
+inline bool EnvStopping(napi_env env) {
+  napi_value global, value;
+  if (napi_get_global(env, &global) != napi_ok) return true;
+  return napi_get_named_property(env, global, "undefined", &value) != napi_ok;
+}
+
 // --- spin loops ------------------------------------------------------------------------------------------
 
 inline void CpuRelax() {

@@ -55,17 +55,24 @@ static Napi::Value FutexWaitSpin(const Napi::CallbackInfo& info) {
     }
   }
   int64_t deadline = Deadline(timeout_ms);
-  struct timespec ts = ToTimespec(deadline);
   if (waiters != nullptr) __atomic_fetch_add(waiters, 1, __ATOMIC_SEQ_CST);
   long result;
   for (;;) {
-    // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, so a retry after EINTR waits only for
-    // the time that remains. No FUTEX_PRIVATE_FLAG: the word is shared with other processes.
-    long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, deadline == kNever ? nullptr : &ts, nullptr,
-                     FUTEX_BITSET_MATCH_ANY);
+    // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, so a retry waits only for the time that
+    // remains. It sleeps in slices (kSliceNs): between two, a Worker being terminated returns -EINTR instead
+    // of holding terminate() up forever. No FUTEX_PRIVATE_FLAG: the word is shared with other processes.
+    int64_t slice = MonoNs() + kSliceNs;
+    struct timespec ts = ToTimespec(deadline < slice ? deadline : slice);
+    long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, &ts, nullptr, FUTEX_BITSET_MATCH_ANY);
     if (r == 0) {
       result = 0;
     } else if (errno == EINTR) {
+      continue;
+    } else if (errno == ETIMEDOUT && MonoNs() < deadline) {
+      if (EnvStopping(env)) {
+        result = -EINTR;
+        break;
+      }
       continue;
     } else {
       result = errno == EAGAIN ? 0 : -errno;  // EAGAIN: changed after the check above, i.e. stored and notified
