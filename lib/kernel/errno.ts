@@ -7,5 +7,5 @@ import { errno } from '../errors';
 
 export const {
   EPERM, ENOENT, EINTR, EIO, ENXIO, EBADF, EAGAIN, ENOMEM, EACCES, EFAULT, EBUSY, EEXIST, ENODEV, EINVAL, ENOTTY,
-  ENOSPC, ENOTSUP,
+  ENOSPC, ENOSYS, ENOTSUP,
 } = errno as Record<string, number>;

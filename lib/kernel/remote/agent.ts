@@ -16,6 +16,7 @@
  * The agent thread (native/shim/agent.c) carries out devmap_unload here and watches for the host's death.
  */
 import { native } from '../../native';
+import { EACCES, EINVAL, ENOENT, ENOSYS, EPERM } from '../errno';
 
 export const UFFD_USER_MODE_ONLY = 1;
 export const UFFD_FEATURE_THREAD_ID = 1 << 8;
@@ -28,11 +29,6 @@ export const DM_AGENT_REFUSE = 2;
 export const DM_AGENT_HELLO = 3;
 export const AGENT_MSG = 24;
 
-const EPERM = 1;
-const ENOENT = 2;
-const EACCES = 13;
-const EINVAL = 22;
-const ENOSYS = 38;
 
 export interface AgentMsg {
   op: number;

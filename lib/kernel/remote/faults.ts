@@ -38,7 +38,7 @@
  * other error means the range or the process is gone.
  */
 import { readlinkSync } from 'node:fs';
-import { EFAULT } from '../errno';
+import { EAGAIN, EEXIST, EFAULT, EINVAL } from '../errno';
 import { F_GETFL } from '../../memory/constants';
 import { pageSize } from '../../memory/page';
 import { native } from '../../native';
@@ -50,9 +50,6 @@ const O_NONBLOCK = 0o4000;
 const UFFD_EVENT_PAGEFAULT = 0x12;
 const UFFD_PAGEFAULT_FLAG_WRITE = 1;
 const UFFD_PAGEFAULT_FLAG_WP = 2;
-const EEXIST = 17;
-const EAGAIN = 11;
-const EINVAL = 22;
 const UFFDIO_CONTINUE_MODE_DONTWAKE = 1;
 const UFFDIO_CONTINUE_MODE_WP = 2;
 const UFFDIO_WRITEPROTECT_MODE_WP = 1;
