@@ -41,16 +41,20 @@ export interface Native {
   trash(addr: number, length: number): number;
   /** Detaches `buffer` (if given), trashes the pages and sets the row to cover them as `kind`. */
   retire(row: number, addr: number, length: number, kind: number, buffer?: ArrayBuffer): number;
+  /** Detaches `buffer` (if given), punches the pages out of a shared anonymous mapping (MADV_REMOVE) and sets the row to cover them as `kind`. */
+  punch(row: number, addr: number, length: number, kind: number, buffer?: ArrayBuffer): number;
   row_add(addr: number, length: number, kind: number): number;
   row_set(row: number, addr: number, length: number, kind: number): void;
   row_remove(row: number): void;
   /** munmap + row_remove. */
   row_release(row: number, addr: number, length: number): number;
-  /** [flags words of the range table (process-wide), this environment's store counters]. */
-  tables(): [ArrayBuffer, ArrayBuffer];
+  /** [flags words of the range table (process-wide), this environment's store counters, the process's fork count]. */
+  tables(): [ArrayBuffer, ArrayBuffer, ArrayBuffer];
   /** linkat(2) of an O_TMPFILE descriptor's file to `path` (EEXIST when taken). */
   link_fd(fd: number, path: string): number;
   read(addr: number, target: ArrayBufferView): void;
+  /** napi_adjust_external_memory: changes V8's count of external memory by `delta` bytes; its new total. */
+  external_memory(delta: number): number;
   detach(buffer: ArrayBuffer): void;
   page_size(): number;
   // native/futex.cc, waitv.cc, robust_mutex.cc (lib/sync): words are addresses that lib/sync/word.ts derived

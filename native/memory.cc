@@ -135,6 +135,21 @@ static Napi::Value Retire(const Napi::CallbackInfo& info) {
   return NumberOf(info.Env(), static_cast<double>(rc));
 }
 
+// punch(row, addr, length, kind, buffer?) -> 0 | -errno: detaches `buffer` (when it is an ArrayBuffer),
+// punches the pages out of a shared anonymous mapping (madvise MADV_REMOVE: they read as zeros afterwards; the
+// mapping and its object stay, so nothing can fault) and makes the row cover them as `kind`. The cheap trash
+// for a shared anonymous range, and the clearing of one quarantine.ts reuses (lib/memory/quarantine.ts).
+static Napi::Value Punch(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 4)) return info.Env().Undefined();
+  if (info.Length() > 4 && info[4].IsArrayBuffer()) {
+    Napi::ArrayBuffer ab = info[4].As<Napi::ArrayBuffer>();
+    if (!ab.IsDetached()) ab.Detach();
+  }
+  if (madvise(Ptr(info, 1), Size(info, 2), MADV_REMOVE) < 0) return NumberOf(info.Env(), -errno);
+  RowSet(static_cast<long>(Num(info, 0)), reinterpret_cast<uintptr_t>(Ptr(info, 1)), Size(info, 2), Int(info, 3));
+  return NumberOf(info.Env(), 0);
+}
+
 // row_add(addr, length, kind) -> row | -ENOMEM
 static Napi::Value RowAddJs(const Napi::CallbackInfo& info) {
   if (!CheckArgs(info, 3)) return info.Env().Undefined();
@@ -195,6 +210,16 @@ static Napi::Value Detach(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// external_memory(delta) -> V8's new total: napi_adjust_external_memory. V8 counts every view's length as
+// external memory (it schedules collections by it); lib/memory/quarantine.ts takes back the count of views
+// whose pages an unmap took away, and gives it back once their stores are freed (V8 subtracts it then).
+static Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 1)) return info.Env().Undefined();
+  int64_t total = 0;
+  napi_adjust_external_memory(info.Env(), static_cast<int64_t>(Num(info, 0)), &total);
+  return NumberOf(info.Env(), static_cast<double>(total));
+}
+
 static Napi::Value PageSize(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(sysconf(_SC_PAGESIZE)));
 }
@@ -212,6 +237,7 @@ void InitMemory(Napi::Env env, Napi::Object exports) {
   exports["mmap_row"] = Napi::Function::New(env, MmapRow, "mmap_row");
   exports["trash"] = Napi::Function::New(env, TrashJs, "trash");
   exports["retire"] = Napi::Function::New(env, Retire, "retire");
+  exports["punch"] = Napi::Function::New(env, Punch, "punch");
   exports["row_add"] = Napi::Function::New(env, RowAddJs, "row_add");
   exports["row_set"] = Napi::Function::New(env, RowSetJs, "row_set");
   exports["row_remove"] = Napi::Function::New(env, RowRemoveJs, "row_remove");
@@ -219,6 +245,7 @@ void InitMemory(Napi::Env env, Napi::Object exports) {
   exports["tables"] = Napi::Function::New(env, TablesJs, "tables");
   exports["read"] = Napi::Function::New(env, Read, "read");
   exports["detach"] = Napi::Function::New(env, Detach, "detach");
+  exports["external_memory"] = Napi::Function::New(env, ExternalMemory, "external_memory");
   exports["page_size"] = Napi::Function::New(env, PageSize, "page_size");
 }
 

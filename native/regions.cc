@@ -24,13 +24,19 @@
 // backing store counts -1 (Node calls the finalizer once no ArrayBuffer holds the store any more: after the
 // view is detached, collected, or — when ArrayBuffer.prototype.transfer or a BYOB stream moved the store into
 // another ArrayBuffer — after that one goes). JavaScript reads the counters to know when nothing can still
-// reach pages it took away.
+// reach pages it took away. Word 0 of the counters is a scratch word (mmap_row's row index); word 1 counts the
+// counters that fell to zero, whose indices a ring in the last kZeroRing words keeps (CounterAdd).
+//
+// Fork count: pthread_atfork's prepare handler counts every fork(2) the C library makes (libuv's spawn is
+// one: its child shares this process's MAP_SHARED objects until it execs). A shared anonymous object whose
+// range quarantine.ts wants to hand to a new Mapping is reused only when no fork began since it was made.
 #include "regions.h"
 
 #include <atomic>
 #include <csignal>
 #include <cstring>
 #include <mutex>
+#include <pthread.h>
 #include <unordered_set>
 #include <vector>
 #include <sys/mman.h>
@@ -41,7 +47,8 @@ namespace devmap {
 namespace {
 
 constexpr size_t kCapacity = size_t(1) << 20;  // rows; reserved address space, touched as rows are used
-constexpr size_t kCounters = size_t(1) << 20;  // store counters per environment
+constexpr size_t kCounters = size_t(1) << 20;  // store counters per environment (words, see CounterAdd)
+constexpr size_t kZeroRing = size_t(1) << 16;  // the last words of the counters: counters that fell to zero
 
 struct Row {
   std::atomic<uintptr_t> start;
@@ -58,6 +65,7 @@ std::vector<int32_t>* g_free = nullptr;
 std::atomic<uint32_t> g_next_env{1};
 struct sigaction g_previous;
 size_t g_page = 4096;
+int32_t* g_forks = nullptr;  // word 0: forks this process has begun (pthread_atfork's prepare handler)
 
 void* Reserve(size_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -98,10 +106,16 @@ void OnSigbus(int sig, siginfo_t* si, void* context) {
   if (si->si_code <= 0) raise(SIGBUS);
 }
 
+// Runs in the forking thread before fork(2) copies the address space: a child made from here on may share
+// every MAP_SHARED object this process maps now (lib/memory/quarantine.ts reads the count).
+void OnFork() { __atomic_add_fetch(g_forks, 1, __ATOMIC_SEQ_CST); }
+
 void InitProcess() {
   g_page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   g_rows = static_cast<Row*>(Reserve(kCapacity * sizeof(Row)));
   g_flags = static_cast<int32_t*>(Reserve(kCapacity * sizeof(int32_t)));
+  g_forks = static_cast<int32_t*>(Reserve(g_page));
+  if (g_forks != nullptr) pthread_atfork(OnFork, nullptr, nullptr);
   g_free = new std::vector<int32_t>();
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -146,7 +160,7 @@ static void Teardown(void* arg) {
 bool InitEnvState(napi_env env) {
   static std::once_flag once;
   std::call_once(once, InitProcess);
-  if (g_rows == nullptr || g_flags == nullptr) return false;
+  if (g_rows == nullptr || g_flags == nullptr || g_forks == nullptr) return false;
   EnvState* s = new EnvState();
   s->id = g_next_env.fetch_add(1);
   s->counters = static_cast<int32_t*>(Reserve(kCounters * sizeof(int32_t)));
@@ -213,8 +227,13 @@ void RowRemove(long row) {
 
 void CounterAdd(napi_env env, int32_t counter, int32_t delta) {
   EnvState* s = StateOf(env);
-  if (s == nullptr || counter < 0 || static_cast<size_t>(counter) >= kCounters) return;
-  s->counters[counter] += delta;
+  if (s == nullptr || counter < 2 || static_cast<size_t>(counter) >= kCounters - kZeroRing) return;
+  if ((s->counters[counter] += delta) != 0 || delta >= 0) return;
+  // Word 1 counts the counters that fell to zero, and the ring keeps the latest of them: JavaScript reads them
+  // to release a quarantine as soon as its last store is freed, without polling every waiting one.
+  uint32_t n = static_cast<uint32_t>(s->counters[1]);
+  s->counters[kCounters - kZeroRing + n % kZeroRing] = counter;
+  s->counters[1] = static_cast<int32_t>(n + 1);
 }
 
 void SetScratch(napi_env env, int32_t value) {
@@ -235,11 +254,13 @@ void FdClosed(napi_env env, int fd) {
 
 napi_value Tables(napi_env env) {
   EnvState* s = StateOf(env);
-  napi_value out, flags, counters;
-  if (s == nullptr || napi_create_array_with_length(env, 2, &out) != napi_ok) return nullptr;
+  napi_value out, flags, counters, forks;
+  if (s == nullptr || napi_create_array_with_length(env, 3, &out) != napi_ok) return nullptr;
   if (napi_create_external_arraybuffer(env, g_flags, kCapacity * sizeof(int32_t), nullptr, nullptr, &flags) != napi_ok ||
       napi_create_external_arraybuffer(env, s->counters, kCounters * sizeof(int32_t), nullptr, nullptr, &counters) != napi_ok ||
-      napi_set_element(env, out, 0, flags) != napi_ok || napi_set_element(env, out, 1, counters) != napi_ok) {
+      napi_create_external_arraybuffer(env, g_forks, sizeof(int32_t), nullptr, nullptr, &forks) != napi_ok ||
+      napi_set_element(env, out, 0, flags) != napi_ok || napi_set_element(env, out, 1, counters) != napi_ok ||
+      napi_set_element(env, out, 2, forks) != napi_ok) {
     return nullptr;
   }
   return out;

@@ -31,6 +31,7 @@ void RowSet(long row, uintptr_t start, size_t len, int32_t kind);
 void RowRemove(long row);
 
 // The store counter `counter` of this environment: +1 when a view is made, -1 when V8 frees its store.
+// Counters are words 2 .. 2^20 - 2^16; one that falls to zero is logged in the ring of the last 2^16 words.
 void CounterAdd(napi_env env, int32_t counter, int32_t delta);
 
 // The environment's scratch word (counter 0): mmap_row leaves the new row's index there.
@@ -40,7 +41,8 @@ void SetScratch(napi_env env, int32_t value);
 void FdOpened(napi_env env, long fd);
 void FdClosed(napi_env env, int fd);
 
-// The table's flags words and this environment's counters, as ArrayBuffers for JavaScript (read-only use).
+// The table's flags words, this environment's counters and the process's fork count (one word), as
+// ArrayBuffers for JavaScript (read-only use).
 napi_value Tables(napi_env env);
 
 }  // namespace devmap

@@ -8,7 +8,7 @@ import {
 import { EEXIST, ENOENT, O_CLOEXEC, closeFd, exactMode, fstatFd, objectKey, openFd, truncateFd } from './fd';
 import { Mapping, adoptMapping, shrinkMappings } from './mapping';
 import { pageSize } from './page';
-import { ROW_LIVE, reuse, storeCounts, unreuse } from './quarantine';
+import { ROW_LIVE, ROW_TRASH, forkCount, reuse, storeCounts, unreuse } from './quarantine';
 
 const RW = PROT_READ | PROT_WRITE;
 
@@ -47,7 +47,9 @@ export function mapAnonymous(length: number, opts?: MapAnonymousOptions): Mappin
   const granule = huge === true ? (hugePageSize ??= readHugePageSize()) : pageSize;
   const mapped = Math.ceil(length / granule) * granule;
   const flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | (populate ? MAP_POPULATE : 0) | (huge === true ? MAP_HUGETLB : 0);
-  const [addr, row] = place(mapped, p, flags, -1, 0);
+  // Only a plain shared read+write object can be handed a punched one again (place(), quarantine.ts).
+  const plain = shared && p === RW && !populate && huge === false;
+  const [addr, row, born] = place(mapped, p, flags, -1, 0, undefined, plain);
   if (huge === 'transparent') {
     const rc = native().madvise(addr, mapped, MADV_HUGEPAGE);
     if (rc < 0) {
@@ -55,27 +57,37 @@ export function mapAnonymous(length: number, opts?: MapAnonymousOptions): Mappin
       throw check(rc, 'madvise');
     }
   }
-  return adoptMapping({ addr, length, prot: p, shared, granule, row });
+  return adoptMapping({ addr, length, prot: p, shared, granule, row, born });
 }
 
 /**
- * mmap(2) of `len` bytes anywhere, with a live row in the range table: over a released range of that length
- * when quarantine.ts keeps one (MAP_FIXED replaces its trash pages), else wherever the kernel puts it.
+ * mmap(2) of `len` bytes anywhere, with a live row in the range table, as [addr, row, born]: over a released
+ * range of that length when quarantine.ts keeps one, else wherever the kernel puts it. A `plain` request (shared
+ * anonymous, read+write, nothing else) takes a kept shared anonymous object as it is, punched empty once more
+ * (escaped writes may have reached it before its release), when no fork began since it was made: no mmap at all.
+ * Otherwise MAP_FIXED replaces what is there. `born` is the fork count at which a plain request's object was
+ * made (read before the mmap, so a fork racing it only makes the object look shared), else -1.
  */
-function place(len: number, prot: number, flags: number, fd: number, offset: number, path?: string): [number, number] {
+function place(len: number, prot: number, flags: number, fd: number, offset: number, path?: string, plain = false): [number, number, number] {
   const n = native();
   const kept = reuse(len);
   if (kept !== undefined) {
-    const [row, at] = kept;
+    const [row, at, was] = kept;
+    // The count is read after the punch: a fork that began before it may have copied the object, one that begins
+    // later copies the new Mapping's object, as it would have copied a fresh one.
+    if (plain && was >= 0 && n.punch(row, at, len, ROW_LIVE) === 0 && forkCount() === was) return [at, row, was];
+    const born = plain ? forkCount() : -1;
     const addr = n.mmap(at, len, prot, flags | MAP_FIXED, fd, offset);
     if (addr === at) {
       n.row_set(row, at, len, ROW_LIVE);
-      return [at, row];
+      return [at, row, born];
     }
+    n.row_set(row, at, len, ROW_TRASH);
     unreuse(len, row, at);
   }
+  const born = plain ? forkCount() : -1;
   const addr = check(n.mmap_row(0, len, prot, flags, fd, offset, ROW_LIVE), 'mmap', path);
-  return [addr, storeCounts()[0]];
+  return [addr, storeCounts()[0], born];
 }
 
 export interface MapRegionOptions {

@@ -38,7 +38,7 @@ import { native } from '../native';
 import { PROT_READ, PROT_WRITE, SAFE_ADVICE, MS_ASYNC, MS_INVALIDATE, MS_SYNC } from './constants';
 import { pageSize } from './page';
 import {
-  FLAG_PINNED, FLAG_TRUNCATED, ROW_LIVE, ROW_NESTED, ROW_TRASH, counterOf, newLineage, objectGone, quarantine, rowFlags, settle, takeAway,
+  FLAG_PINNED, FLAG_TRUNCATED, ROW_LIVE, ROW_NESTED, ROW_TRASH, counterOf, givePunched, newLineage, objectGone, quarantine, rowFlags, settle, takeAway, unaccount,
   viewed, type HoldWatcher, type Lineage,
 } from './quarantine';
 
@@ -58,6 +58,11 @@ interface Cell {
   registered: boolean;
   /** The memory object and the offset in it, for shrinkMappings (files and shm only). */
   object: ObjectRef | undefined;
+  /**
+   * The fork count at which the shared anonymous object under these pages was made, while unmap may punch it
+   * instead of trash-mapping it (quarantine.ts); -1 otherwise (any other mapping, a piece, advise() or lock()).
+   */
+  born: number;
 }
 
 /** Which memory object a Mapping maps, and from where. */
@@ -261,6 +266,8 @@ export interface MappingInit {
   row?: number;
   /** The memory object mapped, for shrinkMappings. */
   object?: ObjectRef;
+  /** A plain shared anonymous mapping: the fork count at which its object was made (map.ts). Default -1. */
+  born?: number;
   /**
    * Unmap by finalizer when nothing references the Mapping (default true). A mapping placed inside a
    * reservation turns this off: the reservation's own finalizer releases the whole range, and a late
@@ -329,7 +336,7 @@ export class Mapping {
     }, init.hold));
     lineageInit = undefined;
     const row = init.row ?? native().row_add(init.addr, mapped, ROW_LIVE | (lineage.nested ? ROW_NESTED : 0));
-    this.#cell = { addr: init.addr, mapped, live: true, row, lineage, registered: false, object: init.object };
+    this.#cell = { addr: init.addr, mapped, live: true, row, lineage, registered: false, object: init.object, born: init.born ?? -1 };
     remember(this.#cell);
     this.#length = init.length;
     this.#shared = init.shared;
@@ -426,13 +433,20 @@ export class Mapping {
     const n = native();
     const nested = lineage.nested ? ROW_NESTED : 0;
     if (offset === undefined && length === undefined) {
+      // A plain shared anonymous object, never re-protected, is punched empty instead of unmapped or trash-mapped
+      // (its views read zeros, nothing can fault, and no other mapping has the object), and kept with its range
+      // for the next Mapping of that kind (quarantine.ts).
+      const punchable = cell.born >= 0 && this.#runStarts === FIRST_RUN && this.#runProts[0] === RW && (rowFlags()[cell.row] & FLAG_TRUNCATED) === 0;
       if (!viewed(lineage) && !cell.registered) {
         // Nothing JavaScript could reach was ever made over these pages: give them back now.
-        check(lineage.give === undefined ? n.row_release(cell.row, cell.addr, cell.mapped) : (lineage.give(cell.row, cell.addr, cell.mapped), 0), 'munmap');
+        if (punchable && n.punch(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested) === 0) givePunched(cell.row, cell.addr, cell.mapped, cell.born);
+        else check(lineage.give === undefined ? n.row_release(cell.row, cell.addr, cell.mapped) : (lineage.give(cell.row, cell.addr, cell.mapped), 0), 'munmap');
       } else {
-        check(n.retire(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested, this.#internal), 'mmap');
+        const born = punchable && n.punch(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested, this.#internal) === 0 ? cell.born : -1;
+        if (born < 0) check(n.retire(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested, this.#internal), 'mmap');
+        unaccount(lineage, this.#staleBytes());
         this.#buffer = this.#internal = undefined;
-        quarantine(lineage, cell.row, cell.addr, cell.mapped);
+        quarantine(lineage, cell.row, cell.addr, cell.mapped, born);
         settle(lineage);
       }
       this.#retire();
@@ -519,6 +533,7 @@ export class Mapping {
     advice = integer(advice, 'advice', 0, 1000);
     if (!SAFE_ADVICE.has(advice)) throw rangeError('one of the MADV_* constants devmap exports', 'advice', advice);
     const [start, end] = this.#pages(offset, length);
+    this.#cell.born = -1; // advice can stay on the pages' mapping: they must not be handed to another Mapping so
     check(native().madvise(this.#cell.addr + start, end - start, advice), 'madvise');
   }
 
@@ -526,6 +541,7 @@ export class Mapping {
   lock(offset = 0, length?: number): void {
     this.#assertMapped();
     const [start, end] = this.#pages(offset, length);
+    this.#cell.born = -1; // locked pages cannot be punched, and the lock must not pass to another Mapping
     check(native().mlock(this.#cell.addr + start, end - start), 'mlock');
   }
 
@@ -650,6 +666,13 @@ export class Mapping {
       this.#views = this.#views.filter((v) => v.ref.deref() !== undefined);
       this.#compactAt = Math.max(16, this.#views.length * 2);
     }
+  }
+
+  /** Bytes of the views still attached that this Mapping knows of (the caller's: devmap's own are detached by unmap). */
+  #staleBytes(): number {
+    let bytes = this.#buffer?.byteLength ?? 0;
+    for (const v of this.#views) if (!v.internal) bytes += v.ref.deref()?.byteLength ?? 0;
+    return bytes;
   }
 
   /** Detaches every view that touches [start, end) (protect() below read+write). */

@@ -49,7 +49,9 @@ export interface Lineage {
   objects: number;
   /** The store counter its views count on (0: no view made yet). */
   counter: number;
-  /** Quarantined ranges, flat: row, addr, len, … */
+  /** Bytes of its views whose count in V8's external memory unmap took back (`unaccount`), given back at release. */
+  unaccounted: number;
+  /** Quarantined ranges, flat: row, addr, len, born (see `quarantine`), … */
   trash: number[];
   /** Rows are ROW_NESTED (inside a reservation) and released through `give`. */
   nested: boolean;
@@ -62,11 +64,20 @@ export interface Lineage {
   views: { ref: WeakRef<ArrayBuffer>; addr: number; len: number }[] | undefined;
 }
 
-let tables: { flags: Int32Array; counts: Int32Array } | undefined;
+let tables: { flags: Int32Array; counts: Int32Array; forks: Int32Array } | undefined;
 
-function load(): { flags: Int32Array; counts: Int32Array } {
-  const [flags, counts] = native().tables();
-  return (tables = { flags: new Int32Array(flags), counts: new Int32Array(counts) });
+function load(): { flags: Int32Array; counts: Int32Array; forks: Int32Array } {
+  const [flags, counts, forks] = native().tables();
+  return (tables = { flags: new Int32Array(flags), counts: new Int32Array(counts), forks: new Int32Array(forks) });
+}
+
+/**
+ * How many fork(2)s this process has begun (any thread; the addon's pthread_atfork handler counts them before
+ * the address space is copied). A shared anonymous object made at count `born` is shared with no child when
+ * the count is still `born`.
+ */
+export function forkCount(): number {
+  return Atomics.load((tables ?? load()).forks, 0);
 }
 
 /** The range table's flags words (process-wide): FLAG_TRUNCATED per row. */
@@ -74,22 +85,45 @@ export function rowFlags(): Int32Array {
   return (tables ?? load()).flags;
 }
 
-/** This environment's store counters; word 0 is the scratch word mmap_row leaves a row index in. */
+/**
+ * This environment's store counters; word 0 is the scratch word mmap_row leaves a row index in, word 1 counts
+ * the counters that fell to zero and the last ZERO_RING words log them (native/regions.cc).
+ */
 export function storeCounts(): Int32Array {
   return (tables ?? load()).counts;
 }
 
 export function newLineage(nested = false, give?: Giver, hold?: HoldWatcher): Lineage {
-  return { objects: 0, counter: 0, trash: [], nested, give, hold, views: nested ? [] : undefined };
+  return { objects: 0, counter: 0, unaccounted: 0, trash: [], nested, give, hold, views: nested ? [] : undefined };
 }
 
+const ZERO_RING = 1 << 16;
+/** Counters are words 2 .. COUNTER_END of storeCounts(); past that, lineages share the last one (they then wait for each other). */
+const COUNTER_END = (1 << 20) - ZERO_RING;
 const freeCounters: number[] = [];
-let nextCounter = 1;
+let nextCounter = 2;
+/** The lineage of each store counter in use (the last one, shared, keeps the latest). */
+const lineageOf: (Lineage | undefined)[] = [];
 
 /** The lineage's store counter, made on its first view. */
 export function counterOf(l: Lineage): number {
-  if (l.counter === 0) l.counter = freeCounters.pop() ?? nextCounter++;
+  if (l.counter === 0) {
+    l.counter = freeCounters.pop() ?? (nextCounter < COUNTER_END ? nextCounter++ : COUNTER_END - 1);
+    lineageOf[l.counter] = l;
+  }
   return l.counter;
+}
+
+/**
+ * V8 counts each view's length as external memory and schedules full collections by that count; the pages of
+ * a Mapping unmap() took away are no memory any more (punched, or trash nobody touched), so their views'
+ * count is taken back here and given back at release, after V8 has subtracted it for every freed store (the
+ * release waits for exactly that). Without this, a map/view/unmap loop runs a full collection every 64 MiB.
+ */
+export function unaccount(l: Lineage, bytes: number): void {
+  if (bytes === 0) return;
+  native().external_memory(-bytes);
+  l.unaccounted += bytes;
 }
 
 /** True when the lineage ever made a view (so its pages may be reachable after they are taken away). */
@@ -110,9 +144,12 @@ export function detachViewsIn(l: Lineage, addr: number, len: number): void {
   }
 }
 
-/** Records [addr, addr + len), already trash, with its row, as waiting for release. */
-export function quarantine(l: Lineage, row: number, addr: number, len: number): void {
-  l.trash.push(row, addr, len);
+/**
+ * Records [addr, addr + len), already taken away, with its row, as waiting for release. `born` is -1 for trash
+ * pages, or the fork count at which the shared anonymous object still mapped there (punched) was made.
+ */
+export function quarantine(l: Lineage, row: number, addr: number, len: number, born = -1): void {
+  l.trash.push(row, addr, len, born);
   l.hold?.(addr, len, true, l);
 }
 
@@ -136,7 +173,7 @@ let poll: NodeJS.Timeout | undefined;
 function tryRelease(l: Lineage): void {
   if (l.objects > 0 || l.trash.length === 0) return;
   if (l.counter !== 0 && storeCounts()[l.counter] > 0) {
-    // A store moved out of devmap's views (transfer, BYOB) still holds the pages: wait for its finalizer.
+    // A view (or a store moved out of one: transfer, BYOB) still holds the pages: wait for its finalizer.
     waiting.add(l);
     poll ??= setInterval(pollWaiting, 50).unref();
     return;
@@ -144,10 +181,37 @@ function tryRelease(l: Lineage): void {
   waiting.delete(l);
   const t = l.trash;
   l.trash = [];
-  for (let i = 0; i < t.length; i += 3) give(l, t[i], t[i + 1], t[i + 2]);
+  for (let i = 0; i < t.length; i += 4) give(l, t[i], t[i + 1], t[i + 2], t[i + 3]);
+  if (l.unaccounted !== 0) {
+    native().external_memory(l.unaccounted);
+    l.unaccounted = 0;
+  }
   if (l.counter !== 0) {
+    if (lineageOf[l.counter] === l) lineageOf[l.counter] = undefined;
     freeCounters.push(l.counter);
     l.counter = 0;
+  }
+}
+
+/** How many zeroings of storeCounts()[1] releaseFreed() has looked at. */
+let zeroSeen = 0;
+
+/**
+ * Releases the waiting lineages whose last store was freed since the last look (the addon logs each counter
+ * that falls to zero), so a range is pooled as soon as it can be, not at the next poll.
+ */
+function releaseFreed(): void {
+  const counts = storeCounts();
+  const now = counts[1];
+  const n = (now - zeroSeen) | 0;
+  if (n === 0) return;
+  const from = zeroSeen;
+  zeroSeen = now;
+  if (n > ZERO_RING) return pollWaiting(); // the log wrapped: look at every one
+  const ring = counts.length - ZERO_RING;
+  for (let i = 0; i < n; i++) {
+    const l = lineageOf[counts[ring + ((from + i) & (ZERO_RING - 1))]];
+    if (l !== undefined && waiting.has(l)) tryRelease(l);
   }
 }
 
@@ -168,20 +232,20 @@ function pollWaiting(): void {
 const POOL_SIZES = 8;
 const POOL_RANGES = 4096;
 const POOL_BYTES = 256 * 1024 * 1024;
-/** Released ranges kept trash-mapped for reuse, by length: flat row, addr pairs. */
+/** Released ranges kept for reuse, by length: flat row, addr, born triples. */
 const pool = new Map<number, number[]>();
 let pooledRanges = 0;
 let pooledBytes = 0;
 
-function give(l: Lineage, row: number, addr: number, len: number): void {
+function give(l: Lineage, row: number, addr: number, len: number, born: number): void {
   if (l.give !== undefined) {
     l.hold?.(addr, len, false, l);
     return l.give(row, addr, len);
   }
   const list = pool.get(len);
   if ((list !== undefined || pool.size < POOL_SIZES) && pooledRanges < POOL_RANGES && pooledBytes + len <= POOL_BYTES) {
-    if (list === undefined) pool.set(len, [row, addr]);
-    else list.push(row, addr);
+    if (list === undefined) pool.set(len, [row, addr, born]);
+    else list.push(row, addr, born);
     pooledRanges++;
     pooledBytes += len;
     return;
@@ -190,20 +254,49 @@ function give(l: Lineage, row: number, addr: number, len: number): void {
 }
 
 /**
- * A released range of exactly `len` bytes to map over (MAP_FIXED), as [row, addr]; undefined when none is
- * kept. The row stays the caller's: set it live once the new mapping is in place, or give it back.
+ * A released range of exactly `len` bytes, as [row, addr, born]; undefined when none is kept. `born` ≥ 0: a
+ * shared anonymous object is still mapped there (read+write, punched empty), made at that fork count; -1: trash
+ * pages, to map over (MAP_FIXED). The row stays the caller's: set it live once the new mapping is in place, or
+ * give it back.
  */
-export function reuse(len: number): [row: number, addr: number] | undefined {
+export function reuse(len: number): [row: number, addr: number, born: number] | undefined {
+  if (!pool.get(len)?.length) releaseFreed();
   const list = pool.get(len);
   if (list === undefined || list.length === 0) return undefined;
+  const born = list.pop()!;
   const addr = list.pop()!;
   const row = list.pop()!;
   pooledRanges--;
   pooledBytes -= len;
-  return [row, addr];
+  return [row, addr, born];
 }
 
-/** Puts a range reuse() handed out back into the pool (its mapping failed). */
+/** The lineage of ranges given back directly (no views to wait for): they go to the pool or are unmapped. */
+const DIRECT = newLineage();
+
+/**
+ * @internal Releases what can be released now and gives every pooled range back to the kernel (munmap): for
+ * leak checks, which count the shared anonymous objects the pool keeps mapped on purpose.
+ */
+export function emptyPool(): void {
+  pollWaiting();
+  for (const [len, list] of pool) {
+    for (let i = 0; i < list.length; i += 3) native().row_release(list[i], list[i + 1], len);
+  }
+  pool.clear();
+  pooledRanges = 0;
+  pooledBytes = 0;
+}
+
+/** Puts a range reuse() handed out back into the pool, as trash-to-map-over (its mapping failed). */
 export function unreuse(len: number, row: number, addr: number): void {
-  give(newLineage(), row, addr, len);
+  give(DIRECT, row, addr, len, -1);
+}
+
+/**
+ * Gives back a range nothing could ever reach, already punched empty (a shared anonymous object made at fork
+ * count `born`): pooled like a released one, else unmapped.
+ */
+export function givePunched(row: number, addr: number, len: number, born: number): void {
+  give(DIRECT, row, addr, len, born);
 }
