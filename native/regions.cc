@@ -6,7 +6,9 @@
 // kRowNested). The table serves two readers that cannot call into JavaScript:
 //
 //  1. The SIGBUS handler. A peer that truncates a shared object makes the next touch of a page past its new
-//     end raise SIGBUS. When the faulting address lies in a live row, the handler replaces that one page with
+//     end raise SIGBUS. When the faulting address lies in a live row (or a trash row: a stale view over a
+//     shared anonymous object that unmap punched empty, whose object someone truncated through
+//     /proc/<pid>/map_files), the handler replaces that one page with
 //     a private zero page (mmap MAP_FIXED: the "trash page" of illumos seg_dev), sets kFlagTruncated in the
 //     row's flags word and returns, so the instruction retries on harmless memory. The Mapping's next call
 //     reads the flag (JavaScript sees the flags words as an Int32Array, no native call) and throws
@@ -80,7 +82,7 @@ void OnSigbus(int sig, siginfo_t* si, void* context) {
   if (si->si_code > 0 && rows != nullptr) {
     for (size_t i = 0; i < n; i++) {
       int32_t kind = rows[i].kind.load(std::memory_order_acquire);
-      if ((kind & kRowLive) == 0) continue;
+      if ((kind & (kRowLive | kRowTrash)) == 0) continue;
       uintptr_t s = rows[i].start.load(std::memory_order_relaxed);
       uintptr_t l = rows[i].len.load(std::memory_order_relaxed);
       if (a < s || a >= s + l) continue;
@@ -213,6 +215,8 @@ void RowSet(long row, uintptr_t start, size_t len, int32_t kind) {
   r.kind.store(0, std::memory_order_release);
   r.start.store(start, std::memory_order_relaxed);
   r.len.store(len, std::memory_order_relaxed);
+  // A row set live covers a new mapping (a pooled range handed out again): nothing of the old one's flags holds.
+  if (kind & kRowLive) __atomic_store_n(&g_flags[row], 0, __ATOMIC_RELEASE);
   r.kind.store(kind, std::memory_order_release);
 }
 

@@ -27,6 +27,7 @@ EnvState* StateOf(napi_env env);
 
 // Adds a row for [start, start + len) owned by `env`: its index, or -ENOMEM when the table is full.
 long RowAdd(napi_env env, uintptr_t start, size_t len, int32_t kind);
+// Makes the row cover [start, start + len) as `kind`; setting it live clears its flags (a new mapping).
 void RowSet(long row, uintptr_t start, size_t len, int32_t kind);
 void RowRemove(long row);
 

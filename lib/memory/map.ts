@@ -63,9 +63,8 @@ export function mapAnonymous(length: number, opts?: MapAnonymousOptions): Mappin
 /**
  * mmap(2) of `len` bytes anywhere, with a live row in the range table, as [addr, row, born]: over a released
  * range of that length when quarantine.ts keeps one, else wherever the kernel puts it. A `plain` request (shared
- * anonymous, read+write, nothing else) takes a kept shared anonymous object as it is, punched empty once more
- * (escaped writes may have reached it before its release), when no fork began since it was made: no mmap at all.
- * Otherwise MAP_FIXED replaces what is there. `born` is the fork count at which a plain request's object was
+ * anonymous, read+write, nothing else) takes a kept shared anonymous object as it is (punched empty at its
+ * release) when no fork began since it was made, so no child can share it: no system call at all. Otherwise MAP_FIXED replaces what is there. `born` is the fork count at which a plain request's object was
  * made (read before the mmap, so a fork racing it only makes the object look shared), else -1.
  */
 function place(len: number, prot: number, flags: number, fd: number, offset: number, path?: string, plain = false): [number, number, number] {
@@ -73,9 +72,11 @@ function place(len: number, prot: number, flags: number, fd: number, offset: num
   const kept = reuse(len);
   if (kept !== undefined) {
     const [row, at, was] = kept;
-    // The count is read after the punch: a fork that began before it may have copied the object, one that begins
-    // later copies the new Mapping's object, as it would have copied a fresh one.
-    if (plain && was >= 0 && n.punch(row, at, len, ROW_LIVE) === 0 && forkCount() === was) return [at, row, was];
+    // A fork that begins after this look copies the new Mapping's object, as it would have copied a fresh one.
+    if (plain && was >= 0 && forkCount() === was) {
+      n.row_set(row, at, len, ROW_LIVE);
+      return [at, row, was];
+    }
     const born = plain ? forkCount() : -1;
     const addr = n.mmap(at, len, prot, flags | MAP_FIXED, fd, offset);
     if (addr === at) {

@@ -22,7 +22,8 @@
  *     of its views is reachable. The held value is a small Cell that does not reference the Mapping.
  *
  * What takes pages away never unmaps them under JavaScript: quarantine.ts replaces them with trash pages first
- * and gives the range back once nothing can reach it (the trash-page rule). A peer that truncates the object
+ * (or punches a plain shared anonymous object empty) and gives the range back once nothing can reach it (the
+ * trash-page rule). A peer that truncates the object
  * costs the Mapping, not the process: the addon's SIGBUS handler puts a trash page in place and flags the row,
  * and the next call throws ERR_DEVMAP_TRUNCATED (so does a shrink of the object by this process, which takes
  * the lost pages away first). Everything an argument or option says is read once, before any address is

@@ -5,10 +5,12 @@
  * zlib.deflate(view, cb), fs.read(fd, view, …)) takes the raw pointer when the request starts and holds the
  * view object until it ends; ArrayBuffer.prototype.transfer (from any realm) and BYOB stream reads move the
  * backing store into a new ArrayBuffer devmap never sees. So whatever takes pages away from a Mapping — unmap,
- * a partial unmap, a shrinking resize of an object this process maps — first replaces them (mmap MAP_FIXED)
- * with private zero pages, read+write (the "trash page" of illumos seg_dev). An escaped pointer then reads
- * zeros and writes into memory nobody else sees, and never faults. The virtual range itself is given back
- * (munmap, or re-reserved inside a simulated address space) only when two things are known:
+ * a partial unmap, a shrinking resize of an object this process maps — first makes them harmless without
+ * unmapping them: it replaces them (mmap MAP_FIXED) with private zero pages, read+write (the "trash page" of
+ * illumos seg_dev), or, for a plain shared anonymous mapping (below), punches its object empty in place. An
+ * escaped pointer then reads zeros and writes into memory no other mapping sees, and never faults. The virtual
+ * range itself is given back (munmap, or re-reserved inside a simulated address space) only when two things
+ * are known:
  *
  *  1. no Mapping of the lineage that is still mapped can make a new view of the range: every Mapping object
  *     the FinalizationRegistry watches (those still mapped at the end of the task that made them) has been
@@ -17,14 +19,34 @@
  *     only once no ArrayBuffer holds the store any more (after detach, collection, or the death of the buffer a
  *     transfer moved it into). The addon counts them per lineage (`storeCounts()`), see native/regions.cc. A
  *     view still attached (unmap leaves them attached) holds its store, so this also waits for every view.
+ *     The addon also logs each counter that falls to zero, so a range is released at the next mapping after
+ *     its last store went, not at the next poll.
  *
  * A lineage is one mmap and every piece a partial unmap cut from it: pieces inherit views, so they share the
  * wait. Ranges that wait are "quarantined": they keep a row in the addon's range table (so a Worker's teardown
- * gives them back) and are never handed to a new mapping. Once released, a range of a common size is kept,
- * still trash-mapped, for the next mapping of that size (MAP_FIXED over it costs less than munmap + mmap);
- * the pool is bounded (sizes, ranges, address space).
+ * gives them back) and are never handed to a new mapping. Once released, a range of a common size is kept for
+ * the next mapping of that size; the pool is bounded (sizes, ranges, address space).
  *
- * A lineage that never made a view has nothing JavaScript could reach: its pages are unmapped at once.
+ * Plain shared anonymous mappings (mapAnonymous, shared, read+write, no populate, no huge pages, never
+ * protected, advised, locked or cut) cost more to make and destroy than anything else here: the kernel builds
+ * a shmem object for each and tears it down at munmap. Their unmap punches the object empty instead
+ * (madvise MADV_REMOVE: its pages are freed and read as zeros; the mapping stays, so nothing can fault), and
+ * the pool keeps the range with its object, punched once more at the release (a store that escaped may have
+ * written into it until then; after the release nothing can). The next plain mapping of that length takes it
+ * as it is, with no system call at all. That object is shared with no one: devmap made it and mapped it once, the views
+ * that reached it are gone (the release waited for them), and a child could only hold it by fork — so the
+ * addon counts forks (pthread_atfork; libuv's spawn forks before it execs) and a range whose object was made
+ * before the latest fork began is mapped over with a new object instead. Whatever else a mapping carries that
+ * would pass to the next user (advice such as MADV_DONTFORK, a lock, another protection, a truncation) makes
+ * it not plain, and its pages get trash.
+ *
+ * A lineage that never made a view has nothing JavaScript could reach: its pages are given back at once (a
+ * plain one is punched and pooled, anything else unmapped).
+ *
+ * V8 counts every view's length as external memory and runs a full collection whenever that count has grown
+ * by 64 MiB. The pages of an unmapped Mapping are no memory any more, so unmap takes its views' length back
+ * and the release gives it back once V8 has subtracted it for the freed stores (`unaccount`): a loop that
+ * maps, views and unmaps runs no collections for memory it no longer has.
  */
 import { native } from '../native';
 
@@ -224,10 +246,13 @@ function pollWaiting(): void {
 }
 
 /*
- * The pool is bounded by lengths, ranges and address space, not by memory: a pooled range is trash pages that
- * were never touched since (MAP_NORESERVE, no page behind them). Reusing one costs one mmap(MAP_FIXED) where a
- * fresh range costs an mmap now and an munmap at its release, so a map/view/unmap loop that yields now and
- * then runs on pooled ranges: two system calls per cycle, as in C.
+ * The pool is bounded by lengths, ranges and address space, not by memory: a pooled range is trash pages or a
+ * punched object, untouched since the last JavaScript that could reach it was gone (MAP_NORESERVE trash, or a
+ * shmem object with no page). Reusing trash costs one mmap(MAP_FIXED) where a fresh range costs an mmap now and
+ * an munmap at its release; reusing a punched object costs nothing. So a map/view/unmap loop that yields now
+ * and then (releases happen between tasks: Node frees stores from an immediate) runs on pooled ranges with two
+ * madvise calls per cycle (one at unmap, one at release; one alone when no view was made), where C makes an
+ * mmap and an munmap.
  */
 const POOL_SIZES = 8;
 const POOL_RANGES = 4096;
@@ -237,13 +262,20 @@ const pool = new Map<number, number[]>();
 let pooledRanges = 0;
 let pooledBytes = 0;
 
-function give(l: Lineage, row: number, addr: number, len: number, born: number): void {
+/** Gives back a released range: pooled, or unmapped. `empty`: a punched object nothing could write since. */
+function give(l: Lineage, row: number, addr: number, len: number, born: number, empty = false): void {
   if (l.give !== undefined) {
     l.hold?.(addr, len, false, l);
     return l.give(row, addr, len);
   }
   const list = pool.get(len);
   if ((list !== undefined || pool.size < POOL_SIZES) && pooledRanges < POOL_RANGES && pooledBytes + len <= POOL_BYTES) {
+    // A store that escaped may have written into a punched object until its release (nothing can after it):
+    // punch it once more, so the pool holds no page and the next Mapping starts from zeros.
+    if (born >= 0 && !empty && native().punch(row, addr, len, ROW_TRASH) < 0) {
+      native().row_release(row, addr, len);
+      return;
+    }
     if (list === undefined) pool.set(len, [row, addr, born]);
     else list.push(row, addr, born);
     pooledRanges++;
@@ -255,8 +287,8 @@ function give(l: Lineage, row: number, addr: number, len: number, born: number):
 
 /**
  * A released range of exactly `len` bytes, as [row, addr, born]; undefined when none is kept. `born` ≥ 0: a
- * shared anonymous object is still mapped there (read+write, punched empty), made at that fork count; -1: trash
- * pages, to map over (MAP_FIXED). The row stays the caller's: set it live once the new mapping is in place, or
+ * shared anonymous object is still mapped there (read+write, punched empty since nothing could reach it), made
+ * at that fork count; -1: trash pages, to map over (MAP_FIXED). The row stays the caller's: set it live once the new mapping is in place, or
  * give it back.
  */
 export function reuse(len: number): [row: number, addr: number, born: number] | undefined {
@@ -298,5 +330,5 @@ export function unreuse(len: number, row: number, addr: number): void {
  * count `born`): pooled like a released one, else unmapped.
  */
 export function givePunched(row: number, addr: number, len: number, born: number): void {
-  give(DIRECT, row, addr, len, born);
+  give(DIRECT, row, addr, len, born, true);
 }

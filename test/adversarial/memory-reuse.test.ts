@@ -19,10 +19,20 @@ function scenario(name: string): Record<string, unknown> {
 }
 
 describe('reusing released ranges', () => {
-  it('a store moved out by a BYOB read keeps its range out of reuse while it lives; its writes reach nobody; the range then comes back as the same object, zero', () => {
+  it('a store moved out by a BYOB read keeps its range out of reuse while it lives; its writes reach nobody; the release punches them out; the range then comes back as the same object, zero', () => {
     expect(scenario('escape-then-reuse')).toEqual({
-      afterUnmap: true, reusedEarly: false, sawEscape: false, movedIntact: true, reused: true, sameObject: true, zero: true,
+      afterUnmap: true, reusedEarly: false, sawEscape: false, movedIntact: true, escapeResident: true, releasedResident: 0,
+      reused: true, sameObject: true, zero: true,
     });
+  });
+
+  it('a range whose object was truncated under its Mapping comes back to the next Mapping untruncated', () => {
+    expect(scenario('truncated-row')).toEqual({ truncated: true, reused: true, reusedTruncated: false, reads: 1 });
+  });
+
+  it('a stale view over a punched object that was truncated afterwards (through /proc/self/map_files) touches a trash page, not SIGBUS', () => {
+    const r = scenario('sigbus-in-punched');
+    if (r.unavailable === undefined) expect(r).toEqual({ after: 9, first: 0 });
   });
 
   it('thread-pool requests on unmapped views (randomFill writing, deflate reading) never touch the Mappings made meanwhile; reused ranges are zero', () => {
