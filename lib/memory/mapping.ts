@@ -33,11 +33,10 @@
  *
  * What takes pages away never unmaps them under JavaScript: quarantine.ts replaces them with trash pages first
  * (or punches a plain shared anonymous object empty) and gives the range back once nothing can reach it (the
- * trash-page rule). A peer that truncates the object
- * costs the Mapping, not the process: the addon's SIGBUS handler puts a trash page in place and flags the row,
- * and the next call throws ERR_DEVMAP_TRUNCATED (so does a shrink of the object by this process, which takes
- * the lost pages away first). Everything an argument or option says is read once, before any address is
- * computed.
+ * trash-page rule). A peer that truncates the object costs the Mapping, not the process: the addon's SIGBUS
+ * handler puts a trash page in place and flags the row, and the next call throws ERR_DEVMAP_TRUNCATED (so does
+ * a shrink of the object by this process, which takes the lost pages away first). Everything an argument or
+ * option says is read once, before any address is computed.
  *
  * A partial unmap is page-granular: the unmapped range is [offset, roundUp(offset + length)), the old
  * Mapping becomes unmapped and the 0, 1 or 2 surviving pieces come back as new Mappings, each with its own
