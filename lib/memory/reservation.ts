@@ -8,8 +8,8 @@
  * read moved), quarantine.ts holds them first — trash pages, read+write — and re-reserves them only once
  * nothing can reach them. The reservation keeps the list of held ranges, so that a free-range search skips
  * them: a new mapping placed there would show its bytes to the stale views. (A reservation made with
- * `aliasViews` — a simulated process's — has views of its shared mappings made over aliases outside it, so
- * only its private mappings' views ever hold pages here, mapping.ts.)
+ * `aliasViews` — a simulated process's — has views of its shared and anonymous mappings made over aliases
+ * outside it, so only views of private file mappings ever hold pages here, mapping.ts.)
  *
  * A mapping placed explicitly over a held range (MAP_FIXED at a chosen address) takes those pages over: the
  * stale views that still reach them are detached (their next access reads length 0, not the new mapping's
@@ -80,13 +80,16 @@ export class Reservation {
    * reservation with MAP_FIXED: a Mapping whose pages are re-reserved when released, or a positive errno.
    */
   place(addr: number, len: number, prot: number, type: number, fd: number, offset: number): Mapping | number {
-    const rc = native().mmap(addr, len, prot, type | MAP_FIXED | (fd < 0 ? MAP_ANONYMOUS : 0), fd, offset);
+    // With aliasViews, private anonymous memory is shared anonymous memory for real: nothing else can map it
+    // (it has no descriptor, and a simulated fork copies its bytes), and shared pages can be aliased.
+    const real = this.#aliasViews && fd < 0 && type === MAP_PRIVATE ? MAP_SHARED : type;
+    const rc = native().mmap(addr, len, prot, real | MAP_FIXED | (fd < 0 ? MAP_ANONYMOUS : 0), fd, offset);
     if (rc < 0) return -rc;
     this.#takeOver(addr, len);
     this.watcher?.placed(addr, len, prot, type, fd, offset);
     return adoptMapping({
       addr, length: len, prot, shared: type === MAP_SHARED, release: this.#rereserveHeld, hold: this.#hold, finalize: false, anchor: this.#whole,
-      aliasViews: this.#aliasViews && type === MAP_SHARED,
+      aliasViews: this.#aliasViews && real === MAP_SHARED,
     });
   }
 
