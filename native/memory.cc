@@ -23,6 +23,15 @@ static Napi::Value Mmap(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(reinterpret_cast<uintptr_t>(p)));
 }
 
+// mremap(old, old_size, new_size, flags, new_addr) -> address | -errno. With old_size 0 on a shared mapping
+// the kernel makes a second mapping of the same pages (the aliases the views of a simulated process use).
+static Napi::Value Mremap(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 5)) return info.Env().Undefined();
+  void* p = mremap(Ptr(info, 0), Size(info, 1), Size(info, 2), Int(info, 3), Ptr(info, 4));
+  if (p == MAP_FAILED) return Napi::Number::New(info.Env(), -errno);
+  return Napi::Number::New(info.Env(), static_cast<double>(reinterpret_cast<uintptr_t>(p)));
+}
+
 static Napi::Value Munmap(const Napi::CallbackInfo& info) {
   if (!CheckArgs(info, 2)) return info.Env().Undefined();
   return Result(info.Env(), munmap(Ptr(info, 0), Size(info, 1)));
@@ -226,6 +235,7 @@ static Napi::Value PageSize(const Napi::CallbackInfo& info) {
 
 void InitMemory(Napi::Env env, Napi::Object exports) {
   exports["mmap"] = Napi::Function::New(env, Mmap, "mmap");
+  exports["mremap"] = Napi::Function::New(env, Mremap, "mremap");
   exports["munmap"] = Napi::Function::New(env, Munmap, "munmap");
   exports["mprotect"] = Napi::Function::New(env, Mprotect, "mprotect");
   exports["msync"] = Napi::Function::New(env, Msync, "msync");

@@ -76,8 +76,9 @@ describe('isAlive', () => {
   });
 
   it('a zombie (exited, not yet reaped by its parent) is dead', async () => {
-    // sh starts a short-lived child, prints its pid and becomes `sleep`, which never reaps it.
-    const c = sleeper('sleep 0 & echo $!; exec sleep 30');
+    // sh starts a child, prints its pid and becomes `sleep`, which never reaps it. The child exits only once its
+    // parent is `sleep` (exiting earlier, sh could reap it first: the test then raced on a loaded machine).
+    const c = sleeper("sh -c 'until grep -qx sleep /proc/$PPID/comm; do sleep 0.01; done' & echo $!; exec sleep 30");
     const pid = await new Promise<number>((resolve) => c.stdout!.once('data', (d) => resolve(Number(String(d).trim()))));
     await until('the grandchild to be a zombie', () => / Z /.test(readFileSync(`/proc/${pid}/stat`, 'latin1').slice(-1000)));
     expect(isAlive(pid, rawStartTime(pid))).toBe(false);

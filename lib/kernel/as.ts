@@ -152,11 +152,12 @@ export class AddressSpace {
   /** Set for a client process's address space: told of every real change (lib/kernel/remote). */
   mirror: AddressSpaceMirror | null = null;
 
-  constructor(size: number, pid: number) {
+  /** `aliasViews`: a simulated process's, whose views stand for its translations (see Reservation.reserve). */
+  constructor(size: number, pid: number, aliasViews = false) {
     this.pid = pid;
     this.size = Math.ceil(size / pageSize) * pageSize;
     try {
-      this.#reservation = Reservation.reserve(this.size);
+      this.#reservation = Reservation.reserve(this.size, aliasViews);
     } catch (cause) {
       const err = new DevmapError('ERR_DEVMAP_NO_ADDRESS_SPACE', `Cannot reserve ${this.size} bytes of address space`, { cause });
       throw Object.assign(err, { errno: (cause as { errno?: number }).errno });

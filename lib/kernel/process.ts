@@ -81,7 +81,7 @@ export class Process {
     this.#k = internals;
     this.pid = pid;
     this.parent = parent;
-    this.as = new AddressSpace(kernel.addressSpaceSize, pid);
+    this.as = new AddressSpace(kernel.addressSpaceSize, pid, true);
     this.cred = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid };
   }
 
@@ -213,8 +213,10 @@ export class Process {
   }
 
   /**
-   * An ArrayBuffer over [addr, addr + len) of this process's memory, after faulting it in for writing. It is
-   * detached when those pages are unmapped, unloaded or protected, like every devmap view.
+   * An ArrayBuffer over [addr, addr + len) of this process's memory, after faulting it in for writing. When
+   * those pages of shared memory are unmapped, unloaded or protected it reaches them no more (it reads zeros:
+   * an alias of them turned to trash, lib/memory/mapping.ts); over private memory it keeps working, as every
+   * devmap view does, and a lower protection waits for it.
    */
   async view(addr: bigint, len: number): Promise<ArrayBuffer> {
     this.#assertRunning();

@@ -27,9 +27,17 @@
  * the record — and reaches the kernel only once none of those can reach the pages any more: no view object
  * over them is alive and every store of the lineage is accounted for (the store counters, quarantine.ts).
  * Until then the views made before keep the access they had, as an I/O already under way keeps the pages it
- * pinned when Linux changes a protection. Raising a protection is applied at once. Inside a simulated address
- * space the views stand for a process's translations, so there protect() also detaches them (the kernel layer
- * needs the next access to fault); the lower protection still waits for their objects and stores to go.
+ * pinned when Linux changes a protection. Raising a protection is applied at once.
+ *
+ * Views of a simulated process. Inside a simulated address space (lib/kernel) a view stands for a process's
+ * translation: once its driver unloads the pages (devmap_unload is a protect()), or they are protected or
+ * unmapped, the view must reach them no more, and detaching is still not safe. So the views of a shared
+ * mapping there are made over an alias — a second mapping of the same pages elsewhere (mremap with old size
+ * 0), one per view — and taking the pages away from the views turns the alias into trash: they read zeros,
+ * their writes reach nothing, a request running on one finishes on harmless memory, while the pages
+ * themselves are protected or re-reserved at once (no view is over them). An alias lives as long as its
+ * view's store, in a lineage of its own (quarantine.ts), and is unmapped after it. Private mappings there
+ * cannot be aliased; their views follow the rules above.
  *
  * What takes pages away never unmaps them under JavaScript: quarantine.ts replaces them with trash pages first
  * (or punches a plain shared anonymous object empty) and gives the range back once nothing can reach it (the
@@ -90,6 +98,26 @@ interface View {
 }
 
 const RW = PROT_READ | PROT_WRITE;
+/** mremap(2)'s MREMAP_MAYMOVE. */
+const MREMAP_MAYMOVE = 1;
+
+/**
+ * A second mapping of some pages of a shared Mapping inside a simulated address space, which that Mapping's
+ * views are made over (see "Views of a simulated process" above). It lives as long as its views: a lineage of
+ * its own counts their stores, and once they are all freed the alias is unmapped (`gone`). Until then, taking
+ * the pages away from the views makes it trash (`trash`).
+ */
+interface Alias {
+  addr: number;
+  /** Where it starts in the Mapping (a granule multiple), and its length. */
+  off: number;
+  len: number;
+  row: number;
+  lineage: Lineage;
+  state: 'live' | 'trash' | 'gone';
+  views: WeakRef<ArrayBuffer>[];
+}
+const NO_ALIASES: Alias[] = [];
 /**
  * Protection runs are replaced, never written in place, so a Mapping with one protection shares these arrays
  * (one less allocation on the map/unmap hot path).
@@ -98,6 +126,19 @@ const FIRST_RUN: number[] = [0];
 const SINGLE_RUN: number[][] = Array.from({ length: 8 }, (_, p) => [p]);
 /** Shared by every Mapping that never made a view; replaced on the first one, never written. */
 const NO_VIEWS: View[] = [];
+/** An external ArrayBuffer over [addr, addr + length), its store counted on `counter` (-1: not counted). */
+function makeBuffer(addr: number, length: number, counter: number): ArrayBuffer {
+  try {
+    return native().buffer(addr, length, counter);
+  } catch (cause) {
+    throw new DevmapError(
+      'ERR_DEVMAP_VIEW_TOO_LARGE',
+      `Cannot make one ArrayBuffer of ${length} bytes; window the mapping with mapping.view(offset, length)`,
+      { cause },
+    );
+  }
+}
+
 /** Shared by every Mapping with no deferred protection; replaced, never written. */
 const NO_RANGES: readonly number[] = Object.freeze([]);
 
@@ -324,6 +365,8 @@ export interface MappingInit {
   finalize?: boolean;
   /** An object kept alive as long as this Mapping (or any of its views) is: e.g. the reservation around it. */
   anchor?: object;
+  /** Views are made over aliases of the pages (a shared mapping in a simulated process's address space). */
+  aliasViews?: boolean;
 }
 
 export class Mapping {
@@ -341,8 +384,11 @@ export class Mapping {
   #compactAt = 16;
   #finalize: boolean;
   #anchor: object | undefined;
+  #aliasViews: boolean;
   /** Held Mutexes in this mapping (a count, not a WeakMap entry: lock/unlock is a hot path). */
   #pins = 0;
+  /** The aliases this Mapping's views are made over (shared mappings inside a simulated address space). */
+  #aliases: Alias[] = NO_ALIASES;
   /** Ranges (flat start, end pairs) whose recorded protection below read+write the kernel does not have yet. */
   #deferred: readonly number[] = NO_RANGES;
 
@@ -396,6 +442,7 @@ export class Mapping {
     this.#runProts = SINGLE_RUN[init.prot] ?? [init.prot];
     this.#finalize = init.finalize ?? true;
     this.#anchor = init.anchor;
+    this.#aliasViews = init.aliasViews ?? false;
     if (this.#finalize) registerSoon(this);
   }
 
@@ -484,6 +531,8 @@ export class Mapping {
     const n = native();
     const nested = lineage.nested ? ROW_NESTED : 0;
     if (offset === undefined && length === undefined) {
+      this.#detachInternal(0, cell.mapped);
+      this.#trashAliases(0, cell.mapped);
       // A plain shared anonymous object, never re-protected, is punched empty instead of unmapped or trash-mapped
       // (its views read zeros, nothing can fault, and no other mapping has the object), and kept with its range
       // for the next Mapping of that kind (quarantine.ts).
@@ -501,13 +550,14 @@ export class Mapping {
         settle(lineage);
       }
       this.#retire();
-      this.#detachInternal(0, cell.mapped);
       return [];
     }
     offset = integer(offset, 'offset');
     const len = length === undefined ? this.#length - offset : integer(length, 'length', 1);
     this.#range(offset, len, true);
     const end = Math.min(Math.ceil((offset + len) / this.#granule) * this.#granule, cell.mapped);
+    this.#detachInternal(offset, end);
+    this.#trashAliases(offset, end);
     if (!viewed(lineage)) {
       if (lineage.give === undefined) check(n.munmap(cell.addr + offset, end - offset), 'munmap');
       // Inside a reservation the pages are given back its way (re-reserved), never munmapped: a hole there
@@ -520,9 +570,9 @@ export class Mapping {
     }
     n.row_remove(cell.row);
     this.#retire();
-    this.#detachInternal(offset, end);
-    // The whole-mapping buffer spans the hole: the pieces track it like any other view.
-    if (this.#buffer !== undefined) this.#track({ ref: new WeakRef(this.#buffer), offset: 0, length: this.#length, internal: false });
+    // The whole-mapping buffer spans the hole: the pieces track it like any other view (one over an alias was
+    // trashed with it).
+    if (this.#buffer !== undefined && this.#aliases === NO_ALIASES) this.#track({ ref: new WeakRef(this.#buffer), offset: 0, length: this.#length, internal: false });
     this.#buffer = undefined;
     const pieces: Mapping[] = [];
     if (offset > 0) pieces.push(this.#piece(0, offset, offset));
@@ -704,16 +754,9 @@ export class Mapping {
   /** A new view; `main` is the buffer getter's, which the Mapping holds itself (no WeakRef needed). */
   #newView(offset: number, length: number, main = false, internal = false): ArrayBuffer {
     this.#assertProt(offset, offset + length, RW, 'readable and writable');
-    let ab: ArrayBuffer;
-    try {
-      ab = native().buffer(this.#cell.addr + offset, length, counterOf(this.#cell.lineage));
-    } catch (cause) {
-      throw new DevmapError(
-        'ERR_DEVMAP_VIEW_TOO_LARGE',
-        `Cannot make one ArrayBuffer of ${length} bytes; window the mapping with mapping.view(offset, length)`,
-        { cause },
-      );
-    }
+    if (this.#aliasViews && !internal) return this.#aliasView(offset, length);
+    // devmap's own views are detached before their pages change, and never reach a Node API: no store count.
+    const ab = makeBuffer(this.#cell.addr + offset, length, internal ? -1 : counterOf(this.#cell.lineage));
     Owned.set(ab, this);
     const lineage = this.#cell.lineage;
     if (main && lineage.views === undefined) return ab;
@@ -724,6 +767,48 @@ export class Mapping {
       lineage.views.push({ ref, addr: this.#cell.addr + offset, len: length });
     }
     return ab;
+  }
+
+  /** A view of a simulated process's shared pages, over a new alias of the granules it covers. */
+  #aliasView(offset: number, length: number): ArrayBuffer {
+    const n = native();
+    const g = this.#granule;
+    const off = Math.floor(offset / g) * g;
+    const len = Math.min(Math.ceil((offset + length) / g) * g, this.#cell.mapped) - off;
+    const addr = check(n.mremap(this.#cell.addr + off, 0, len, MREMAP_MAYMOVE, 0), 'mremap');
+    const row = n.row_add(addr, len, ROW_LIVE);
+    if (row < 0) {
+      n.munmap(addr, len);
+      check(row, 'mmap');
+    }
+    const alias: Alias = { addr, off, len, row, lineage: newLineage(), state: 'live', views: [] };
+    alias.lineage.give = (r, a, l) => {
+      alias.state = 'gone';
+      n.row_release(r, a, l);
+    };
+    let ab: ArrayBuffer;
+    try {
+      ab = makeBuffer(addr + offset - off, length, counterOf(alias.lineage));
+    } finally {
+      // Waits for the view's store (or is unmapped at once when there is none: the buffer was refused).
+      quarantine(alias.lineage, row, addr, len);
+      settle(alias.lineage);
+    }
+    Owned.set(ab, this);
+    alias.views.push(new WeakRef(ab));
+    if (this.#aliases === NO_ALIASES) this.#aliases = [];
+    else if ((this.#aliases.length & 63) === 0) this.#aliases = this.#aliases.filter((x) => x.state !== 'gone');
+    this.#aliases.push(alias);
+    return ab;
+  }
+
+  /** Takes [start, end) away from the views over aliases: each alias touching it becomes trash (they read zeros). */
+  #trashAliases(start: number, end: number): void {
+    for (const a of this.#aliases) {
+      if (a.state !== 'live' || a.off >= end || a.off + a.len <= start) continue;
+      a.state = 'trash';
+      check(native().retire(a.row, a.addr, a.len, ROW_TRASH), 'mmap');
+    }
   }
 
   #track(view: View): void {
@@ -748,11 +833,12 @@ export class Mapping {
    * stand for a process's translations — are all the others.
    */
   #releaseViews(start: number, end: number): void {
+    this.#trashAliases(start, end);
     if (this.#buffer !== undefined) {
-      this.#track({ ref: new WeakRef(this.#buffer), offset: 0, length: this.#length, internal: false });
+      if (this.#aliases === NO_ALIASES) this.#track({ ref: new WeakRef(this.#buffer), offset: 0, length: this.#length, internal: false });
       this.#buffer = undefined;
     }
-    this.#detachInternal(start, end, this.#cell.lineage.nested);
+    this.#detachInternal(start, end);
   }
 
   /**
@@ -831,7 +917,7 @@ export class Mapping {
     const object = cell.object === undefined ? undefined : { key: cell.object.key, offset: cell.object.offset + start };
     lineageInit = cell.lineage;
     const piece = new Mapping(
-      { addr: cell.addr + start, length, prot: 0, shared: this.#shared, granule: this.#granule, finalize: this.#finalize, anchor: this.#anchor, object },
+      { addr: cell.addr + start, length, prot: 0, shared: this.#shared, granule: this.#granule, finalize: this.#finalize, anchor: this.#anchor, object, aliasViews: this.#aliasViews },
       internal,
     );
     if ((rowFlags()[cell.row] & FLAG_TRUNCATED) !== 0) Atomics.or(rowFlags(), piece.#cell.row, FLAG_TRUNCATED);
@@ -856,6 +942,17 @@ export class Mapping {
     if (deferred.length > 0) {
       piece.#deferred = deferred;
       deferProtection(piece);
+    }
+    // Aliases wholly inside the piece (the others were trashed with the hole) go to it, with their views.
+    for (const a of this.#aliases) {
+      if (a.state !== 'live' || a.off < start || a.off + a.len > end) continue;
+      a.off -= start;
+      if (piece.#aliases === NO_ALIASES) piece.#aliases = [];
+      piece.#aliases.push(a);
+      for (const ref of a.views) {
+        const ab = ref.deref();
+        if (ab !== undefined) Owned.set(ab, piece);
+      }
     }
     // A view wholly inside the piece becomes the piece's; one that also spans the hole stays the retired
     // Mapping's (stale), but the piece still tracks it: a protect() of the piece must detach it too.

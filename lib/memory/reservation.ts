@@ -7,7 +7,9 @@
  * devmap's may still reach those pages (a view left attached by unmap, a thread-pool request, a store a BYOB
  * read moved), quarantine.ts holds them first — trash pages, read+write — and re-reserves them only once
  * nothing can reach them. The reservation keeps the list of held ranges, so that a free-range search skips
- * them: a new mapping placed there would show its bytes to the stale views.
+ * them: a new mapping placed there would show its bytes to the stale views. (A reservation made with
+ * `aliasViews` — a simulated process's — has views of its shared and anonymous mappings made over aliases
+ * outside it, so only views of private file mappings ever hold pages here, mapping.ts.)
  *
  * A mapping placed explicitly over a held range (MAP_FIXED at a chosen address) takes those pages over: the
  * stale views that still reach them are detached (their next access reads length 0, not the new mapping's
@@ -48,15 +50,23 @@ export class Reservation {
   /** Told every placement and re-reservation (set by the owner; null: nobody). */
   watcher: ReservationWatcher | null = null;
 
-  /** mmap(2) of `size` bytes PROT_NONE, MAP_NORESERVE; a system error (with errno) when the kernel refuses. */
-  static reserve(size: number): Reservation {
+  /**
+   * mmap(2) of `size` bytes PROT_NONE, MAP_NORESERVE; a system error (with errno) when the kernel refuses.
+   * With `aliasViews`, the views of shared mappings placed in it are made over aliases of their pages (see
+   * mapping.ts, "Views of a simulated process"); without, over the pages themselves (a client process, whose
+   * real faults must happen where it maps them).
+   */
+  static reserve(size: number, aliasViews = false): Reservation {
     const addr = check(native().mmap(0, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), 'mmap');
-    return new Reservation(addr, size);
+    return new Reservation(addr, size, aliasViews);
   }
 
-  private constructor(addr: number, size: number) {
+  readonly #aliasViews: boolean;
+
+  private constructor(addr: number, size: number, aliasViews: boolean) {
     this.addr = addr;
     this.size = size;
+    this.#aliasViews = aliasViews;
     this.#whole = adoptMapping({ addr, length: size, prot: PROT_NONE, shared: false });
   }
 
@@ -70,12 +80,16 @@ export class Reservation {
    * reservation with MAP_FIXED: a Mapping whose pages are re-reserved when released, or a positive errno.
    */
   place(addr: number, len: number, prot: number, type: number, fd: number, offset: number): Mapping | number {
-    const rc = native().mmap(addr, len, prot, type | MAP_FIXED | (fd < 0 ? MAP_ANONYMOUS : 0), fd, offset);
+    // With aliasViews, private anonymous memory is shared anonymous memory for real: nothing else can map it
+    // (it has no descriptor, and a simulated fork copies its bytes), and shared pages can be aliased.
+    const real = this.#aliasViews && fd < 0 && type === MAP_PRIVATE ? MAP_SHARED : type;
+    const rc = native().mmap(addr, len, prot, real | MAP_FIXED | (fd < 0 ? MAP_ANONYMOUS : 0), fd, offset);
     if (rc < 0) return -rc;
     this.#takeOver(addr, len);
     this.watcher?.placed(addr, len, prot, type, fd, offset);
     return adoptMapping({
       addr, length: len, prot, shared: type === MAP_SHARED, release: this.#rereserveHeld, hold: this.#hold, finalize: false, anchor: this.#whole,
+      aliasViews: this.#aliasViews && real === MAP_SHARED,
     });
   }
 

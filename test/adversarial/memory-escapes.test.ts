@@ -53,6 +53,12 @@ describe('memory under attack', () => {
     expect(kernel.slice(8)).toEqual(kernel.slice(8).map(() => 'r--'));
   });
 
+  it('a simulated process\'s views held by zlib and crypto across mprotect(PROT_NONE) and munmap (shared and private memory): no abort, no fault, every request calls back', () => {
+    const r = scenario('kernel-escapes');
+    expect(r.results).toEqual(Array.from({ length: 4 }, () => ['filled', true, true]).flat());
+    expect(r.lengths).toEqual([1 << 20, 1 << 20, 1 << 20, 1 << 20]); // never detached
+  });
+
   it('option getters that resize or unmap run before anything is computed', () => {
     expect(scenario('option-getters')).toEqual({ map: 'ERR_OUT_OF_RANGE', sync: 'ERR_DEVMAP_UNMAPPED' });
   });
