@@ -246,9 +246,11 @@ function pollWaiting(): void {
 }
 
 /*
- * The pool is bounded by lengths, ranges and address space, not by memory: a pooled range is trash pages or a
- * punched object, untouched since the last JavaScript that could reach it was gone (MAP_NORESERVE trash, or a
- * shmem object with no page). Reusing trash costs one mmap(MAP_FIXED) where a fresh range costs an mmap now and
+ * The pool is bounded by lengths, ranges, objects and address space, not by memory: a pooled range is trash
+ * pages or a punched object, untouched since the last JavaScript that could reach it was gone (MAP_NORESERVE
+ * trash, or a shmem object with no page). Punched objects are bounded on their own: each is a mapping the kernel
+ * never merges with its neighbours (it counts against vm.max_map_count, 65530 by default) and a small kernel
+ * object, where adjacent trash ranges merge into one mapping. Reusing trash costs one mmap(MAP_FIXED) where a fresh range costs an mmap now and
  * an munmap at its release; reusing a punched object costs nothing. So a map/view/unmap loop that yields now
  * and then (releases happen between tasks: Node frees stores from an immediate) runs on pooled ranges with two
  * madvise calls per cycle (one at unmap, one at release; one alone when no view was made), where C makes an
@@ -256,10 +258,12 @@ function pollWaiting(): void {
  */
 const POOL_SIZES = 8;
 const POOL_RANGES = 4096;
+const POOL_OBJECTS = 2048;
 const POOL_BYTES = 256 * 1024 * 1024;
 /** Released ranges kept for reuse, by length: flat row, addr, born triples. */
 const pool = new Map<number, number[]>();
 let pooledRanges = 0;
+let pooledObjects = 0;
 let pooledBytes = 0;
 
 /** Gives back a released range: pooled, or unmapped. `empty`: a punched object nothing could write since. */
@@ -269,7 +273,8 @@ function give(l: Lineage, row: number, addr: number, len: number, born: number, 
     return l.give(row, addr, len);
   }
   const list = pool.get(len);
-  if ((list !== undefined || pool.size < POOL_SIZES) && pooledRanges < POOL_RANGES && pooledBytes + len <= POOL_BYTES) {
+  const fits = (list !== undefined || pool.size < POOL_SIZES) && pooledRanges < POOL_RANGES && pooledBytes + len <= POOL_BYTES;
+  if (fits && (born < 0 || pooledObjects < POOL_OBJECTS)) {
     // A store that escaped may have written into a punched object until its release (nothing can after it):
     // punch it once more, so the pool holds no page and the next Mapping starts from zeros.
     if (born >= 0 && !empty && native().punch(row, addr, len, ROW_TRASH) < 0) {
@@ -279,6 +284,7 @@ function give(l: Lineage, row: number, addr: number, len: number, born: number, 
     if (list === undefined) pool.set(len, [row, addr, born]);
     else list.push(row, addr, born);
     pooledRanges++;
+    if (born >= 0) pooledObjects++;
     pooledBytes += len;
     return;
   }
@@ -288,8 +294,8 @@ function give(l: Lineage, row: number, addr: number, len: number, born: number, 
 /**
  * A released range of exactly `len` bytes, as [row, addr, born]; undefined when none is kept. `born` ≥ 0: a
  * shared anonymous object is still mapped there (read+write, punched empty since nothing could reach it), made
- * at that fork count; -1: trash pages, to map over (MAP_FIXED). The row stays the caller's: set it live once the new mapping is in place, or
- * give it back.
+ * at that fork count; -1: trash pages, to map over (MAP_FIXED). The row stays the caller's: set it live once the
+ * new mapping is in place, or give it back.
  */
 export function reuse(len: number): [row: number, addr: number, born: number] | undefined {
   if (!pool.get(len)?.length) releaseFreed();
@@ -299,6 +305,7 @@ export function reuse(len: number): [row: number, addr: number, born: number] | 
   const addr = list.pop()!;
   const row = list.pop()!;
   pooledRanges--;
+  if (born >= 0) pooledObjects--;
   pooledBytes -= len;
   return [row, addr, born];
 }
@@ -317,6 +324,7 @@ export function emptyPool(): void {
   }
   pool.clear();
   pooledRanges = 0;
+  pooledObjects = 0;
   pooledBytes = 0;
 }
 
