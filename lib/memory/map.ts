@@ -8,7 +8,7 @@ import {
 import { EEXIST, ENOENT, O_CLOEXEC, closeFd, exactMode, fstatFd, objectKey, openFd, truncateFd } from './fd';
 import { Mapping, adoptMapping, shrinkMappings } from './mapping';
 import { pageSize } from './page';
-import { ROW_LIVE, ROW_TRASH, forkCount, reuse, storeCounts, unreuse } from './quarantine';
+import { PUNCH_LIMIT, ROW_LIVE, ROW_TRASH, forkCount, reuse, storeCounts, unreuse } from './quarantine';
 
 const RW = PROT_READ | PROT_WRITE;
 
@@ -48,7 +48,7 @@ export function mapAnonymous(length: number, opts?: MapAnonymousOptions): Mappin
   const mapped = Math.ceil(length / granule) * granule;
   const flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | (populate ? MAP_POPULATE : 0) | (huge === true ? MAP_HUGETLB : 0);
   // Only a plain shared read+write object can be handed a punched one again (place(), quarantine.ts).
-  const plain = shared && p === RW && !populate && huge === false;
+  const plain = shared && p === RW && !populate && huge === false && mapped <= PUNCH_LIMIT;
   const [addr, row, born] = place(mapped, p, flags, -1, 0, undefined, plain);
   if (huge === 'transparent') {
     const rc = native().madvise(addr, mapped, MADV_HUGEPAGE);

@@ -27,18 +27,18 @@
  * gives them back) and are never handed to a new mapping. Once released, a range of a common size is kept for
  * the next mapping of that size; the pool is bounded (sizes, ranges, address space).
  *
- * Plain shared anonymous mappings (mapAnonymous, shared, read+write, no populate, no huge pages, never
- * protected, advised, locked or cut) cost more to make and destroy than anything else here: the kernel builds
- * a shmem object for each and tears it down at munmap. Their unmap punches the object empty instead
- * (madvise MADV_REMOVE: its pages are freed and read as zeros; the mapping stays, so nothing can fault), and
- * the pool keeps the range with its object, punched once more at the release (a store that escaped may have
- * written into it until then; after the release nothing can). The next plain mapping of that length takes it
- * as it is, with no system call at all. That object is shared with no one: devmap made it and mapped it once, the views
- * that reached it are gone (the release waited for them), and a child could only hold it by fork — so the
- * addon counts forks (pthread_atfork; libuv's spawn forks before it execs) and a range whose object was made
- * before the latest fork began is mapped over with a new object instead. Whatever else a mapping carries that
- * would pass to the next user (advice such as MADV_DONTFORK, a lock, another protection, a truncation) makes
- * it not plain, and its pages get trash.
+ * Plain shared anonymous mappings (mapAnonymous, shared, read+write, at most PUNCH_LIMIT, no populate, no huge
+ * pages, never protected, advised, locked or cut) cost more to make and destroy than anything else here: the kernel
+ * builds a shmem object for each and tears it down at munmap. Their unmap punches the object empty instead (madvise
+ * MADV_REMOVE: its pages are freed and read as zeros; the mapping stays, so nothing can fault), and the pool keeps
+ * the range with its object, punched once more at the release (a store that escaped may have written into it until
+ * then; after the release nothing can). The next plain mapping of that length takes it as it is, with no system
+ * call at all. That object is shared with no one: devmap made it and mapped it once, the views that reached it are
+ * gone (the release waited for them), and a child could only hold it by fork — so the addon counts forks
+ * (pthread_atfork; libuv's spawn forks before it execs) and a range whose object was made before the latest fork
+ * began is mapped over with a new object instead. Whatever else a mapping carries that would pass to the next user
+ * (advice such as MADV_DONTFORK, a lock, another protection, a truncation) makes it not plain, and its pages get
+ * trash.
  *
  * A lineage that never made a view has nothing JavaScript could reach: its pages are given back at once (a
  * plain one is punched and pooled, anything else unmapped).
@@ -120,7 +120,7 @@ export function newLineage(nested = false, give?: Giver, hold?: HoldWatcher): Li
 }
 
 const ZERO_RING = 1 << 16;
-/** Counters are words 2 .. COUNTER_END of storeCounts(); past that, lineages share the last one (they then wait for each other). */
+/** Counters are words 2 .. COUNTER_END of storeCounts(); past that, lineages share the last one (and wait for each other). */
 const COUNTER_END = (1 << 20) - ZERO_RING;
 const freeCounters: number[] = [];
 let nextCounter = 2;
@@ -245,16 +245,22 @@ function pollWaiting(): void {
   }
 }
 
+/**
+ * The largest plain mapping unmap punches instead of trash-mapping: a punched object keeps the commit charge of
+ * its mmap while it waits (trash is MAP_NORESERVE), and one this large is unlikely to be mapped again soon.
+ */
+export const PUNCH_LIMIT = 16 * 1024 * 1024;
+
 /*
- * The pool is bounded by lengths, ranges, objects and address space, not by memory: a pooled range is trash
- * pages or a punched object, untouched since the last JavaScript that could reach it was gone (MAP_NORESERVE
- * trash, or a shmem object with no page). Punched objects are bounded on their own: each is a mapping the kernel
- * never merges with its neighbours (it counts against vm.max_map_count, 65530 by default) and a small kernel
- * object, where adjacent trash ranges merge into one mapping. Reusing trash costs one mmap(MAP_FIXED) where a fresh range costs an mmap now and
- * an munmap at its release; reusing a punched object costs nothing. So a map/view/unmap loop that yields now
- * and then (releases happen between tasks: Node frees stores from an immediate) runs on pooled ranges with two
- * madvise calls per cycle (one at unmap, one at release; one alone when no view was made), where C makes an
- * mmap and an munmap.
+ * The pool is bounded by lengths, ranges, objects and address space, not by memory: a pooled range is trash pages
+ * or a punched object, untouched since the last JavaScript that could reach it was gone (MAP_NORESERVE trash, or a
+ * shmem object with no page). Punched objects are bounded on their own: each is a mapping the kernel never merges
+ * with its neighbours (it counts against vm.max_map_count, 65530 by default) and a small kernel object, where
+ * adjacent trash ranges merge into one mapping. Reusing trash costs one mmap(MAP_FIXED) where a fresh range costs
+ * an mmap now and an munmap at its release; reusing a punched object costs nothing. So a map/view/unmap loop that
+ * yields now and then (releases happen between tasks: Node frees stores from an immediate) runs on pooled ranges
+ * with two madvise calls per cycle (one at unmap, one at release; one alone when no view was made), where C makes
+ * an mmap and an munmap.
  */
 const POOL_SIZES = 8;
 const POOL_RANGES = 4096;

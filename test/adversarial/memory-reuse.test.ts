@@ -52,6 +52,10 @@ describe('reusing released ranges', () => {
     expect(r.plain).toBe('same object');
   });
 
+  it('a mapping past 16 MiB gets trash pages at unmap, not a punch (its object and commit charge go at once)', () => {
+    expect(scenario('large')).toEqual({ objectGone: true, zero: 0 });
+  });
+
   it("unmap takes a view's length back from V8's external-memory count and the release gives it back, so the count ends where it started", () => {
     expect(scenario('external-memory')).toEqual({ viewCounted: true, unmapTookBack: true, endsBalanced: true });
   });
