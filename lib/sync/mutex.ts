@@ -188,7 +188,11 @@ export class Mutex {
     this.#mapping = mappingOf(array)!; // address() accepted it: a devmap view
   }
 
-  /** Blocks the calling thread until it holds the Mutex. */
+  /**
+   * Blocks the calling thread until it holds the Mutex. (It sleeps in 50 ms slices of the C library's timed
+   * lock, so that terminating a Worker blocked here settles: then the native call gives up with EINTR, which
+   * surfaces as a system error only if anything still runs.)
+   */
   lock(): LockResult {
     this.#check();
     const rc = native().mutex_lock(this.#addr);
