@@ -20,9 +20,9 @@ async function outcome(fixture: string, ...args: string[]): Promise<any> {
 }
 
 describe('terminating a Worker blocked in a synchronous call', () => {
-  it('wait() with no timeout, Mutex#lock() held by the main thread, and held by another process: terminate() settles, nothing leaks, the Mutex works afterwards', async () => {
+  it('wait() with no timeout; Mutex#lock() held by the main thread, by another process, and unlocked as the Worker stops: terminate() settles, nothing leaks, the Mutex works afterwards', async () => {
     const out = await outcome('worker-blocked.cjs');
-    for (const what of ['wait', 'lockMain', 'lockPeer']) {
+    for (const what of ['wait', 'lockMain', 'lockPeer', 'lockWoken']) {
       expect(out[what].terminateMs, what).toBeLessThan(HANG_GUARD_MS);
       expect(out[what].leaked, `${what}: fds, the Worker's mappings and threads back at their count`).toBeNull();
     }
@@ -32,6 +32,10 @@ describe('terminating a Worker blocked in a synchronous call', () => {
     expect(out.lockPeer.holder).toEqual({ locked: { ownerDied: false }, exit: { code: 0, signal: null } });
     expect(out.lockPeer.peerAfter).toEqual({ ownerDied: false });
     expect(out.lockPeer.mainAfter).toEqual({ ownerDied: false });
+    // Unlocked by the main thread just after terminate(): a lock the stopping Worker took was given back, so
+    // the Mutex is free, not owner-died (and the Worker's mapping is gone: see leaked above).
+    expect(out.lockWoken.after).toEqual({ locked: false, ownerDied: false });
+    expect(out.lockWoken.peerAfter).toEqual({ ownerDied: false });
   }, 90_000);
 
   it('Workers contending in lock() in a loop, terminated at random moments: each terminate() settles; the Mutex is free or owner-died (only when the Worker died holding it) and works for another process', async () => {
