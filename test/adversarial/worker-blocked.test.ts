@@ -38,6 +38,10 @@ describe('terminating a Worker blocked in a synchronous call', () => {
     expect(out.lockWoken.peerAfter).toEqual({ ownerDied: false });
   }, 90_000);
 
+  it('process.exit() while a Worker sleeps in lock(): Node stops and joins the Worker, and the process exits', async () => {
+    expect(await outcome('worker-blocked.cjs', 'exit')).toEqual({ exiting: true });
+  }, 90_000);
+
   it('Workers contending in lock() in a loop, terminated at random moments: each terminate() settles; the Mutex is free or owner-died (only when the Worker died holding it) and works for another process', async () => {
     const out = await outcome('worker-lock-storm.cjs', '40');
     expect(out.workerLocks).toBeGreaterThan(0);
