@@ -10,16 +10,26 @@
  *     out detached), so detaching is not safe, and with trash pages it is not needed — a stale view reads
  *     zeros and writes into private memory. `Mapping.of(view).mapped` says a view is stale; devmap's own calls
  *     refuse one with ERR_DEVMAP_UNMAPPED. (devmap's own layers read through internalBuffer(), which unmap
- *     does detach: those views never reach a Node API.) protect() to something less than read+write detaches
- *     every view that touches those pages, so typed arrays over them read as length 0. A view wholly inside
- *     surviving pages is handed to the surviving piece and keeps working; a view across the hole stays with
- *     the unmapped Mapping, still reaching the surviving pages, and every piece it overlaps tracks it.
+ *     does detach: those views never reach a Node API.) A view wholly inside surviving pages is handed to the
+ *     surviving piece and keeps working; a view across the hole stays with the unmapped Mapping, still
+ *     reaching the surviving pages, and every piece it overlaps tracks it.
  *  2. Views are only created over pages that are readable and writable. A typed array cannot be made
  *     read-only, and a write to a read-only page kills the process, so read-only pages are reached through
  *     read() (a copy) or mapped copy-on-write (shared: false) instead.
  *  3. Lifetime: each view carries its Mapping in a private field (a live view keeps its Mapping alive
  *     without a visible property), and a FinalizationRegistry unmaps a Mapping only once neither it nor any
  *     of its views is reachable. The held value is a small Cell that does not reference the Mapping.
+ *
+ * Lowering a protection (protect() below read+write) keeps the pages where they are, so trash pages are no
+ * answer there, and detaching is no answer either (zlib aborts). What could fault is whatever was made before
+ * the call: a view, a thread-pool request running on one, a store a transfer or a BYOB read moved out. So the
+ * lower protection holds at once for devmap — no new view of those pages, read() and devmap's own calls go by
+ * the record — and reaches the kernel only once none of those can reach the pages any more: no view object
+ * over them is alive and every store of the lineage is accounted for (the store counters, quarantine.ts).
+ * Until then the views made before keep the access they had, as an I/O already under way keeps the pages it
+ * pinned when Linux changes a protection. Raising a protection is applied at once. Inside a simulated address
+ * space the views stand for a process's translations, so there protect() also detaches them (the kernel layer
+ * needs the next access to fault); the lower protection still waits for their objects and stores to go.
  *
  * What takes pages away never unmaps them under JavaScript: quarantine.ts replaces them with trash pages first
  * and gives the range back once nothing can reach it (the trash-page rule). A peer that truncates the object
@@ -38,8 +48,8 @@ import { native } from '../native';
 import { PROT_READ, PROT_WRITE, SAFE_ADVICE, MS_ASYNC, MS_INVALIDATE, MS_SYNC } from './constants';
 import { pageSize } from './page';
 import {
-  FLAG_PINNED, FLAG_TRUNCATED, ROW_LIVE, ROW_NESTED, ROW_TRASH, counterOf, newLineage, objectGone, quarantine, rowFlags, settle, takeAway,
-  viewed, type HoldWatcher, type Lineage,
+  FLAG_PINNED, FLAG_TRUNCATED, ROW_LIVE, ROW_NESTED, ROW_TRASH, counterOf, newLineage, objectGone, quarantine, rowFlags, settle, storeCounts,
+  takeAway, viewed, type HoldWatcher, type Lineage,
 } from './quarantine';
 
 /** How a Mapping gives its pages back: munmap, or (inside a simulated address space) re-reserve them. */
@@ -83,6 +93,44 @@ const FIRST_RUN: number[] = [0];
 const SINGLE_RUN: number[][] = Array.from({ length: 8 }, (_, p) => [p]);
 /** Shared by every Mapping that never made a view; replaced on the first one, never written. */
 const NO_VIEWS: View[] = [];
+/** Shared by every Mapping with no deferred protection; replaced, never written. */
+const NO_RANGES: readonly number[] = Object.freeze([]);
+
+/** The flat [start, end) pairs of `ranges` with [start, end) cut out of them. */
+function subtractRange(ranges: readonly number[], start: number, end: number): readonly number[] {
+  if (ranges.length === 0) return ranges;
+  const out: number[] = [];
+  for (let i = 0; i < ranges.length; i += 2) {
+    const [s, e] = [ranges[i], ranges[i + 1]];
+    if (e <= start || s >= end) out.push(s, e);
+    else {
+      if (s < start) out.push(s, start);
+      if (e > end) out.push(end, e);
+    }
+  }
+  return out.length === 0 ? NO_RANGES : out;
+}
+
+/*
+ * Mappings with a lowered protection the kernel does not have yet, tried again every 50 ms (the timer does not
+ * keep the process alive) until nothing made before the protect() can reach those pages.
+ */
+let applyDeferredOf: (m: Mapping) => boolean;
+const deferring = new Set<Mapping>();
+let deferTimer: NodeJS.Timeout | undefined;
+
+function deferProtection(m: Mapping): void {
+  deferring.add(m);
+  deferTimer ??= setInterval(applyDeferredProtections, 50).unref();
+}
+
+function applyDeferredProtections(): void {
+  for (const m of deferring) if (applyDeferredOf(m)) deferring.delete(m);
+  if (deferring.size === 0 && deferTimer !== undefined) {
+    clearInterval(deferTimer);
+    deferTimer = undefined;
+  }
+}
 /*
  * A Mapping collected while still mapped: nothing in JavaScript holds it or a view of it (each view holds its
  * Mapping). Its pages are taken away like unmap's (a store a transfer moved elsewhere may still read them: it
@@ -288,6 +336,8 @@ export class Mapping {
   #anchor: object | undefined;
   /** Held Mutexes in this mapping (a count, not a WeakMap entry: lock/unlock is a hot path). */
   #pins = 0;
+  /** Ranges (flat start, end pairs) whose recorded protection below read+write the kernel does not have yet. */
+  #deferred: readonly number[] = NO_RANGES;
 
   static {
     addPins = (m, delta) => {
@@ -306,6 +356,7 @@ export class Mapping {
       if (m.#internal === undefined || m.#internal.byteLength === 0) m.#internal = m.#newView(0, m.#length, true, true);
       return m.#internal;
     };
+    applyDeferredOf = (m) => m.#applyDeferred();
     registerNow = (m) => {
       const cell = m.#cell;
       // An unmapped Mapping needs no finalizer: it can make no new view, so its lineage's store counter alone
@@ -369,8 +420,8 @@ export class Mapping {
   }
 
   /**
-   * An ArrayBuffer over the whole mapping (the same one on every call). Detached when any of its pages is
-   * protected below read+write. unmap() does not detach it: its pages become trash pages (reads give zeros,
+   * An ArrayBuffer over the whole mapping (the same one on every call until a page is protected below
+   * read+write: then it is no longer handed out, and it keeps working, see protect()). unmap() does not detach it: its pages become trash pages (reads give zeros,
    * writes stay private), so a Node API still holding it across the unmap finishes normally;
    * `Mapping.of(view).mapped` is false from then on.
    */
@@ -466,21 +517,37 @@ export class Mapping {
     return pieces;
   }
 
-  /** mprotect(2) over the pages covering [offset, offset + length). Views of pages left without read+write are detached. */
+  /**
+   * mprotect(2) over the pages covering [offset, offset + length). Below read+write, the new protection holds
+   * at once for devmap (no new view of those pages, read() and devmap's own calls honour it) and reaches the
+   * kernel once no view made before the call can reach the pages (see "Lowering a protection" above);
+   * `protectionPending` says whether some of it still waits.
+   */
   protect(prot: number, offset = 0, length?: number): void {
     this.#assertMapped();
     prot = integer(prot, 'prot', 0, 7);
     const [start, end] = this.#pages(offset, length);
-    if ((prot & RW) !== RW) {
+    const lowers = (prot & RW) !== RW;
+    if (lowers) {
       this.#assertUnpinned('protect');
-      // Before the system call: mprotect can stop halfway (ENOMEM at vm.max_map_count, after the kernel changed
-      // the first VMAs), and no attached view may sit over a page that lost its access even for an instant.
-      this.#detachRange(start, end);
+      this.#releaseViews(start, end);
+    }
+    this.#deferred = subtractRange(this.#deferred, start, end);
+    if (lowers && this.#reachable(start, end)) {
+      this.#setProt(start, end, prot);
+      this.#deferred = this.#deferred.concat(start, end);
+      deferProtection(this);
+      return;
     }
     const rc = native().mprotect(this.#cell.addr + start, end - start, prot);
     if (rc < 0) this.#recoverProtect(start, end, prot);
     check(rc, 'mprotect');
     this.#setProt(start, end, prot);
+  }
+
+  /** True while a protection below read+write waits for the views made before it (see protect()). */
+  get protectionPending(): boolean {
+    return this.#cell.live && this.#deferred.length > 0;
   }
 
   /**
@@ -652,14 +719,62 @@ export class Mapping {
     }
   }
 
-  /** Detaches every view that touches [start, end) (protect() below read+write). */
-  #detachRange(start: number, end: number): void {
-    const n = native();
+  /**
+   * Before [start, end) loses read+write: the whole-mapping buffer is no longer handed out (it stays tracked,
+   * attached), devmap's own views there are detached, and so — inside a simulated address space, where views
+   * stand for a process's translations — are all the others.
+   */
+  #releaseViews(start: number, end: number): void {
     if (this.#buffer !== undefined) {
-      n.detach(this.#buffer);
+      this.#track({ ref: new WeakRef(this.#buffer), offset: 0, length: this.#length, internal: false });
       this.#buffer = undefined;
     }
-    this.#detachInternal(start, end, true);
+    this.#detachInternal(start, end, this.#cell.lineage.nested);
+  }
+
+  /**
+   * True when something made before now may still reach [start, end): a view object over it (attached or not:
+   * a thread-pool request holds the object and a raw pointer while it runs), or a store of the lineage that no
+   * attached view of this Mapping accounts for (moved out by a transfer or a BYOB read, a view of another
+   * piece, a detached view whose finalizer has not run yet — counted conservatively).
+   */
+  #reachable(start: number, end: number): boolean {
+    const lineage = this.#cell.lineage;
+    if (!viewed(lineage)) return false;
+    let attached = (this.#internal !== undefined && this.#internal.byteLength > 0 ? 1 : 0) + (this.#buffer !== undefined && this.#buffer.byteLength > 0 ? 1 : 0);
+    for (const v of this.#views) {
+      const ab = v.ref.deref();
+      if (ab === undefined) continue;
+      if (v.offset < end && v.offset + v.length > start) return true;
+      if (ab.byteLength > 0) attached++;
+    }
+    return storeCounts()[lineage.counter] > attached;
+  }
+
+  /** Gives the kernel the protection devmap records for the deferred ranges nothing can reach any more. */
+  #applyDeferred(): boolean {
+    if (!this.#cell.live) {
+      this.#deferred = NO_RANGES;
+      return true;
+    }
+    const left: number[] = [];
+    for (let i = 0; i < this.#deferred.length; i += 2) {
+      const [s, e] = [this.#deferred[i], this.#deferred[i + 1]];
+      if (this.#reachable(s, e) || !this.#protectAsRecorded(s, e)) left.push(s, e);
+    }
+    this.#deferred = left.length === 0 ? NO_RANGES : left;
+    return left.length === 0;
+  }
+
+  /** mprotect of each recorded run inside [start, end); false when the kernel refused one (tried again later). */
+  #protectAsRecorded(start: number, end: number): boolean {
+    const n = this.#runStarts.length;
+    for (let i = 0; i < n; i++) {
+      const s = Math.max(this.#runStarts[i], start);
+      const e = Math.min(i + 1 < n ? this.#runStarts[i + 1] : this.#cell.mapped, end);
+      if (s < e && native().mprotect(this.#cell.addr + s, e - s, this.#runProts[i]) < 0) return false;
+    }
+    return true;
   }
 
   /**
@@ -709,6 +824,16 @@ export class Mapping {
     }
     piece.#runStarts = starts;
     piece.#runProts = prots;
+    const deferred: number[] = [];
+    for (let i = 0; i < this.#deferred.length; i += 2) {
+      const s = Math.max(this.#deferred[i], start);
+      const e = Math.min(this.#deferred[i + 1], end);
+      if (s < e) deferred.push(s - start, e - start);
+    }
+    if (deferred.length > 0) {
+      piece.#deferred = deferred;
+      deferProtection(piece);
+    }
     // A view wholly inside the piece becomes the piece's; one that also spans the hole stays the retired
     // Mapping's (stale), but the piece still tracks it: a protect() of the piece must detach it too.
     for (const v of this.#views) {

@@ -43,6 +43,16 @@ describe('memory under attack', () => {
     if (r.hasTransfer) expect(r.moved).toBe(3);
   });
 
+  it('protect() below read+write while a thread-pool request, a BYOB read\'s store and another realm\'s transfer() reach the pages: no fault, their writes land, the kernel gets it once they are gone', () => {
+    const r = scenario('protect-escapes');
+    expect(r.pool).toBe(24);
+    expect(r.byob).toEqual([9, 5]);
+    if (r.transfer !== undefined) expect(r.transfer).toBe(3);
+    const kernel = r.kernel as string[];
+    expect(kernel.slice(0, 8)).toEqual(['r--', '---', 'r--', '---', 'r--', '---', 'r--', '---']);
+    expect(kernel.slice(8)).toEqual(kernel.slice(8).map(() => 'r--'));
+  });
+
   it('option getters that resize or unmap run before anything is computed', () => {
     expect(scenario('option-getters')).toEqual({ map: 'ERR_OUT_OF_RANGE', sync: 'ERR_DEVMAP_UNMAPPED' });
   });

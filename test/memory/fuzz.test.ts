@@ -1,7 +1,8 @@
 // Random programs over the memory layer — map, partial unmap, protect, write through views, read, hold views
-// across later operations, sync — checked against a model after every step: the bytes, which views are alive
-// (a view survives exactly when every page under it is still mapped readable and writable), and what the kernel
-// says is mapped (/proc/self/maps). `npm run fuzz` runs many more cases (FUZZ_RUNS); a failure prints its seed.
+// across later operations, sync — checked against a model after every step: the bytes every view shows, what
+// the kernel says is mapped (/proc/self/smaps), and its protections (/proc/self/maps): every page a held view
+// covers stays readable and writable (a lower protection waits for the views made before it), and a Mapping
+// with nothing waiting has exactly the protections devmap records. `npm run fuzz` runs many more cases (FUZZ_RUNS); a failure prints its seed.
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -48,13 +49,19 @@ interface Held {
   addr: number;
   len: number;
   lineage: number;
-  /**
-   * Detached: protect() took read+write from one of its pages while it was attached. Once detached, a view
-   * stays detached (protecting the pages back to read+write does not revive it). unmap() does not detach: the
-   * view stays over trash pages, which read zeros.
-   */
-  dead: boolean;
 }
+
+/** The kernel's protection of the page at `addr` ('rw-', 'r--', '---'), from /proc/self/maps. */
+function kernelPerms(addr: number): string | undefined {
+  for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
+    const [range, perms] = line.split(' ');
+    if (range === undefined || perms === undefined) continue;
+    const [s, e] = range.split('-').map((x) => parseInt(x, 16));
+    if (s <= addr && addr < e) return perms.slice(0, 3);
+  }
+  return undefined;
+}
+const PERMS: Record<number, string> = { [PROT_NONE]: '---', [PROT_READ]: 'r--', [RW]: 'rw-' };
 
 /**
  * Bytes of the range the kernel maps, leaving out devmap's trash pages (pages taken away stay mapped, private
@@ -112,8 +119,6 @@ describe('memory layer fuzz', () => {
               const count = Math.min(o.count, pages - first);
               l.m.protect(o.prot, first * P, count * P);
               l.prot.fill(o.prot, first, first + count);
-              const [from, to] = [l.addr + first * P, l.addr + (first + count) * P];
-              if (o.prot !== RW) for (const h of held) if (h.lineage === l.lineage && h.addr < to && h.addr + h.len > from) h.dead = true;
             } else if (o.op === 'write') {
               const at = o.at % l.len;
               if (l.prot[Math.floor(at / P)] === RW) {
@@ -130,25 +135,29 @@ describe('memory layer fuzz', () => {
               const at = o.at % l.len;
               const len = Math.min(o.len, l.len - at);
               const allRw = l.prot.slice(Math.floor(at / P), Math.ceil((at + len) / P)).every((p) => p === RW);
-              if (allRw) held.push({ view: new Uint8Array(l.m.view(at, len)), addr: l.addr + at, len, lineage: l.lineage, dead: false });
+              if (allRw) held.push({ view: new Uint8Array(l.m.view(at, len)), addr: l.addr + at, len, lineage: l.lineage });
             } else if (o.op === 'sync' && l.m.shared) {
               l.m.sync({ async: true });
             }
-            // Every held view is attached unless protect() detached it, and shows the model's bytes where its
-            // lineage still maps the page, zeros (trash) where it was unmapped.
+            // Every held view stays attached (neither unmap nor protect detaches what a Node API may hold) over
+            // pages it can touch: the model's bytes where its lineage still maps the page, zeros (trash) where
+            // it was unmapped.
             for (const h of held) {
-              expect(h.view.length).toBe(h.dead ? 0 : h.len);
-              if (h.dead) continue;
+              expect(h.view.length).toBe(h.len);
+              for (let a = h.addr - (h.addr % P); a < h.addr + h.len; a += P) expect(kernelPerms(a)).toBe('rw-');
               const where = pageOf(h.addr);
               if (where && where.l.lineage === h.lineage) expect(h.view[0]).toBe(where.l.bytes.get(h.addr - where.l.addr) ?? 0);
               else expect(h.view[0]).toBe(0);
+            }
+            for (const x of live) {
+              if (!x.m.protectionPending) x.prot.forEach((p, i) => expect(kernelPerms(x.addr + i * P)).toBe(PERMS[p]));
             }
           }
           for (const l of live) expect(kernelMapped(l.addr, l.len)).toBe(Math.ceil(l.len / P) * P);
         } finally {
           for (const l of live) if (l.m.mapped) l.m.unmap();
         }
-        for (const h of held) expect(h.dead ? h.view.length : h.view[0]).toBe(0);
+        for (const h of held) expect(h.view[0]).toBe(0);
       }),
       { numRuns: Number(process.env.FUZZ_RUNS ?? 60) },
     );
