@@ -13,7 +13,9 @@
 #include <cerrno>
 #include <cstdint>
 #include <string>
+#include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
 namespace devmap {
 
@@ -111,6 +113,19 @@ inline bool EnvStopping(napi_env env) {
   if (napi_get_global(env, &global) != napi_ok) return true;
   return napi_get_named_property(env, global, "undefined", &value) != napi_ok;
 }
+
+// --- reading words that may be garbage --------------------------------------------------------------------
+
+// A word of our own address space that may not be mapped (a pointer read out of bytes JavaScript or a peer
+// could overwrite): false instead of a fault. process_vm_readv on our own pid gives EFAULT for a bad address.
+inline bool ReadOwn(uintptr_t addr, uintptr_t* out) {
+  struct iovec local = {out, sizeof(*out)};
+  struct iovec remote = {reinterpret_cast<void*>(addr), sizeof(*out)};
+  return addr % sizeof(uintptr_t) == 0 && process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == sizeof(*out);
+}
+
+// The kernel's ROBUST_LIST_LIMIT: it walks no more entries of a dying thread's robust-mutex list than this.
+constexpr int kRobustListLimit = 2048;
 
 // --- spin loops ------------------------------------------------------------------------------------------
 

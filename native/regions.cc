@@ -41,8 +41,12 @@
 #include <pthread.h>
 #include <unordered_set>
 #include <vector>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include "common.h"
 
 namespace devmap {
 
@@ -135,9 +139,41 @@ struct EnvState {
   std::unordered_set<int> fds;
 };
 
+// The robust mutexes the calling thread holds, by the C library's own record: the entries of the robust list it
+// registered with the kernel (get_robust_list), which the kernel walks when the thread exits. This is what
+// teardown keeps mapped. JavaScript's record (kFlagPinned, set by lock() after the C library returns, cleared by
+// unlock() after it) can be wrong at teardown: a Worker terminated between a lock's success and the pin holds a
+// mutex whose Mapping is not pinned, one terminated between an unlock and the unpin holds none in a pinned
+// Mapping. Entries are read with ReadOwn (their words are in memory anyone may have overwritten). False when the
+// walk did not get back to the head (an unreadable entry, or the kernel's limit): then the pins are all we have.
+static bool HeldRobustEntries(std::vector<uintptr_t>* out) {
+  struct robust_list_head* head = nullptr;
+  size_t len;
+  if (syscall(SYS_get_robust_list, 0, &head, &len) != 0 || head == nullptr) return false;
+  const uintptr_t end = reinterpret_cast<uintptr_t>(head);
+  uintptr_t cur = reinterpret_cast<uintptr_t>(head->list.next) & ~uintptr_t(1);  // bit 0 marks a PI futex
+  for (int steps = 0; cur != end; steps++) {
+    uintptr_t next;
+    if (steps == kRobustListLimit || !ReadOwn(cur, &next)) return false;
+    out->push_back(cur);
+    cur = next & ~uintptr_t(1);
+  }
+  return true;
+}
+
+static bool ContainsAny(const std::vector<uintptr_t>& addrs, uintptr_t start, uintptr_t len) {
+  for (uintptr_t a : addrs) {
+    if (a - start < len) return true;
+  }
+  return false;
+}
+
+// Runs on the environment's own thread (a Worker's, or the main thread at exit), before that thread ends.
 static void Teardown(void* arg) {
   EnvState* s = static_cast<EnvState*>(arg);
   if (g_rows != nullptr) {
+    std::vector<uintptr_t> held;
+    const bool list_known = HeldRobustEntries(&held);
     std::lock_guard<std::mutex> lock(g_mu);
     size_t n = g_used.load(std::memory_order_relaxed);
     for (size_t i = 0; i < n; i++) {
@@ -146,7 +182,8 @@ static void Teardown(void* arg) {
       if (kind == 0 || r.env.load(std::memory_order_relaxed) != s->id) continue;
       r.kind.store(0, std::memory_order_release);
       // A held Mutex's pages stay: the kernel walks the dying thread's robust list after this and must find them.
-      bool pinned = (__atomic_load_n(&g_flags[i], __ATOMIC_ACQUIRE) & kFlagPinned) != 0;
+      bool pinned = list_known ? ContainsAny(held, r.start.load(std::memory_order_relaxed), r.len.load(std::memory_order_relaxed))
+                               : (__atomic_load_n(&g_flags[i], __ATOMIC_ACQUIRE) & kFlagPinned) != 0;
       if ((kind & kRowNested) == 0 && !pinned) {
         munmap(reinterpret_cast<void*>(r.start.load(std::memory_order_relaxed)), r.len.load(std::memory_order_relaxed));
       }

@@ -1,7 +1,8 @@
 // Robust process-shared mutexes for lib/sync/mutex.ts: thin wrappers over glibc's pthread mutex calls on a
 // pthread_mutex_t that lives in a shared mapping, plus the two steps of glibc's slow path that waitAsync needs
 // to sleep without blocking the JS thread (mutex_wait_value, mutex_mark_waiters). A misaligned address gives
-// -EINVAL.
+// -EINVAL. The blocking lock sleeps in slices of the C library's timed lock, so that a Worker's teardown can
+// interrupt it (LockMutex below says why that keeps every guarantee).
 //
 // Bytes JavaScript can overwrite. The mutex lives in memory any typed array over the mapping can write (a
 // stray fill()), and glibc trusts it: its unlock follows the mutex's robust-list pointers and writes through
@@ -31,7 +32,6 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -99,7 +99,6 @@ static bool KindOk(pthread_mutex_t* m) { return __atomic_load_n(&m->__data.__kin
 
 static const int kMutexNotRecoverable = 0x7ffffffe;  // glibc's PTHREAD_MUTEX_NOTRECOVERABLE
 static const int kMutexInconsistent = 0x7fffffff;    // glibc's PTHREAD_MUTEX_INCONSISTENT
-static const int kListLimit = 2048;                  // the kernel's ROBUST_LIST_LIMIT
 
 struct RobustHead {  // the kernel's struct robust_list_head, as glibc registers it; robust_prev precedes it
   uintptr_t list;
@@ -109,13 +108,6 @@ struct RobustHead {  // the kernel's struct robust_list_head, as glibc registers
 
 static thread_local RobustHead* t_head = nullptr;
 static thread_local uint32_t t_tid = 0;
-
-// A word of our own address space that may not be mapped: false instead of a fault.
-static bool ReadOwn(uintptr_t addr, uintptr_t* out) {
-  struct iovec local = {out, sizeof(*out)};
-  struct iovec remote = {reinterpret_cast<void*>(addr), sizeof(*out)};
-  return addr % sizeof(uintptr_t) == 0 && process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == sizeof(*out);
-}
 
 // Rewrites a mutex that is on no thread's list of ours as unlocked and not recoverable, and wakes every waiter.
 static int Poison(pthread_mutex_t* m) {
@@ -148,7 +140,7 @@ static int CheckedUnlock(pthread_mutex_t* m) {
   int steps = 0;
   while (cur != self && cur != head) {
     uintptr_t next;
-    if (++steps > kListLimit || !ReadOwn(cur, &next)) return EBADMSG;
+    if (++steps > kRobustListLimit || !ReadOwn(cur, &next)) return EBADMSG;
     pred = cur;
     cur = next & ~uintptr_t(1);
   }
@@ -174,7 +166,7 @@ static int CheckedUnlock(pthread_mutex_t* m) {
     steps = 0;
     while (cur != self) {
       uintptr_t back;
-      if (cur == head || ++steps > kListLimit || !ReadOwn(cur - sizeof(uintptr_t), &back)) return EBADMSG;
+      if (cur == head || ++steps > kRobustListLimit || !ReadOwn(cur - sizeof(uintptr_t), &back)) return EBADMSG;
       succ = cur;
       cur = back & ~uintptr_t(1);
     }
@@ -191,9 +183,6 @@ static int CheckedUnlock(pthread_mutex_t* m) {
 static bool KindOk(pthread_mutex_t*) { return true; }
 static int CheckedUnlock(pthread_mutex_t* m) { return pthread_mutex_unlock(m); }  // another C library: trusted
 #endif
-MUTEX_CALL(MutexLock, KindOk(m) ? pthread_mutex_lock(m) : EUCLEAN)  // 0 | -EOWNERDEAD | -ENOTRECOVERABLE | -EDEADLK | -EUCLEAN
-
-
 // pthread_mutex_trylock, with one repair. On a robust mutex that is not recoverable, glibc's trylock
 // (2.36, and master as of this writing) takes the futex word with a CAS and then means to release it before
 // returning ENOTRECOVERABLE, but tests the CAS's result (0) against its own id, so the word stays ours and
@@ -212,6 +201,62 @@ static int TrylockMutex(pthread_mutex_t* m) {
   return rc;
 }
 MUTEX_CALL(MutexTrylock, KindOk(m) ? TrylockMutex(m) : EUCLEAN)               // 0 | -EBUSY | -EOWNERDEAD | -ENOTRECOVERABLE | -EDEADLK
+
+// One slice of a blocking lock: the C library's timed lock, with a deadline kSliceNs away.
+static int LockSlice(pthread_mutex_t* m) {
+#ifdef __GLIBC__
+  struct timespec ts = ToTimespec(MonoNs() + kSliceNs);
+  return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+#else
+  struct timespec now;  // another C library: only the CLOCK_REALTIME timed lock (a clock step stretches a slice)
+  clock_gettime(CLOCK_REALTIME, &now);
+  struct timespec ts = ToTimespec(static_cast<int64_t>(now.tv_sec) * 1000000000LL + now.tv_nsec + kSliceNs);
+  return pthread_mutex_timedlock(m, &ts);
+#endif
+}
+
+// A blocking lock that the environment's teardown can interrupt, as futex_wait_spin is: the C library's
+// lock sleeps in the kernel until woken, and a Worker's terminate() would wait for it for ever. So it sleeps
+// in slices of the C library's own timed lock and returns EINTR (which no lock call returns otherwise) once
+// EnvStopping says this thread's environment is going away. Why the slices keep every guarantee:
+//  - The uncontended path is one trylock, the CAS pthread_mutex_lock would make: no clock read, no loop.
+//  - A timed lock is the same robust algorithm as pthread_mutex_lock (owner-died takeover, EDEADLK,
+//    ENOTRECOVERABLE, the robust list); it only sleeps in FUTEX_WAIT_BITSET with an absolute deadline instead
+//    of FUTEX_WAIT, and returns ETIMEDOUT when the deadline passes without the lock.
+//  - No wake is lost at a slice's end. The kernel's futex wait returns "woken" whenever a waker took it off
+//    the queue, even when its timeout fired too; the C library then re-reads the word and takes the lock if
+//    it is free, or sleeps again with FUTEX_WAITERS set if another thread took it first (whose unlock then
+//    wakes a sleeper), and only then can the slice end without the lock. A wake that comes while this thread is between two slices finds it off the queue and goes to
+//    another sleeper (or to nobody, if none sleeps); the next slice starts by reading the word, so an unlock
+//    (0) or a dead owner (FUTEX_OWNER_DIED) is seen then, and a sleep only begins on the value the word still
+//    holds, with FUTEX_WAITERS set, so the owner's unlock, or the kernel when the owner dies, wakes a sleeper.
+//  - The bytes are checked (KindOk) before every slice, not only once: they may be overwritten while we sleep.
+//  - After ETIMEDOUT the C library leaves this thread's robust-list "operation pending" entry naming the
+//    mutex; the kernel reads it only at thread exit and acts on it only if the word names this thread (never
+//    here: we do not hold it) or is 0 (then it wakes one sleeper, which a free mutex allows). Left as it is.
+//  - A slice that acquires while the environment is stopping: JavaScript will not run again to record the
+//    lock (and pin its pages, lib/sync/held.ts), so a clean lock is given back at once (the unlock wakes a
+//    sleeper, as any unlock does) and the call returns EINTR. One taken from a dead owner stays held: giving
+//    it back would make it not recoverable, or hide the death; this thread's end reports it to the next owner
+//    (its teardown keeps mapped what the thread's robust list names, native/regions.cc).
+//  - A sleeper between two slices is at the back of the futex queue when it sleeps again: like any lock of
+//    the C library's, this one promises no order among waiters.
+static int LockMutex(napi_env env, pthread_mutex_t* m) {
+  if (!KindOk(m)) return EUCLEAN;
+  int rc = TrylockMutex(m);
+  if (rc != EBUSY) return rc;
+  do {
+    if (rc == ETIMEDOUT && EnvStopping(env)) return EINTR;
+    if (!KindOk(m)) return EUCLEAN;
+    rc = LockSlice(m);
+  } while (rc == ETIMEDOUT);
+  if (rc == 0 && EnvStopping(env)) {
+    int unlocked = CheckedUnlock(m);
+    return unlocked == 0 ? EINTR : unlocked;
+  }
+  return rc;
+}
+MUTEX_CALL(MutexLock, LockMutex(info.Env(), m))  // 0 | -EOWNERDEAD | -ENOTRECOVERABLE | -EDEADLK | -EUCLEAN | -EINTR
 MUTEX_CALL(MutexUnlock, CheckedUnlock(m))              // 0 | -EPERM | -EUCLEAN | -EBADMSG
 MUTEX_CALL(MutexConsistent, pthread_mutex_consistent(m))  // 0 | -EINVAL
 

@@ -117,7 +117,9 @@ function mutexError(rc: number, what: string): Error {
     case EUCLEAN:
       return new DevmapError(
         'ERR_DEVMAP_MUTEX_CORRUPT',
-        `${what}: the Mutex's bytes were overwritten (not by the C library); it was left unlocked and not recoverable: re-create it with Mutex.init() once nobody uses it`,
+        what === 'unlock'
+          ? `${what}: the Mutex's bytes were overwritten (not by the C library); it was left unlocked and not recoverable: re-create it with Mutex.init() once nobody uses it`
+          : `${what}: the Mutex's bytes were overwritten (not by the C library), so it was not touched: re-create it with Mutex.init() once nobody uses it`,
       );
     case EBADMSG:
       return new DevmapError(
@@ -188,13 +190,17 @@ export class Mutex {
     this.#mapping = mappingOf(array)!; // address() accepted it: a devmap view
   }
 
-  /** Blocks the calling thread until it holds the Mutex. */
+  /**
+   * Blocks the calling thread until it holds the Mutex. (It sleeps in 50 ms slices of the C library's timed
+   * lock, so that terminating a Worker blocked here settles: then the native call gives up with EINTR, which
+   * surfaces as a system error only if anything still runs.)
+   */
   lock(): LockResult {
     this.#check();
     const rc = native().mutex_lock(this.#addr);
     if (rc === 0) return this.#held(LOCKED);
     if (rc === EOWNERDEAD) return this.#held(OWNER_DIED);
-    throw mutexError(rc, 'lock');
+    throw this.#lockError(rc, 'lock');
   }
 
   /** Takes the Mutex if it is free (or its owner died), else returns null. Never blocks. */
@@ -204,7 +210,7 @@ export class Mutex {
     if (rc === 0) return this.#held(LOCKED);
     if (rc === EOWNERDEAD) return this.#held(OWNER_DIED);
     if (rc === EBUSY || rc === EDEADLK) return null;
-    throw mutexError(rc, 'trylock');
+    throw this.#lockError(rc, 'trylock');
   }
 
   /** Takes the Mutex without blocking the event loop. */
@@ -230,7 +236,7 @@ export class Mutex {
           if (slept) n.mutex_mark_waiters(this.#addr);
           return this.#held(rc === 0 ? LOCKED : OWNER_DIED);
         }
-        if (rc !== EBUSY && rc !== EDEADLK) throw mutexError(rc, 'trylock');
+        if (rc !== EBUSY && rc !== EDEADLK) throw this.#lockError(rc, 'trylock');
         const value = n.mutex_wait_value(this.#addr);
         if (value === -1) continue; // released, or its owner died, since the attempt: try again now
         const remaining = deadline - performance.now();
@@ -260,6 +266,18 @@ export class Mutex {
     // Unlocked, or (EUCLEAN) left unlocked and not recoverable: not held by this thread either way.
     release(this.#addr);
     if (rc === EUCLEAN) throw mutexError(rc, 'unlock');
+  }
+
+  /**
+   * Why a lock attempt failed. Words that are not a Mutex (EUCLEAN) on a Mapping whose object a peer truncated
+   * under it are that truncation (the first touch of the lost page replaced it with a zero page, which a lock
+   * asleep in slices reads at its next slice), not a Mutex overwritten in place.
+   */
+  #lockError(rc: number, what: string): Error {
+    if (rc === EUCLEAN && this.#mappingNow().truncated) {
+      return new DevmapError('ERR_DEVMAP_TRUNCATED', `${what}: the page under the Mutex is gone (the shared object was made smaller under it)`);
+    }
+    return mutexError(rc, what);
   }
 
   /** While held, the mapping under the words cannot be unmapped (see rule 5 above). */

@@ -20,6 +20,16 @@ describe('waitAsync on a page the object loses', () => {
   });
 });
 
+describe('lock() asleep on a Mutex whose page the object loses', () => {
+  it('throws ERR_DEVMAP_TRUNCATED at its next slice (it slept for ever on the futex before), and exits normally', async () => {
+    expect(await outcome('sync-truncated-lock.cjs', uniqueName('trunc-lock'))).toEqual({
+      held: { locked: { ownerDied: false } },
+      sleeper: { error: 'ERR_DEVMAP_TRUNCATED' },
+      sleeperExit: { code: 0, signal: null },
+    });
+  }, 30_000);
+});
+
 describe('a held Mutex pins its pages', () => {
   it('protect() below read+write is refused while it is held', async () => {
     expect(await outcome('sync-held-pages.cjs', uniqueName('pin'), 'protect')).toEqual({

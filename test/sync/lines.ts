@@ -15,7 +15,12 @@ export interface LineChild {
 }
 
 export function spawnLines(name: string, args: string[]): LineChild {
-  const proc = spawn(process.execPath, [fixture(name), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawnProgramLines(process.execPath, [fixture(name), ...args]);
+}
+
+/** spawnLines for any program (a C peer compiled by the test). */
+export function spawnProgramLines(program: string, args: string[]): LineChild {
+  const proc = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: any[] = [];
   const takers: ((v: any) => void)[] = [];
   let buf = '';
