@@ -55,8 +55,6 @@ export interface Native {
   /** linkat(2) of an O_TMPFILE descriptor's file to `path` (EEXIST when taken). */
   link_fd(fd: number, path: string): number;
   read(addr: number, target: ArrayBufferView): void;
-  /** napi_adjust_external_memory: changes V8's count of external memory by `delta` bytes; its new total. */
-  external_memory(delta: number): number;
   detach(buffer: ArrayBuffer): void;
   page_size(): number;
   // native/futex.cc, waitv.cc, robust_mutex.cc (lib/sync): words are addresses that lib/sync/word.ts derived

@@ -219,16 +219,6 @@ static Napi::Value Detach(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// external_memory(delta) -> V8's new total: napi_adjust_external_memory. V8 counts every view's length as
-// external memory (it schedules collections by it); lib/memory/quarantine.ts takes back the count of views
-// whose pages an unmap took away, and gives it back once their stores are freed (V8 subtracts it then).
-static Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
-  if (!CheckArgs(info, 1)) return info.Env().Undefined();
-  int64_t total = 0;
-  napi_adjust_external_memory(info.Env(), static_cast<int64_t>(Num(info, 0)), &total);
-  return NumberOf(info.Env(), static_cast<double>(total));
-}
-
 static Napi::Value PageSize(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(sysconf(_SC_PAGESIZE)));
 }
@@ -255,7 +245,6 @@ void InitMemory(Napi::Env env, Napi::Object exports) {
   exports["tables"] = Napi::Function::New(env, TablesJs, "tables");
   exports["read"] = Napi::Function::New(env, Read, "read");
   exports["detach"] = Napi::Function::New(env, Detach, "detach");
-  exports["external_memory"] = Napi::Function::New(env, ExternalMemory, "external_memory");
   exports["page_size"] = Napi::Function::New(env, PageSize, "page_size");
 }
 

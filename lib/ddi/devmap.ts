@@ -53,6 +53,7 @@
  *    of the new segment, then as_free). The child's translations start unloaded when the driver has
  *    devmap_access.
  */
+import { internalView } from '../memory/mapping';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { DevmapError, integer, typeError } from '../errors';
 import { MAP_PRIVATE, PROT_NONE, PROT_READ, PROT_WRITE } from '../memory/constants';
@@ -756,7 +757,7 @@ function copyPrivatePages(seg: Segment, s: HState, childSeg: Segment, ns: HState
     const dOff = ns.uvaddr + p * pageSize - dst.addr;
     const was = dst.mapping.protection(dOff);
     dst.mapping.protect(PROT_READ | PROT_WRITE, dOff, pageSize);
-    new Uint8Array(dst.mapping.view(dOff, pageSize)).set(src.mapping.read(addr - src.addr, pageSize));
+    new Uint8Array(internalView(dst.mapping, dOff, pageSize)).set(src.mapping.read(addr - src.addr, pageSize));
     dst.mapping.protect(was, dOff, pageSize);
   }
 }

@@ -15,7 +15,7 @@
  */
 import { DevmapError } from '../errors';
 import { MAP_SHARED, PROT_READ, PROT_WRITE } from '../memory/constants';
-import type { Mapping } from '../memory/mapping';
+import { internalView, type Mapping } from '../memory/mapping';
 import { pageSize } from '../memory/page';
 import { Reservation } from '../memory/reservation';
 import { SharedMemory } from '../memory/shared-memory';
@@ -332,13 +332,20 @@ export const segvn: SegmentOps = {
       const addr = child.rawBase + (p.addr - seg.as.rawBase);
       const fd = data.memfd ? data.memfd.fd : -1;
       const off = data.memfd ? seg.off + (p.addr - seg.base) : 0;
-      const prot = p.mapping.protection();
-      const piece = child.mapPiece(addr, p.len, data.memfd ? prot : PROT_READ | PROT_WRITE, seg.type, fd, off);
+      // The piece's protection runs, page by page (an mprotect of part of it leaves several).
+      const runs: [number, number, number][] = [];
+      for (let o = 0; o < p.len; o += pageSize) {
+        const pr = p.mapping.protection(o);
+        const last = runs[runs.length - 1];
+        if (last !== undefined && last[2] === pr) last[1] += pageSize;
+        else runs.push([o, pageSize, pr]);
+      }
+      const piece = child.mapPiece(addr, p.len, PROT_READ | PROT_WRITE, seg.type, fd, off);
       if (typeof piece === 'number') throw new DevmapError('ERR_DEVMAP_FORK', `fork: cannot map anonymous memory (errno ${piece})`);
-      if (!data.memfd) {
+      for (const [o, l, pr] of runs) {
         // A private mapping's child starts as a copy of the parent's bytes (what copy-on-write shows it).
-        if (prot & PROT_READ) new Uint8Array(piece.mapping.view(0, p.len)).set(p.mapping.read(0, p.len));
-        if (prot !== (PROT_READ | PROT_WRITE)) piece.mapping.protect(prot);
+        if (!data.memfd && pr & PROT_READ) new Uint8Array(internalView(piece.mapping, o, l)).set(p.mapping.read(o, l));
+        if (pr !== (PROT_READ | PROT_WRITE)) piece.mapping.protect(pr, o, l);
       }
       copy.pieces.push(piece);
     }

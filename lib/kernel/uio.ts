@@ -6,6 +6,7 @@
  * memory) and the next bytes of those vectors, advancing them. A user address that is not mapped with the
  * needed protection is EFAULT, as a bad copyout is in a real kernel; the bytes before it have moved.
  */
+import { internalView } from '../memory/mapping';
 import { DevmapError, integer, typeError } from '../errors';
 import { PROT_READ, PROT_WRITE } from '../memory/constants';
 import type { AddressSpace } from './as';
@@ -104,7 +105,7 @@ export function uiomove(kmem: KernelMemory, kaddr: number, n: number, rw: number
     if ((piece.mapping.protection(off) & need) === 0 || (piece.mapping.protection(off + chunk - 1) & need) === 0) return EFAULT;
     let user: Uint8Array;
     try {
-      user = new Uint8Array(piece.mapping.view(off, chunk));
+      user = new Uint8Array(internalView(piece.mapping, off, chunk)); // a copy's window, never a user's view
     } catch {
       return EFAULT;
     }

@@ -32,12 +32,9 @@
  * Views of a simulated process. Inside a simulated address space (lib/kernel) a view stands for a process's
  * translation: once its driver unloads the pages (devmap_unload is a protect()), or they are protected or
  * unmapped, the view must reach them no more, and detaching is still not safe. So the views of a shared
- * mapping there are made over an alias — a second mapping of the same pages elsewhere (mremap with old size
- * 0), one per view — and taking the pages away from the views turns the alias into trash: they read zeros,
- * their writes reach nothing, a request running on one finishes on harmless memory, while the pages
- * themselves are protected or re-reserved at once (no view is over them). An alias lives as long as its
- * view's store, in a lineage of its own (quarantine.ts), and is unmapped after it. Private mappings there
- * cannot be aliased; their views follow the rules above.
+ * mapping there are made over aliases of its pages (alias.ts), and taking the pages away from the views turns
+ * that part of the alias into trash while the pages themselves change at once. A view over other pages of the
+ * same alias keeps reaching them. Private mappings there cannot be aliased; their views follow the rules above.
  *
  * What takes pages away never unmaps them under JavaScript: quarantine.ts replaces them with trash pages first
  * (or punches a plain shared anonymous object empty) and gives the range back once nothing can reach it (the
@@ -54,10 +51,12 @@ import { inspect } from 'node:util';
 import { DevmapError, check, integer, optionalInteger, options, rangeError, typeError } from '../errors';
 import { native } from '../native';
 import { PROT_READ, PROT_WRITE, SAFE_ADVICE, MS_ASYNC, MS_INVALIDATE, MS_SYNC } from './constants';
+import { aliasView, covers, makeAlias, pinAlias, trash as trashAlias, viewsInside, type Alias } from './alias';
+import { makeBuffer } from './buffer';
 import { pageSize } from './page';
 import {
   FLAG_PINNED, FLAG_TRUNCATED, ROW_LIVE, ROW_NESTED, ROW_TRASH, counterOf, givePunched, newLineage, objectGone, quarantine, rowFlags, settle,
-  storeCounts, takeAway, unaccount, viewed, type HoldWatcher, type Lineage,
+  storeCounts, takeAway, viewed, type HoldWatcher, type Lineage,
 } from './quarantine';
 
 /** How a Mapping gives its pages back: munmap, or (inside a simulated address space) re-reserve them. */
@@ -98,25 +97,6 @@ interface View {
 }
 
 const RW = PROT_READ | PROT_WRITE;
-/** mremap(2)'s MREMAP_MAYMOVE. */
-const MREMAP_MAYMOVE = 1;
-
-/**
- * A second mapping of some pages of a shared Mapping inside a simulated address space, which that Mapping's
- * views are made over (see "Views of a simulated process" above). It lives as long as its views: a lineage of
- * its own counts their stores, and once they are all freed the alias is unmapped (`gone`). Until then, taking
- * the pages away from the views makes it trash (`trash`).
- */
-interface Alias {
-  addr: number;
-  /** Where it starts in the Mapping (a granule multiple), and its length. */
-  off: number;
-  len: number;
-  row: number;
-  lineage: Lineage;
-  state: 'live' | 'trash' | 'gone';
-  views: WeakRef<ArrayBuffer>[];
-}
 const NO_ALIASES: Alias[] = [];
 /**
  * Protection runs are replaced, never written in place, so a Mapping with one protection shares these arrays
@@ -126,19 +106,6 @@ const FIRST_RUN: number[] = [0];
 const SINGLE_RUN: number[][] = Array.from({ length: 8 }, (_, p) => [p]);
 /** Shared by every Mapping that never made a view; replaced on the first one, never written. */
 const NO_VIEWS: View[] = [];
-/** An external ArrayBuffer over [addr, addr + length), its store counted on `counter` (-1: not counted). */
-function makeBuffer(addr: number, length: number, counter: number): ArrayBuffer {
-  try {
-    return native().buffer(addr, length, counter);
-  } catch (cause) {
-    throw new DevmapError(
-      'ERR_DEVMAP_VIEW_TOO_LARGE',
-      `Cannot make one ArrayBuffer of ${length} bytes; window the mapping with mapping.view(offset, length)`,
-      { cause },
-    );
-  }
-}
-
 /** Shared by every Mapping with no deferred protection; replaced, never written. */
 const NO_RANGES: readonly number[] = Object.freeze([]);
 
@@ -323,6 +290,15 @@ export function unpin(m: Mapping): void {
 }
 
 let internalBufferOf: (m: Mapping) => ArrayBuffer;
+let internalViewOf: (m: Mapping, offset: number, length: number) => ArrayBuffer;
+
+/** The owner of views taken away while their Mapping lives on (alias.ts): an unmapped Mapping of no pages. */
+let staleOwner: Mapping | undefined;
+let makeStaleOwner: () => Mapping;
+
+function markStale(ab: ArrayBuffer): void {
+  Owned.set(ab, (staleOwner ??= makeStaleOwner()));
+}
 
 /**
  * @internal The whole-mapping view for devmap's own layers (a channel's or a shared map's words), which never
@@ -331,6 +307,14 @@ let internalBufferOf: (m: Mapping) => ArrayBuffer;
  */
 export function internalBuffer(m: Mapping): ArrayBuffer {
   return internalBufferOf(m);
+}
+
+/**
+ * @internal A view of [offset, offset + length) for devmap's own layers, over the pages themselves (never an
+ * alias): a copy the kernel layer makes and drops at once. Detached by unmap and protect, never counted.
+ */
+export function internalView(m: Mapping, offset: number, length: number): ArrayBuffer {
+  return internalViewOf(m, offset, length);
 }
 
 /** The Mapping whose pages `buffer` views, if it is one of devmap's views. */
@@ -399,10 +383,24 @@ export class Mapping {
       // The row's PINNED flag keeps a Worker's teardown from unmapping a held Mutex's pages before the kernel
       // walks the dying thread's robust list (native/regions.cc).
       const row = m.#cell.row;
+      // A held Mutex's words may lie in an alias: it stays while they are on the thread's robust list.
+      if ((was === 0) !== (m.#pins === 0)) for (const a of m.#aliases) pinAlias(a, m.#pins > 0);
       if (row >= 0 && (was === 0) !== (m.#pins === 0)) {
         if (m.#pins > 0) Atomics.or(rowFlags(), row, FLAG_PINNED);
         else Atomics.and(rowFlags(), row, ~FLAG_PINNED);
       }
+    };
+    makeStaleOwner = () => {
+      const m = new Mapping({ addr: 0, length: 1, prot: 0, shared: false, row: -1, finalize: false }, internal);
+      m.#cell.live = false;
+      return m;
+    };
+    internalViewOf = (m, offset, length) => {
+      m.#assertMapped();
+      offset = integer(offset, 'offset');
+      length = integer(length, 'length', 1);
+      m.#range(offset, length, false);
+      return m.#newView(offset, length, false, true);
     };
     internalBufferOf = (m) => {
       m.#assertMapped();
@@ -544,7 +542,6 @@ export class Mapping {
       } else {
         const born = punchable && n.punch(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested, this.#internal) === 0 ? cell.born : -1;
         if (born < 0) check(n.retire(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested, this.#internal), 'mmap');
-        unaccount(lineage, this.#staleBytes());
         this.#buffer = this.#internal = undefined;
         quarantine(lineage, cell.row, cell.addr, cell.mapped, born);
         settle(lineage);
@@ -572,7 +569,7 @@ export class Mapping {
     this.#retire();
     // The whole-mapping buffer spans the hole: the pieces track it like any other view (one over an alias was
     // trashed with it).
-    if (this.#buffer !== undefined && this.#aliases === NO_ALIASES) this.#track({ ref: new WeakRef(this.#buffer), offset: 0, length: this.#length, internal: false });
+    if (this.#buffer !== undefined && !this.#aliasViews) this.#track({ ref: new WeakRef(this.#buffer), offset: 0, length: this.#length, internal: false });
     this.#buffer = undefined;
     const pieces: Mapping[] = [];
     if (offset > 0) pieces.push(this.#piece(0, offset, offset));
@@ -596,7 +593,8 @@ export class Mapping {
       this.#assertUnpinned('protect');
       this.#releaseViews(start, end);
     }
-    this.#deferred = subtractRange(this.#deferred, start, end);
+    const deferred = this.#deferred;
+    this.#deferred = subtractRange(deferred, start, end);
     if (lowers && this.#reachable(start, end)) {
       this.#setProt(start, end, prot);
       this.#deferred = this.#deferred.concat(start, end);
@@ -604,7 +602,10 @@ export class Mapping {
       return;
     }
     const rc = native().mprotect(this.#cell.addr + start, end - start, prot);
-    if (rc < 0) this.#recoverProtect(start, end, prot);
+    if (rc < 0) {
+      this.#deferred = deferred;
+      this.#recoverProtect(start, end, prot);
+    }
     check(rc, 'mprotect');
     this.#setProt(start, end, prot);
   }
@@ -629,7 +630,22 @@ export class Mapping {
       if (s < e) runs.push([s, e, this.#runProts[i]]);
     }
     let restored = true;
-    for (const [s, e, p] of runs) if (native().mprotect(this.#cell.addr + s, e - s, p) < 0) restored = false;
+    const waiting: [number, number][] = [];
+    for (let i = 0; i < this.#deferred.length; i += 2) waiting.push([this.#deferred[i], this.#deferred[i + 1]]);
+    waiting.sort((x, y) => x[0] - y[0]);
+    for (const [s, e, p] of runs) {
+      // Pages whose lower protection still waits had read+write in the kernel (views over them may live).
+      let cursor = s;
+      for (const [ws, we] of waiting) {
+        const ds = Math.max(ws, cursor);
+        const de = Math.min(we, e);
+        if (ds >= de) continue;
+        if (ds > cursor && native().mprotect(this.#cell.addr + cursor, ds - cursor, p) < 0) restored = false;
+        if (native().mprotect(this.#cell.addr + ds, de - ds, RW) < 0) restored = false;
+        cursor = de;
+      }
+      if (cursor < e && native().mprotect(this.#cell.addr + cursor, e - cursor, p) < 0) restored = false;
+    }
     if (!restored) for (const [s, e, p] of runs) this.#setProt(s, e, p & prot);
   }
 
@@ -689,6 +705,11 @@ export class Mapping {
 
   toString(): string {
     return this[inspect.custom]();
+  }
+
+  /** @internal Views are made over aliases (a simulated process's shared memory): they may go stale while this is mapped. */
+  get aliasedViews(): boolean {
+    return this.#aliasViews;
   }
 
   /** @internal The address as a number (no BigInt): for the layers above. */
@@ -769,46 +790,39 @@ export class Mapping {
     return ab;
   }
 
-  /** A view of a simulated process's shared pages, over a new alias of the granules it covers. */
+  /**
+   * A view of a simulated process's shared pages, over an alias (alias.ts): one that already mirrors them
+   * untouched, or a new one of the protection run the view lies in (of its own granules when the kernel cannot
+   * alias the whole run, split across VMAs).
+   */
   #aliasView(offset: number, length: number): ArrayBuffer {
-    const n = native();
+    const cell = this.#cell;
     const g = this.#granule;
-    const off = Math.floor(offset / g) * g;
-    const len = Math.min(Math.ceil((offset + length) / g) * g, this.#cell.mapped) - off;
-    const addr = check(n.mremap(this.#cell.addr + off, 0, len, MREMAP_MAYMOVE, 0), 'mremap');
-    const row = n.row_add(addr, len, ROW_LIVE);
-    if (row < 0) {
-      n.munmap(addr, len);
-      check(row, 'mmap');
+    const from = cell.addr + Math.floor(offset / g) * g;
+    const to = cell.addr + Math.min(Math.ceil((offset + length) / g) * g, cell.mapped);
+    let alias = this.#aliases.find((a) => covers(a, from, to));
+    if (alias === undefined) {
+      let i = this.#runStarts.length - 1;
+      while (this.#runStarts[i] > offset) i--;
+      const runFrom = cell.addr + this.#runStarts[i];
+      const runTo = cell.addr + (i + 1 < this.#runStarts.length ? this.#runStarts[i + 1] : cell.mapped);
+      try {
+        alias = makeAlias(runFrom, runTo - runFrom, this.#pins > 0);
+      } catch {
+        alias = makeAlias(from, to - from, this.#pins > 0);
+      }
+      if (this.#aliases === NO_ALIASES) this.#aliases = [];
+      else if ((this.#aliases.length & 15) === 0) this.#aliases = this.#aliases.filter((a) => !a.gone);
+      this.#aliases.push(alias);
     }
-    const alias: Alias = { addr, off, len, row, lineage: newLineage(), state: 'live', views: [] };
-    alias.lineage.give = (r, a, l) => {
-      alias.state = 'gone';
-      n.row_release(r, a, l);
-    };
-    let ab: ArrayBuffer;
-    try {
-      ab = makeBuffer(addr + offset - off, length, counterOf(alias.lineage));
-    } finally {
-      // Waits for the view's store (or is unmapped at once when there is none: the buffer was refused).
-      quarantine(alias.lineage, row, addr, len);
-      settle(alias.lineage);
-    }
+    const ab = aliasView(alias, cell.addr + offset, length);
     Owned.set(ab, this);
-    alias.views.push(new WeakRef(ab));
-    if (this.#aliases === NO_ALIASES) this.#aliases = [];
-    else if ((this.#aliases.length & 63) === 0) this.#aliases = this.#aliases.filter((x) => x.state !== 'gone');
-    this.#aliases.push(alias);
     return ab;
   }
 
-  /** Takes [start, end) away from the views over aliases: each alias touching it becomes trash (they read zeros). */
+  /** Takes [start, end) away from the views over aliases: those parts become trash, those views stale. */
   #trashAliases(start: number, end: number): void {
-    for (const a of this.#aliases) {
-      if (a.state !== 'live' || a.off >= end || a.off + a.len <= start) continue;
-      a.state = 'trash';
-      check(native().retire(a.row, a.addr, a.len, ROW_TRASH), 'mmap');
-    }
+    for (const a of this.#aliases) trashAlias(a, this.#cell.addr + start, this.#cell.addr + end, markStale);
   }
 
   #track(view: View): void {
@@ -820,13 +834,6 @@ export class Mapping {
     }
   }
 
-  /** Bytes of the views still attached that this Mapping knows of (the caller's: devmap's own are detached by unmap). */
-  #staleBytes(): number {
-    let bytes = this.#buffer?.byteLength ?? 0;
-    for (const v of this.#views) if (!v.internal) bytes += v.ref.deref()?.byteLength ?? 0;
-    return bytes;
-  }
-
   /**
    * Before [start, end) loses read+write: the whole-mapping buffer is no longer handed out (it stays tracked,
    * attached), devmap's own views there are detached, and so — inside a simulated address space, where views
@@ -835,7 +842,7 @@ export class Mapping {
   #releaseViews(start: number, end: number): void {
     this.#trashAliases(start, end);
     if (this.#buffer !== undefined) {
-      if (this.#aliases === NO_ALIASES) this.#track({ ref: new WeakRef(this.#buffer), offset: 0, length: this.#length, internal: false });
+      if (!this.#aliasViews) this.#track({ ref: new WeakRef(this.#buffer), offset: 0, length: this.#length, internal: false });
       this.#buffer = undefined;
     }
     this.#detachInternal(start, end);
@@ -866,6 +873,8 @@ export class Mapping {
       this.#deferred = NO_RANGES;
       return true;
     }
+    // A held Mutex's words must stay reachable for the C library and the kernel: wait for the unlock.
+    if (this.#pins > 0) return false;
     const left: number[] = [];
     for (let i = 0; i < this.#deferred.length; i += 2) {
       const [s, e] = [this.#deferred[i], this.#deferred[i + 1]];
@@ -943,19 +952,16 @@ export class Mapping {
       piece.#deferred = deferred;
       deferProtection(piece);
     }
-    // Aliases wholly inside the piece (the others were trashed with the hole) go to it, with their views.
+    // Aliases still mirroring pages of the piece are its too (the hole's part is trash already); the views wholly
+    // inside the piece become its views.
     for (const a of this.#aliases) {
-      if (a.state !== 'live' || a.off < start || a.off + a.len > end) continue;
-      a.off -= start;
+      if (a.gone || a.base >= cell.addr + end || a.base + a.len <= cell.addr + start) continue;
       if (piece.#aliases === NO_ALIASES) piece.#aliases = [];
       piece.#aliases.push(a);
-      for (const ref of a.views) {
-        const ab = ref.deref();
-        if (ab !== undefined) Owned.set(ab, piece);
-      }
+      for (const ab of viewsInside(a, cell.addr + start, cell.addr + end)) Owned.set(ab, piece);
     }
     // A view wholly inside the piece becomes the piece's; one that also spans the hole stays the retired
-    // Mapping's (stale), but the piece still tracks it: a protect() of the piece must detach it too.
+    // Mapping's (stale), but the piece still tracks it: a lower protection of the piece must wait for it too.
     for (const v of this.#views) {
       const ab = v.ref.deref();
       if (ab === undefined || ab.byteLength === 0 || v.offset >= end || v.offset + v.length <= start) continue;

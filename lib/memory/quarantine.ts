@@ -42,11 +42,6 @@
  *
  * A lineage that never made a view has nothing JavaScript could reach: its pages are given back at once (a
  * plain one is punched and pooled, anything else unmapped).
- *
- * V8 counts every view's length as external memory and runs a full collection whenever that count has grown
- * by 64 MiB. The pages of an unmapped Mapping are no memory any more, so unmap takes its views' length back
- * and the release gives it back once V8 has subtracted it for the freed stores (`unaccount`): a loop that
- * maps, views and unmaps runs no collections for memory it no longer has.
  */
 import { native } from '../native';
 
@@ -71,8 +66,6 @@ export interface Lineage {
   objects: number;
   /** The store counter its views count on (0: no view made yet). */
   counter: number;
-  /** Bytes of its views whose count in V8's external memory unmap took back (`unaccount`), given back at release. */
-  unaccounted: number;
   /** Quarantined ranges, flat: row, addr, len, born (see `quarantine`), … */
   trash: number[];
   /** Rows are ROW_NESTED (inside a reservation) and released through `give`. */
@@ -116,7 +109,7 @@ export function storeCounts(): Int32Array {
 }
 
 export function newLineage(nested = false, give?: Giver, hold?: HoldWatcher): Lineage {
-  return { objects: 0, counter: 0, unaccounted: 0, trash: [], nested, give, hold, views: nested ? [] : undefined };
+  return { objects: 0, counter: 0, trash: [], nested, give, hold, views: nested ? [] : undefined };
 }
 
 const ZERO_RING = 1 << 16;
@@ -134,18 +127,6 @@ export function counterOf(l: Lineage): number {
     lineageOf[l.counter] = l;
   }
   return l.counter;
-}
-
-/**
- * V8 counts each view's length as external memory and schedules full collections by that count; the pages of
- * a Mapping unmap() took away are no memory any more (punched, or trash nobody touched), so their views'
- * count is taken back here and given back at release, after V8 has subtracted it for every freed store (the
- * release waits for exactly that). Without this, a map/view/unmap loop runs a full collection every 64 MiB.
- */
-export function unaccount(l: Lineage, bytes: number): void {
-  if (bytes === 0) return;
-  native().external_memory(-bytes);
-  l.unaccounted += bytes;
 }
 
 /** True when the lineage ever made a view (so its pages may be reachable after they are taken away). */
@@ -204,10 +185,6 @@ function tryRelease(l: Lineage): void {
   const t = l.trash;
   l.trash = [];
   for (let i = 0; i < t.length; i += 4) give(l, t[i], t[i + 1], t[i + 2], t[i + 3]);
-  if (l.unaccounted !== 0) {
-    native().external_memory(l.unaccounted);
-    l.unaccounted = 0;
-  }
   if (l.counter !== 0) {
     if (lineageOf[l.counter] === l) lineageOf[l.counter] = undefined;
     freeCounters.push(l.counter);

@@ -19,7 +19,7 @@
  */
 import { check } from '../errors';
 import { native } from '../native';
-import { MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_NONE } from './constants';
+import { MADV_REMOVE, MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_NONE } from './constants';
 import { adoptMapping, type Mapping } from './mapping';
 import { detachViewsIn, type Lineage } from './quarantine';
 
@@ -88,8 +88,8 @@ export class Reservation {
     this.#takeOver(addr, len);
     this.watcher?.placed(addr, len, prot, type, fd, offset);
     return adoptMapping({
-      addr, length: len, prot, shared: type === MAP_SHARED, release: this.#rereserveHeld, hold: this.#hold, finalize: false, anchor: this.#whole,
-      aliasViews: this.#aliasViews && real === MAP_SHARED,
+      addr, length: len, prot, shared: type === MAP_SHARED, release: real === type ? this.#rereserveHeld : this.#punchAndRereserve, hold: this.#hold,
+      finalize: false, anchor: this.#whole, aliasViews: this.#aliasViews && real === MAP_SHARED,
     });
   }
 
@@ -144,6 +144,16 @@ export class Reservation {
     }
     if (cursor < addr + len) rc = this.#reserveAgain(cursor, addr + len - cursor) || rc;
     return rc;
+  };
+
+  /**
+   * The release of private anonymous memory that is shared for real (place()): its pages are freed first —
+   * the object lives on while other pieces of it (or aliases) map the rest, and re-reserving alone would keep
+   * them. No view is over them any more: views are over aliases, whose part here is trash already.
+   */
+  readonly #punchAndRereserve = (addr: number, len: number): number => {
+    native().madvise(addr, len, MADV_REMOVE);
+    return this.#rereserveHeld(addr, len);
   };
 
   /** A placement over held pages: their stale views are detached and their late release skips them. */

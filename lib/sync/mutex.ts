@@ -147,6 +147,8 @@ export class Mutex {
   readonly #addr: number;
   readonly #lockIndex: number;
   #mapping: Mapping;
+  /** The words are in a view over an alias (a simulated process's memory), which may go stale while mapped. */
+  #aliased: boolean;
 
   /**
    * Writes a new, unlocked Mutex into array[index .. index + Mutex.WORDS) and returns it. Do this once per
@@ -188,6 +190,7 @@ export class Mutex {
     this.#addr = addr;
     this.#lockIndex = index + l.lockWord;
     this.#mapping = mappingOf(array)!; // address() accepted it: a devmap view
+    this.#aliased = this.#mapping.aliasedViews;
   }
 
   /**
@@ -286,9 +289,12 @@ export class Mutex {
     return result;
   }
 
-  /** The Mapping the words are in now (a partial unmap, never while held, hands them to a surviving piece). */
+  /**
+   * The Mapping the words are in now: a partial unmap (never while held) hands them to a surviving piece, and
+   * a view of a simulated process taken away from its pages (alias.ts) belongs to an unmapped Mapping.
+   */
   #mappingNow(): Mapping {
-    if (!this.#mapping.mapped) this.#mapping = mappingOf(this.#array)!;
+    if (!this.#mapping.mapped || this.#aliased) this.#mapping = mappingOf(this.#array)!;
     return this.#mapping;
   }
 

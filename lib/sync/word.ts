@@ -81,7 +81,9 @@ function describeArray(array: unknown, before?: ArrayInfo): ArrayInfo {
  */
 export function address(array: Int32Array, index: unknown, align = 4, words = 1): number {
   let info = arrays.get(array);
-  if (info === undefined || !info.mapping.mapped) info = describeArray(array, info);
+  // (A view of a simulated process's memory changes owner while its Mapping stays mapped when its pages are
+  // taken away from it, alias.ts: asked again each time.)
+  if (info === undefined || !info.mapping.mapped || (info.mapping.aliasedViews && mappingOf(array) !== info.mapping)) info = describeArray(array, info);
   const length = typedArrayLength(array);
   if (length === 0 && arrayBufferByteLength(typedArrayBuffer(array) as ArrayBuffer) === 0) throw unmapped();
   if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index + words > length) {
