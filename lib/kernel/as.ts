@@ -255,6 +255,8 @@ export class AddressSpace {
         pieces.push(p);
         continue;
       }
+      // A piece the user unmapped through Mapping.of(view) (bypassing this kernel) is gone already.
+      if (!p.mapping.mapped) continue;
       const from = Math.max(p.addr, addr);
       const to = Math.min(pEnd, end);
       for (const m of p.mapping.unmap(from - p.addr, to - from)) {

@@ -779,14 +779,7 @@ export class Mapping {
     // devmap's own views are detached before their pages change, and never reach a Node API: no store count.
     const ab = makeBuffer(this.#cell.addr + offset, length, internal ? -1 : counterOf(this.#cell.lineage));
     Owned.set(ab, this);
-    const lineage = this.#cell.lineage;
-    if (main && lineage.views === undefined) return ab;
-    const ref = new WeakRef(ab);
-    if (!main) this.#track({ ref, offset, length, internal });
-    if (lineage.views !== undefined) {
-      if (lineage.views.length >= 64 && (lineage.views.length & 63) === 0) lineage.views = lineage.views.filter((v) => v.ref.deref() !== undefined);
-      lineage.views.push({ ref, addr: this.#cell.addr + offset, len: length });
-    }
+    if (!main) this.#track({ ref: new WeakRef(ab), offset, length, internal });
     return ab;
   }
 

@@ -72,11 +72,6 @@ export interface Lineage {
   nested: boolean;
   give: Giver | undefined;
   hold: HoldWatcher | undefined;
-  /**
-   * Views made in a nested lineage, by address (nested lineages only: a mapping placed over a held range
-   * detaches the stale views there, reservation.ts).
-   */
-  views: { ref: WeakRef<ArrayBuffer>; addr: number; len: number }[] | undefined;
 }
 
 let tables: { flags: Int32Array; counts: Int32Array; forks: Int32Array } | undefined;
@@ -109,7 +104,7 @@ export function storeCounts(): Int32Array {
 }
 
 export function newLineage(nested = false, give?: Giver, hold?: HoldWatcher): Lineage {
-  return { objects: 0, counter: 0, trash: [], nested, give, hold, views: nested ? [] : undefined };
+  return { objects: 0, counter: 0, trash: [], nested, give, hold };
 }
 
 const ZERO_RING = 1 << 16;
@@ -137,14 +132,6 @@ export function viewed(l: Lineage): boolean {
 /** Replaces [addr, addr + len) with trash pages; a negative errno when the kernel refused. */
 export function takeAway(addr: number, len: number): number {
   return native().trash(addr, len);
-}
-
-/** Detaches the views of a nested lineage that reach into [addr, addr + len) (pages a placement took over). */
-export function detachViewsIn(l: Lineage, addr: number, len: number): void {
-  for (const v of l.views ?? []) {
-    const ab = v.ref.deref();
-    if (ab !== undefined && v.addr < addr + len && v.addr + v.len > addr) native().detach(ab);
-  }
 }
 
 /**

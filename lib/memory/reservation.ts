@@ -12,16 +12,17 @@
  * outside it, so only views of private file mappings ever hold pages here, mapping.ts.)
  *
  * A mapping placed explicitly over a held range (MAP_FIXED at a chosen address) takes those pages over: the
- * stale views that still reach them are detached (their next access reads length 0, not the new mapping's
- * bytes), and the held range's late release re-reserves only what was not taken over, so it never lands on
- * the new mapping's pages. (A raw pointer a thread-pool request took before the detach still sees the new
- * pages for the rest of its run: that is the one case docs/security.md lists as a known limit.)
+ * stale views that still reach them see the new mapping from then on — what a pointer into unmapped memory
+ * sees in a process once something is mapped at its address — and are never detached (a Node API may hold
+ * one: zlib aborts on that). The held range's late release re-reserves only what was not taken over, so it
+ * never lands on the new mapping's pages; when the new mapping gives them back first, they become trash again
+ * until that release, so a stale view never meets a PROT_NONE page.
  */
 import { check } from '../errors';
 import { native } from '../native';
 import { MADV_REMOVE, MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_NONE } from './constants';
 import { adoptMapping, type Mapping } from './mapping';
-import { detachViewsIn, type Lineage } from './quarantine';
+import { takeAway, type Lineage } from './quarantine';
 
 /**
  * Told every real change, in order (a client process mirrors the reservation, lib/kernel/remote). Pages taken
@@ -95,17 +96,43 @@ export class Reservation {
 
   /** Re-reserves [addr, addr + len) (pages no Mapping holds; held ones are left to their release): 0 or a negative errno. */
   rereserve(addr: number, len: number): number {
-    // Held pages inside the range stay trash (stale views reach them) until their own release.
-    let cursor = addr;
     let rc = 0;
-    for (const [a, l] of this.held()) {
-      if (a + l <= cursor || a >= addr + len) continue;
-      if (a > cursor) rc = this.#reserveAgain(cursor, a - cursor) || rc;
-      cursor = Math.max(cursor, a + l);
-    }
-    if (cursor < addr + len) rc = this.#reserveAgain(cursor, addr + len - cursor) || rc;
+    for (const [a, l] of this.#handBack(addr, len)) rc = this.#reserveAgain(a, l) || rc;
     if (rc === 0) this.watcher?.reserved(addr, len);
     return rc;
+  }
+
+  /**
+   * Of [addr, addr + len), which its mapping gives back, the parts to re-reserve now: those no held range
+   * covers. A part a held range covers is still reached by that range's stale views; if a placement had taken
+   * it over (it is that mapping's pages being given back), it becomes trash again and the held range's own
+   * release will re-reserve it.
+   */
+  #handBack(addr: number, len: number): [number, number][] {
+    const free: [number, number][] = [];
+    let cursor = addr;
+    for (const h of [...this.#held].sort((x, y) => x.addr - y.addr)) {
+      if (h.addr + h.len <= cursor || h.addr >= addr + len) continue;
+      if (h.addr > cursor) free.push([cursor, h.addr - cursor]);
+      const from = Math.max(cursor, h.addr);
+      const to = Math.min(addr + len, h.addr + h.len);
+      const kept: [number, number][] = [];
+      for (const [ta, tl] of h.taken) {
+        const s = Math.max(ta, from);
+        const e = Math.min(ta + tl, to);
+        if (s >= e) {
+          kept.push([ta, tl]);
+          continue;
+        }
+        takeAway(s, e - s);
+        if (ta < s) kept.push([ta, s - ta]);
+        if (ta + tl > e) kept.push([e, ta + tl - e]);
+      }
+      h.taken = kept;
+      cursor = Math.max(cursor, to);
+    }
+    if (cursor < addr + len) free.push([cursor, addr + len - cursor]);
+    return free;
   }
 
   #reserveAgain(addr: number, len: number): number {
@@ -130,7 +157,7 @@ export class Reservation {
     this.watcher?.reserved(addr, len);
   };
 
-  /** The release of a held range: re-reserve what no placement took over since. */
+  /** The release of a held range: re-reserve what no placement took over since (and no other held range covers). */
   readonly #rereserveHeld = (addr: number, len: number): number => {
     const i = this.#held.findIndex((h) => h.addr === addr && h.len === len);
     if (i < 0) return this.#whole.mapped ? this.rereserve(addr, len) : 0;
@@ -138,11 +165,14 @@ export class Reservation {
     if (!this.#whole.mapped) return 0;
     let cursor = addr;
     let rc = 0;
+    const give = (a: number, l: number) => {
+      for (const [fa, fl] of this.#handBack(a, l)) rc = this.#reserveAgain(fa, fl) || rc;
+    };
     for (const [a, l] of h.taken.sort((x, y) => x[0] - y[0])) {
-      if (a > cursor) rc = this.#reserveAgain(cursor, a - cursor) || rc;
+      if (a > cursor) give(cursor, a - cursor);
       cursor = Math.max(cursor, a + l);
     }
-    if (cursor < addr + len) rc = this.#reserveAgain(cursor, addr + len - cursor) || rc;
+    if (cursor < addr + len) give(cursor, addr + len - cursor);
     return rc;
   };
 
@@ -156,14 +186,17 @@ export class Reservation {
     return this.#rereserveHeld(addr, len);
   };
 
-  /** A placement over held pages: their stale views are detached and their late release skips them. */
+  /**
+   * A placement over held pages: their stale views see the new mapping there from now on — as a pointer into
+   * unmapped memory does in a process once something is mapped at its address — and are never detached (a
+   * Node API may hold one). Their held range's late release skips those pages; when the new mapping gives them
+   * back first, they turn to trash again until that release (#handBack).
+   */
   #takeOver(addr: number, len: number): void {
     for (const h of this.#held) {
       const from = Math.max(h.addr, addr);
       const to = Math.min(h.addr + h.len, addr + len);
-      if (from >= to) continue;
-      h.taken.push([from, to - from]);
-      detachViewsIn(h.lineage, from, to - from);
+      if (from < to) h.taken.push([from, to - from]);
     }
   }
 }

@@ -92,6 +92,17 @@ describe('a simulated process\'s views', () => {
   });
 });
 
+it('a piece the user unmapped through Mapping.of(view), bypassing the kernel, is gone for munmap, exit and shutdown', async () => {
+  const k = boot();
+  const p = k.spawn();
+  const a = await p.mmap(0n, 4 * P, RW, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  const pieces = Mapping.of(new Uint8Array(await p.view(a, 4 * P)))!.unmap(P, P);
+  await p.munmap(a, 4 * P);
+  await p.exit();
+  await k.shutdown();
+  for (const m of pieces) m.unmap();
+});
+
 describe('a held Mutex keeps the pages its words are in', () => {
   it.each(['alias', 'deferred'])('%s: the Mutex and its view dropped while held, collected: the next robust lock does not fault', async (how) => {
     const r = await run(process.execPath, ['--expose-gc', fixture('held-mutex-pages.cjs'), how]);

@@ -41,7 +41,7 @@ describe('Reservation', () => {
     expect(() => Reservation.reserve(2 ** 52)).toThrow(expect.objectContaining({ code: 'ENOMEM', errno: -12, syscall: 'mmap' }));
   });
 
-  it('holds the pages a live view still reaches, and a placement over them takes them over', () => {
+  it('holds the pages a live view still reaches; a placement over them takes them over without detaching it, and gives them back as trash', () => {
     const r = Reservation.reserve(4 * pageSize);
     const m = r.place(r.addr, 2 * pageSize, RW, MAP_PRIVATE, -1, 0) as Mapping;
     const stale = new Uint8Array(m.buffer);
@@ -53,9 +53,20 @@ describe('Reservation', () => {
     expect(realProt(r.addr)).toBe('rw');
     expect(stale[0]).toBe(0);
     const again = r.place(r.addr + pageSize, pageSize, RW, MAP_PRIVATE, -1, 0) as Mapping;
-    expect(stale.length).toBe(0); // detached: it would otherwise see the new mapping's bytes
+    // Never detached (a Node API may hold it): it sees what is mapped at its address now, as a pointer would.
+    expect(stale.length).toBe(2 * pageSize);
     new Uint8Array(again.buffer)[0] = 5;
+    expect(stale[pageSize]).toBe(5);
+    // The new mapping goes first: its pages turn to trash again (the stale view still reaches them), not PROT_NONE.
     again.unmap();
+    expect(realProt(r.addr + pageSize)).toBe('rw');
+    stale[pageSize] = 6;
+    // The same with a mapping nobody viewed (given back at once): trash under the stale view, not PROT_NONE.
+    const third = r.place(r.addr, pageSize, RW, MAP_PRIVATE, -1, 0) as Mapping;
+    third.unmap();
+    expect(realProt(r.addr)).toBe('rw');
+    stale[0] = 7;
+    expect(r.held()).toContainEqual([r.addr, 2 * pageSize]);
     r.release();
   });
 });
