@@ -22,6 +22,7 @@
 import { check } from '../errors';
 import { native } from '../native';
 import { makeBuffer } from './buffer';
+import { pageSize } from './page';
 import { ROW_LIVE, ROW_TRASH, counterOf, newLineage, quarantine, settle, takeAway, type Lineage } from './quarantine';
 
 /** mremap(2)'s MREMAP_MAYMOVE. */
@@ -38,8 +39,8 @@ export interface Alias {
   dead: number[];
   /** Unmapped: every view's store was freed. */
   gone: boolean;
-  /** Held for a Mutex (counted in lineage.objects). */
-  pinned: boolean;
+  /** Mappings (pieces may share an alias) holding it for a held Mutex; while any does, lineage.objects counts one. */
+  pinned: number;
   views: { ref: WeakRef<ArrayBuffer>; at: number; len: number }[];
 }
 
@@ -52,7 +53,7 @@ export function makeAlias(base: number, len: number, pinned: boolean): Alias {
     n.munmap(addr, len);
     check(row, 'mmap');
   }
-  const alias: Alias = { base, addr, len, row, lineage: newLineage(), dead: [], gone: false, pinned, views: [] };
+  const alias: Alias = { base, addr, len, row, lineage: newLineage(), dead: [], gone: false, pinned: pinned ? 1 : 0, views: [] };
   alias.lineage.give = (r, a, l) => {
     alias.gone = true;
     n.row_release(r, a, l);
@@ -90,13 +91,27 @@ export function trash(a: Alias, from: number, to: number, stale: (ab: ArrayBuffe
   const s = Math.max(from, a.base);
   const e = Math.min(to, a.base + a.len);
   if (a.gone || s >= e) return;
-  check(takeAway(a.addr + (s - a.base), e - s), 'mmap');
-  a.dead = merged(a.dead, s, e);
+  // Only pages a live view covers: nothing else reaches the alias there (a new view needs read+write, which
+  // the pages lack until a later call gives it back), so the alias stays whole — no VMA split — elsewhere.
+  a.views = a.views.filter((v) => v.ref.deref() !== undefined);
+  for (const v of a.views) {
+    const vs = Math.max(s, v.at - ((v.at - a.base) % pageSize));
+    const ve = Math.min(e, a.base + Math.ceil((v.at + v.len - a.base) / pageSize) * pageSize);
+    if (vs >= ve || covered(a.dead, vs, ve)) continue;
+    check(takeAway(a.addr + (vs - a.base), ve - vs), 'mmap');
+    a.dead = merged(a.dead, vs, ve);
+  }
   if (a.dead.length === 2 && a.dead[0] === a.base && a.dead[1] === a.base + a.len) native().row_set(a.row, a.addr, a.len, ROW_TRASH);
   for (const v of a.views) {
     const ab = v.ref.deref();
     if (ab !== undefined && v.at < e && v.at + v.len > s) stale(ab);
   }
+}
+
+/** True when the flat merged ranges cover all of [s, e). */
+function covered(ranges: number[], s: number, e: number): boolean {
+  for (let i = 0; i < ranges.length; i += 2) if (ranges[i] <= s && ranges[i + 1] >= e) return true;
+  return false;
 }
 
 /** Flat [start, end) pairs with [s, e) added, sorted and merged. */
@@ -112,12 +127,11 @@ function merged(ranges: number[], s: number, e: number): number[] {
   return out;
 }
 
-/** Holds the alias for a held Mutex (`on`), or lets it go with its views again. */
+/** One more Mapping holds the alias for a held Mutex (`on`), or one fewer: the last lets it go with its views. */
 export function pinAlias(a: Alias, on: boolean): void {
-  if (a.pinned === on || a.gone) return;
-  a.pinned = on;
-  if (on) a.lineage.objects++;
-  else {
+  if (a.gone) return;
+  if (on && a.pinned++ === 0) a.lineage.objects++;
+  else if (!on && a.pinned > 0 && --a.pinned === 0) {
     a.lineage.objects--;
     settle(a.lineage);
   }

@@ -60,7 +60,7 @@ import {
 } from './quarantine';
 
 /** How a Mapping gives its pages back: munmap, or (inside a simulated address space) re-reserve them. */
-export type Releaser = (addr: number, length: number) => number;
+export type Releaser = (addr: number, length: number, lineage: Lineage) => number;
 export type { HoldWatcher } from './quarantine';
 
 interface Cell {
@@ -351,6 +351,11 @@ export interface MappingInit {
   anchor?: object;
   /** Views are made over aliases of the pages (a shared mapping in a simulated process's address space). */
   aliasViews?: boolean;
+  /**
+   * Whether something else still reaches part of [addr, addr + len) (absolute): stale views of a range held
+   * where this mapping was placed (reservation.ts). A lower protection waits for it too.
+   */
+  reachedElsewhere?: (addr: number, len: number) => boolean;
 }
 
 export class Mapping {
@@ -369,6 +374,7 @@ export class Mapping {
   #finalize: boolean;
   #anchor: object | undefined;
   #aliasViews: boolean;
+  #reachedElsewhere: ((addr: number, len: number) => boolean) | undefined;
   /** Held Mutexes in this mapping (a count, not a WeakMap entry: lock/unlock is a hot path). */
   #pins = 0;
   /** The aliases this Mapping's views are made over (shared mappings inside a simulated address space). */
@@ -425,9 +431,9 @@ export class Mapping {
     const granule = init.granule ?? pageSize;
     const mapped = Math.ceil(init.length / granule) * granule;
     const release = init.release;
-    const lineage = lineageInit ?? (release === undefined ? newLineage() : newLineage(true, (row, addr, len) => {
+    const lineage: Lineage = lineageInit ?? (release === undefined ? newLineage() : newLineage(true, (row, addr, len) => {
       native().row_remove(row);
-      release(addr, len);
+      release(addr, len, lineage);
     }, init.hold));
     lineageInit = undefined;
     const row = init.row ?? native().row_add(init.addr, mapped, ROW_LIVE | (lineage.nested ? ROW_NESTED : 0));
@@ -441,6 +447,7 @@ export class Mapping {
     this.#finalize = init.finalize ?? true;
     this.#anchor = init.anchor;
     this.#aliasViews = init.aliasViews ?? false;
+    this.#reachedElsewhere = init.reachedElsewhere;
     if (this.#finalize) registerSoon(this);
   }
 
@@ -564,6 +571,7 @@ export class Mapping {
       check(takeAway(cell.addr + offset, end - offset), 'mmap');
       const row = n.row_add(cell.addr + offset, end - offset, ROW_TRASH | nested);
       quarantine(lineage, row, cell.addr + offset, end - offset);
+      settle(lineage);
     }
     n.row_remove(cell.row);
     this.#retire();
@@ -849,6 +857,7 @@ export class Mapping {
    */
   #reachable(start: number, end: number): boolean {
     const lineage = this.#cell.lineage;
+    if (this.#reachedElsewhere?.(this.#cell.addr + start, end - start)) return true;
     if (!viewed(lineage)) return false;
     let attached = (this.#internal !== undefined && this.#internal.byteLength > 0 ? 1 : 0) + (this.#buffer !== undefined && this.#buffer.byteLength > 0 ? 1 : 0);
     for (const v of this.#views) {
@@ -919,7 +928,10 @@ export class Mapping {
     const object = cell.object === undefined ? undefined : { key: cell.object.key, offset: cell.object.offset + start };
     lineageInit = cell.lineage;
     const piece = new Mapping(
-      { addr: cell.addr + start, length, prot: 0, shared: this.#shared, granule: this.#granule, finalize: this.#finalize, anchor: this.#anchor, object, aliasViews: this.#aliasViews },
+      {
+        addr: cell.addr + start, length, prot: 0, shared: this.#shared, granule: this.#granule, finalize: this.#finalize, anchor: this.#anchor, object,
+        aliasViews: this.#aliasViews, reachedElsewhere: this.#reachedElsewhere,
+      },
       internal,
     );
     if ((rowFlags()[cell.row] & FLAG_TRUNCATED) !== 0) Atomics.or(rowFlags(), piece.#cell.row, FLAG_TRUNCATED);

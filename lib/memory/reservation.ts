@@ -20,7 +20,7 @@
  */
 import { check } from '../errors';
 import { native } from '../native';
-import { MADV_REMOVE, MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_NONE } from './constants';
+import { MADV_REMOVE, MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_NONE, PROT_READ, PROT_WRITE } from './constants';
 import { adoptMapping, type Mapping } from './mapping';
 import { takeAway, type Lineage } from './quarantine';
 
@@ -84,14 +84,21 @@ export class Reservation {
     // With aliasViews, private anonymous memory is shared anonymous memory for real: nothing else can map it
     // (it has no descriptor, and a simulated fork copies its bytes), and shared pages can be aliased.
     const real = this.#aliasViews && fd < 0 && type === MAP_PRIVATE ? MAP_SHARED : type;
-    const rc = native().mmap(addr, len, prot, real | MAP_FIXED | (fd < 0 ? MAP_ANONYMOUS : 0), fd, offset);
+    // Over pages stale views still reach, the kernel gets read+write first: the protection asked for waits
+    // for them like any lower protection (mapping.ts), through reachedElsewhere.
+    const over = this.#heldOver(addr, len);
+    // (An object that cannot be mapped read+write is refused there: EACCES, never a fault under a stale view.)
+    const rc = native().mmap(addr, len, over ? PROT_READ | PROT_WRITE : prot, real | MAP_FIXED | (fd < 0 ? MAP_ANONYMOUS : 0), fd, offset);
     if (rc < 0) return -rc;
     this.#takeOver(addr, len);
     this.watcher?.placed(addr, len, prot, type, fd, offset);
-    return adoptMapping({
-      addr, length: len, prot, shared: type === MAP_SHARED, release: real === type ? this.#rereserveHeld : this.#punchAndRereserve, hold: this.#hold,
-      finalize: false, anchor: this.#whole, aliasViews: this.#aliasViews && real === MAP_SHARED,
+    const m = adoptMapping({
+      addr, length: len, prot: over ? PROT_READ | PROT_WRITE : prot, shared: type === MAP_SHARED,
+      release: real === type ? this.#rereserveHeld : this.#punchAndRereserve, hold: this.#hold, finalize: false, anchor: this.#whole,
+      aliasViews: this.#aliasViews && real === MAP_SHARED, reachedElsewhere: this.#heldOver,
     });
+    if (over && prot !== (PROT_READ | PROT_WRITE)) m.protect(prot);
+    return m;
   }
 
   /** Re-reserves [addr, addr + len) (pages no Mapping holds; held ones are left to their release): 0 or a negative errno. */
@@ -157,9 +164,12 @@ export class Reservation {
     this.watcher?.reserved(addr, len);
   };
 
+  /** True when part of [addr, addr + len) is held for stale views. */
+  readonly #heldOver = (addr: number, len: number): boolean => this.#held.some((h) => h.addr < addr + len && h.addr + h.len > addr);
+
   /** The release of a held range: re-reserve what no placement took over since (and no other held range covers). */
-  readonly #rereserveHeld = (addr: number, len: number): number => {
-    const i = this.#held.findIndex((h) => h.addr === addr && h.len === len);
+  readonly #rereserveHeld = (addr: number, len: number, lineage?: Lineage): number => {
+    const i = this.#held.findIndex((h) => h.addr === addr && h.len === len && h.lineage === lineage);
     if (i < 0) return this.#whole.mapped ? this.rereserve(addr, len) : 0;
     const [h] = this.#held.splice(i, 1);
     if (!this.#whole.mapped) return 0;
@@ -181,9 +191,9 @@ export class Reservation {
    * the object lives on while other pieces of it (or aliases) map the rest, and re-reserving alone would keep
    * them. No view is over them any more: views are over aliases, whose part here is trash already.
    */
-  readonly #punchAndRereserve = (addr: number, len: number): number => {
+  readonly #punchAndRereserve = (addr: number, len: number, lineage: Lineage): number => {
     native().madvise(addr, len, MADV_REMOVE);
-    return this.#rereserveHeld(addr, len);
+    return this.#rereserveHeld(addr, len, lineage);
   };
 
   /**

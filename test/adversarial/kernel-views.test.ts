@@ -104,7 +104,7 @@ it('a piece the user unmapped through Mapping.of(view), bypassing the kernel, is
 });
 
 describe('a held Mutex keeps the pages its words are in', () => {
-  it.each(['alias', 'deferred'])('%s: the Mutex and its view dropped while held, collected: the next robust lock does not fault', async (how) => {
+  it.each(['alias', 'alias-pieces', 'deferred'])('%s: the Mutex and its view dropped while held, collected: the next robust lock does not fault', async (how) => {
     const r = await run(process.execPath, ['--expose-gc', fixture('held-mutex-pages.cjs'), how]);
     expect(r.signal, r.stderr).toBeNull();
     expect(r.code, r.stderr).toBe(0);

@@ -41,6 +41,30 @@ describe('Reservation', () => {
     expect(() => Reservation.reserve(2 ** 52)).toThrow(expect.objectContaining({ code: 'ENOMEM', errno: -12, syscall: 'mmap' }));
   });
 
+  it('a placement below read+write over pages stale views still reach waits for them (the kernel keeps read+write), and is matched to its own release', async () => {
+    const r = Reservation.reserve(4 * pageSize);
+    const m = r.place(r.addr, 2 * pageSize, RW, MAP_PRIVATE, -1, 0) as Mapping;
+    let stale: Uint8Array | undefined = new Uint8Array(m.buffer);
+    m.unmap();
+    const ro = r.place(r.addr, 2 * pageSize, PROT_READ, MAP_PRIVATE, -1, 0) as Mapping;
+    expect(ro.protection(0)).toBe(PROT_READ);
+    expect(ro.protectionPending).toBe(true);
+    stale[0] = 1; // no fault: the kernel has read+write there until the stale view is gone
+    expect(realProt(r.addr)).toBe('rw');
+    // Given back first, with the very address and length of the held range: not taken for its release.
+    ro.unmap();
+    expect(r.held()).toEqual([[r.addr, 2 * pageSize]]);
+    stale[1] = 2;
+    stale = undefined;
+    for (let i = 0; i < 100 && r.held().length > 0; i++) {
+      globalThis.gc?.();
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    expect(r.held()).toEqual([]);
+    expect(realProt(r.addr)).toBe('--');
+    r.release();
+  });
+
   it('holds the pages a live view still reaches; a placement over them takes them over without detaching it, and gives them back as trash', () => {
     const r = Reservation.reserve(4 * pageSize);
     const m = r.place(r.addr, 2 * pageSize, RW, MAP_PRIVATE, -1, 0) as Mapping;
