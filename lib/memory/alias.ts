@@ -23,7 +23,7 @@ import { check } from '../errors';
 import { native } from '../native';
 import { makeBuffer } from './buffer';
 import { pageSize } from './page';
-import { ROW_LIVE, ROW_TRASH, counterOf, newLineage, quarantine, settle, takeAway, type Lineage } from './quarantine';
+import { ROW_LIVE, ROW_TRASH, counterOf, newLineage, quarantine, settle, storeCounts, takeAway, type Lineage } from './quarantine';
 
 /** mremap(2)'s MREMAP_MAYMOVE. */
 const MREMAP_MAYMOVE = 1;
@@ -93,7 +93,14 @@ export function trash(a: Alias, from: number, to: number, stale: (ab: ArrayBuffe
   if (a.gone || s >= e) return;
   // Only pages a live view covers: nothing else reaches the alias there (a new view needs read+write, which
   // the pages lack until a later call gives it back), so the alias stays whole — no VMA split — elsewhere.
+  // Unless a store no attached view accounts for is alive (a BYOB read or a transfer() moved it into an
+  // ArrayBuffer the alias never saw): then all of [s, e), as its pages are unknown.
   a.views = a.views.filter((v) => v.ref.deref() !== undefined);
+  const attached = a.views.reduce((n, v) => n + ((v.ref.deref()?.byteLength ?? 0) > 0 ? 1 : 0), 0);
+  if (a.lineage.counter !== 0 && storeCounts()[a.lineage.counter] > attached && !covered(a.dead, s, e)) {
+    check(takeAway(a.addr + (s - a.base), e - s), 'mmap');
+    a.dead = merged(a.dead, s, e);
+  }
   for (const v of a.views) {
     const vs = Math.max(s, v.at - ((v.at - a.base) % pageSize));
     const ve = Math.min(e, a.base + Math.ceil((v.at + v.len - a.base) / pageSize) * pageSize);
