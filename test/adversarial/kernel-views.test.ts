@@ -95,7 +95,7 @@ describe('a simulated process\'s views', () => {
 it('a view a BYOB read moved into a new ArrayBuffer is taken away too once its first object is gone (mprotect)', async () => {
   const p = boot().spawn();
   const a = await p.mmap(0n, 2 * P, RW, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  const reader = new ReadableStream({ type: 'bytes', pull(c) { c.byobRequest!.view![0] = 1; c.byobRequest!.respond(1); } }).getReader({ mode: 'byob' });
+  const reader = new ReadableStream({ type: 'bytes', pull(c) { (c.byobRequest!.view as Uint8Array)[0] = 1; c.byobRequest!.respond(1); } }).getReader({ mode: 'byob' });
   const moved = await (async () => new Uint8Array((await reader.read(new Uint8Array(await p.view(a, P)))).value!.buffer))();
   await p.access(a + BigInt(P), 1); // (the system-call queue lets go of the last view it returned)
   for (let i = 0; i < 5; i++) {
