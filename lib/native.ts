@@ -50,7 +50,7 @@ export interface Native {
   row_remove(row: number): void;
   /** munmap + row_remove. */
   row_release(row: number, addr: number, length: number): number;
-  /** [flags words of the range table (process-wide), this environment's store counters, the process's fork count]. */
+  /** [flags words of the range table (process-wide), this environment's store counters, the process words (fork count, VMA budget)]. */
   tables(): [ArrayBuffer, ArrayBuffer, ArrayBuffer];
   /** linkat(2) of an O_TMPFILE descriptor's file to `path` (EEXIST when taken). */
   link_fd(fd: number, path: string): number;

@@ -71,7 +71,11 @@ std::vector<int32_t>* g_free = nullptr;
 std::atomic<uint32_t> g_next_env{1};
 struct sigaction g_previous;
 size_t g_page = 4096;
-int32_t* g_forks = nullptr;  // word 0: forks this process has begun (pthread_atfork's prepare handler)
+// Process-wide words JavaScript shares across environments: word 0 counts the forks this process has begun
+// (pthread_atfork's prepare handler); word 1 is the VMA budget, slots of vm.max_map_count devmap may still take
+// before it counts the table again (lib/memory/map-count.ts).
+int32_t* g_forks = nullptr;
+constexpr size_t kProcessWords = 2;
 
 void* Reserve(size_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -299,7 +303,7 @@ napi_value Tables(napi_env env) {
   if (s == nullptr || napi_create_array_with_length(env, 3, &out) != napi_ok) return nullptr;
   if (napi_create_external_arraybuffer(env, g_flags, kCapacity * sizeof(int32_t), nullptr, nullptr, &flags) != napi_ok ||
       napi_create_external_arraybuffer(env, s->counters, kCounters * sizeof(int32_t), nullptr, nullptr, &counters) != napi_ok ||
-      napi_create_external_arraybuffer(env, g_forks, sizeof(int32_t), nullptr, nullptr, &forks) != napi_ok ||
+      napi_create_external_arraybuffer(env, g_forks, kProcessWords * sizeof(int32_t), nullptr, nullptr, &forks) != napi_ok ||
       napi_set_element(env, out, 0, flags) != napi_ok || napi_set_element(env, out, 1, counters) != napi_ok ||
       napi_set_element(env, out, 2, forks) != napi_ok) {
     return nullptr;

@@ -59,7 +59,12 @@ export class Arena {
   constructor(size: number) {
     this.size = Math.ceil(integer(size, 'arenaSize', pageSize) / pageSize) * pageSize;
     this.#memory = SharedMemory.memfd('devmap-arena', this.size);
-    this.#mapping = this.#memory.map();
+    try {
+      this.#mapping = this.#memory.map();
+    } catch (err) {
+      this.#memory.close(); // (the mapping table full, say: the descriptor must not wait for a collection)
+      throw err;
+    }
     this.base = this.#mapping.rawAddress;
     this.#bytes = new Uint8Array(this.#mapping.buffer);
     this.#map = new ResourceMap(this.size / CACHE_LINE + 2, { name: 'kmem' });

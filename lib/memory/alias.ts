@@ -22,6 +22,7 @@
 import { check } from '../errors';
 import { native } from '../native';
 import { makeBuffer } from './buffer';
+import { assertMapSlots } from './map-count';
 import { pageSize } from './page';
 import { ROW_LIVE, ROW_TRASH, counterOf, newLineage, quarantine, settle, storeCounts, takeAway, type Lineage } from './quarantine';
 
@@ -47,6 +48,7 @@ export interface Alias {
 /** An alias of [base, base + len); a system error when the kernel refuses. */
 export function makeAlias(base: number, len: number, pinned: boolean): Alias {
   const n = native();
+  assertMapSlots(1, 'A view of a simulated process (an alias of its pages)');
   const addr = check(n.mremap(base, 0, len, MREMAP_MAYMOVE, 0), 'mremap');
   const row = n.row_add(addr, len, ROW_LIVE);
   if (row < 0) {

@@ -8,6 +8,7 @@ import {
 import { EEXIST, ENOENT, O_CLOEXEC, closeFd, exactMode, fstatFd, objectKey, openFd, truncateFd } from './fd';
 import { Mapping, adoptMapping, shrinkMappings } from './mapping';
 import { pageSize } from './page';
+import { assertMapSlots, mapCountError, takeMapSlots } from './map-count';
 import { PUNCH_LIMIT, ROW_LIVE, ROW_TRASH, forkCount, reuse, storeCounts, unreuse } from './quarantine';
 
 const RW = PROT_READ | PROT_WRITE;
@@ -77,6 +78,11 @@ function place(len: number, prot: number, flags: number, fd: number, offset: num
       n.row_set(row, at, len, ROW_LIVE);
       return [at, row, was];
     }
+    // Trash pages may be part of a larger mapping (adjacent trash merges): landing in it may split it in three.
+    if (!takeMapSlots(2)) {
+      unreuse(len, row, at);
+      throw mapCountError(`A mapping of ${len} bytes`);
+    }
     const born = plain ? forkCount() : -1;
     const addr = n.mmap(at, len, prot, flags | MAP_FIXED, fd, offset);
     if (addr === at) {
@@ -86,6 +92,7 @@ function place(len: number, prot: number, flags: number, fd: number, offset: num
     n.row_set(row, at, len, ROW_TRASH);
     unreuse(len, row, at);
   }
+  assertMapSlots(1, `A mapping of ${len} bytes`);
   const born = plain ? forkCount() : -1;
   const addr = check(n.mmap_row(0, len, prot, flags, fd, offset, ROW_LIVE), 'mmap', path);
   return [addr, storeCounts()[0], born];

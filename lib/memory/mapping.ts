@@ -53,9 +53,10 @@ import { native } from '../native';
 import { PROT_READ, PROT_WRITE, SAFE_ADVICE, MS_ASYNC, MS_INVALIDATE, MS_SYNC } from './constants';
 import { aliasView, covers, makeAlias, pinAlias, trash as trashAlias, viewsInside, type Alias } from './alias';
 import { makeBuffer } from './buffer';
+import { spendMapSlots } from './map-count';
 import { pageSize } from './page';
 import {
-  FLAG_PINNED, FLAG_TRUNCATED, ROW_LIVE, ROW_NESTED, ROW_TRASH, counterOf, givePunched, newLineage, objectGone, quarantine, rowFlags, settle,
+  FLAG_PINNED, FLAG_TRUNCATED, ROW_LIVE, ROW_NESTED, ROW_TRASH, counterOf, givePunched, mayPunch, newLineage, objectGone, quarantine, rowFlags, settle,
   storeCounts, takeAway, viewed, type HoldWatcher, type Lineage,
 } from './quarantine';
 
@@ -547,7 +548,7 @@ export class Mapping {
         if (punchable && n.punch(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested) === 0) givePunched(cell.row, cell.addr, cell.mapped, cell.born);
         else check(lineage.give === undefined ? n.row_release(cell.row, cell.addr, cell.mapped) : (lineage.give(cell.row, cell.addr, cell.mapped), 0), 'munmap');
       } else {
-        const born = punchable && n.punch(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested, this.#internal) === 0 ? cell.born : -1;
+        const born = punchable && mayPunch() && n.punch(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested, this.#internal) === 0 ? cell.born : -1;
         if (born < 0) check(n.retire(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested, this.#internal), 'mmap');
         this.#buffer = this.#internal = undefined;
         quarantine(lineage, cell.row, cell.addr, cell.mapped, born);
@@ -609,6 +610,7 @@ export class Mapping {
       deferProtection(this);
       return;
     }
+    spendMapSlots(2);
     const rc = native().mprotect(this.#cell.addr + start, end - start, prot);
     if (rc < 0) {
       this.#deferred = deferred;
@@ -675,6 +677,7 @@ export class Mapping {
     if (!SAFE_ADVICE.has(advice)) throw rangeError('one of the MADV_* constants devmap exports', 'advice', advice);
     const [start, end] = this.#pages(offset, length);
     this.#cell.born = -1; // advice can stay on the pages' mapping: they must not be handed to another Mapping so
+    spendMapSlots(2);
     check(native().madvise(this.#cell.addr + start, end - start, advice), 'madvise');
   }
 
@@ -683,6 +686,7 @@ export class Mapping {
     this.#assertMapped();
     const [start, end] = this.#pages(offset, length);
     this.#cell.born = -1; // locked pages cannot be punched, and the lock must not pass to another Mapping
+    spendMapSlots(2);
     check(native().mlock(this.#cell.addr + start, end - start), 'mlock');
   }
 
@@ -690,6 +694,7 @@ export class Mapping {
   unlock(offset = 0, length?: number): void {
     this.#assertMapped();
     const [start, end] = this.#pages(offset, length);
+    spendMapSlots(2);
     check(native().munlock(this.#cell.addr + start, end - start), 'munlock');
   }
 
@@ -892,7 +897,9 @@ export class Mapping {
     for (let i = 0; i < n; i++) {
       const s = Math.max(this.#runStarts[i], start);
       const e = Math.min(i + 1 < n ? this.#runStarts[i + 1] : this.#cell.mapped, end);
-      if (s < e && native().mprotect(this.#cell.addr + s, e - s, this.#runProts[i]) < 0) return false;
+      if (s >= e) continue;
+      spendMapSlots(2);
+      if (native().mprotect(this.#cell.addr + s, e - s, this.#runProts[i]) < 0) return false;
     }
     return true;
   }

@@ -44,6 +44,10 @@
  * plain one is punched and pooled, anything else unmapped).
  */
 import { native } from '../native';
+import { MAP_COUNT_LIMIT, spendMapSlots } from './map-count';
+import { storeCounts } from './tables';
+
+export { forkCount, rowFlags, storeCounts } from './tables';
 
 /** Row kinds of the addon's range table (native/regions.h). */
 export const ROW_LIVE = 1;
@@ -74,35 +78,6 @@ export interface Lineage {
   hold: HoldWatcher | undefined;
 }
 
-let tables: { flags: Int32Array; counts: Int32Array; forks: Int32Array } | undefined;
-
-function load(): { flags: Int32Array; counts: Int32Array; forks: Int32Array } {
-  const [flags, counts, forks] = native().tables();
-  return (tables = { flags: new Int32Array(flags), counts: new Int32Array(counts), forks: new Int32Array(forks) });
-}
-
-/**
- * How many fork(2)s this process has begun (any thread; the addon's pthread_atfork handler counts them before
- * the address space is copied). A shared anonymous object made at count `born` is shared with no child when
- * the count is still `born`.
- */
-export function forkCount(): number {
-  return Atomics.load((tables ?? load()).forks, 0);
-}
-
-/** The range table's flags words (process-wide): FLAG_TRUNCATED per row. */
-export function rowFlags(): Int32Array {
-  return (tables ?? load()).flags;
-}
-
-/**
- * This environment's store counters; word 0 is the scratch word mmap_row leaves a row index in, word 1 counts
- * the counters that fell to zero and the last ZERO_RING words log them (native/regions.cc).
- */
-export function storeCounts(): Int32Array {
-  return (tables ?? load()).counts;
-}
-
 export function newLineage(nested = false, give?: Giver, hold?: HoldWatcher): Lineage {
   return { objects: 0, counter: 0, trash: [], nested, give, hold };
 }
@@ -131,6 +106,7 @@ export function viewed(l: Lineage): boolean {
 
 /** Replaces [addr, addr + len) with trash pages; a negative errno when the kernel refused. */
 export function takeAway(addr: number, len: number): number {
+  spendMapSlots(2); // (over the middle of a mapping, trash splits it in three)
   return native().trash(addr, len);
 }
 
@@ -140,7 +116,22 @@ export function takeAway(addr: number, len: number): number {
  */
 export function quarantine(l: Lineage, row: number, addr: number, len: number, born = -1): void {
   l.trash.push(row, addr, len, born);
+  if (born >= 0) waitingObjects++;
   l.hold?.(addr, len, true, l);
+}
+
+/**
+ * Punched objects waiting in quarantine. Each is a mapping of its own (the kernel never merges two shmem
+ * mappings), where trash pages merge with the trash beside them: a loop that maps, views and unmaps without
+ * ever yielding (so no store is freed) would otherwise fill the process's mapping table (vm.max_map_count) with
+ * them. Past WAITING_OBJECTS, unmap trash-maps plain mappings like any other (mayPunch()).
+ */
+let waitingObjects = 0;
+const WAITING_OBJECTS = Math.min(4096, Math.max(64, Math.floor(MAP_COUNT_LIMIT / 16)));
+
+/** True while one more punched object may wait in quarantine. */
+export function mayPunch(): boolean {
+  return waitingObjects < WAITING_OBJECTS;
 }
 
 /** Called by the FinalizationRegistry: one more Mapping object of the lineage is gone. */
@@ -171,7 +162,10 @@ function tryRelease(l: Lineage): void {
   waiting.delete(l);
   const t = l.trash;
   l.trash = [];
-  for (let i = 0; i < t.length; i += 4) give(l, t[i], t[i + 1], t[i + 2], t[i + 3]);
+  for (let i = 0; i < t.length; i += 4) {
+    if (t[i + 3] >= 0) waitingObjects--;
+    give(l, t[i], t[i + 1], t[i + 2], t[i + 3]);
+  }
   if (l.counter !== 0) {
     if (lineageOf[l.counter] === l) lineageOf[l.counter] = undefined;
     freeCounters.push(l.counter);

@@ -18,9 +18,10 @@
  * never lands on the new mapping's pages; when the new mapping gives them back first, they become trash again
  * until that release, so a stale view never meets a PROT_NONE page.
  */
-import { check } from '../errors';
+import { check, errno } from '../errors';
 import { native } from '../native';
 import { MADV_REMOVE, MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_NONE, PROT_READ, PROT_WRITE } from './constants';
+import { assertMapSlots, takeMapSlots } from './map-count';
 import { adoptMapping, type Mapping } from './mapping';
 import { takeAway, type Lineage } from './quarantine';
 
@@ -58,6 +59,7 @@ export class Reservation {
    * real faults must happen where it maps them).
    */
   static reserve(size: number, aliasViews = false): Reservation {
+    assertMapSlots(1, `A reservation of ${size} bytes`);
     const addr = check(native().mmap(0, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), 'mmap');
     return new Reservation(addr, size, aliasViews);
   }
@@ -87,6 +89,9 @@ export class Reservation {
     // Over pages stale views still reach, the kernel gets read+write first: the protection asked for waits
     // for them like any lower protection (mapping.ts), through reachedElsewhere.
     const over = this.#heldOver(addr, len);
+    // A placement splits what it lands in (in three at most): past the VMA budget the simulated mmap fails as a
+    // real one does at the limit, with ENOMEM — before the real table is full (map-count.ts).
+    if (!takeMapSlots(2)) return errno.ENOMEM;
     // (An object that cannot be mapped read+write is refused there: EACCES, never a fault under a stale view.)
     const rc = native().mmap(addr, len, over ? PROT_READ | PROT_WRITE : prot, real | MAP_FIXED | (fd < 0 ? MAP_ANONYMOUS : 0), fd, offset);
     if (rc < 0) return -rc;
