@@ -49,9 +49,14 @@ export const MAP_COUNT_RESERVE = Math.max(256, Math.floor(MAP_COUNT_LIMIT / 8));
 
 const chunk = Buffer.allocUnsafe(64 * 1024);
 
-/** The process's mappings now: the lines of /proc/self/maps. */
+/** The process's mappings now: the lines of /proc/self/maps (0 where /proc is not mounted: nothing to go by). */
 export function mapCount(): number {
-  const fd = openSync('/proc/self/maps', 'r');
+  let fd: number;
+  try {
+    fd = openSync('/proc/self/maps', 'r');
+  } catch {
+    return 0;
+  }
   let lines = 0;
   try {
     for (;;) {

@@ -548,7 +548,7 @@ export class Mapping {
         if (punchable && n.punch(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested) === 0) givePunched(cell.row, cell.addr, cell.mapped, cell.born);
         else check(lineage.give === undefined ? n.row_release(cell.row, cell.addr, cell.mapped) : (lineage.give(cell.row, cell.addr, cell.mapped), 0), 'munmap');
       } else {
-        const born = punchable && mayPunch() && n.punch(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested, this.#internal) === 0 ? cell.born : -1;
+        const born = punchable && mayPunch(cell.mapped) && n.punch(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested, this.#internal) === 0 ? cell.born : -1;
         if (born < 0) check(n.retire(cell.row, cell.addr, cell.mapped, ROW_TRASH | nested, this.#internal), 'mmap');
         this.#buffer = this.#internal = undefined;
         quarantine(lineage, cell.row, cell.addr, cell.mapped, born);

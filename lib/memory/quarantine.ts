@@ -116,7 +116,10 @@ export function takeAway(addr: number, len: number): number {
  */
 export function quarantine(l: Lineage, row: number, addr: number, len: number, born = -1): void {
   l.trash.push(row, addr, len, born);
-  if (born >= 0) waitingObjects++;
+  if (born >= 0) {
+    waitingObjects++;
+    waitingBytes += len;
+  }
   l.hold?.(addr, len, true, l);
 }
 
@@ -124,14 +127,18 @@ export function quarantine(l: Lineage, row: number, addr: number, len: number, b
  * Punched objects waiting in quarantine. Each is a mapping of its own (the kernel never merges two shmem
  * mappings), where trash pages merge with the trash beside them: a loop that maps, views and unmaps without
  * ever yielding (so no store is freed) would otherwise fill the process's mapping table (vm.max_map_count) with
- * them. Past WAITING_OBJECTS, unmap trash-maps plain mappings like any other (mayPunch()).
+ * them. And each keeps the commit charge of its mmap while it waits (trash is MAP_NORESERVE), which counts where
+ * the kernel does not overcommit. Past WAITING_OBJECTS or WAITING_BYTES, unmap trash-maps plain mappings like any
+ * other (mayPunch()).
  */
 let waitingObjects = 0;
+let waitingBytes = 0;
 const WAITING_OBJECTS = Math.min(4096, Math.max(64, Math.floor(MAP_COUNT_LIMIT / 16)));
+const WAITING_BYTES = 256 * 1024 * 1024;
 
-/** True while one more punched object may wait in quarantine. */
-export function mayPunch(): boolean {
-  return waitingObjects < WAITING_OBJECTS;
+/** True while one more punched object of `len` bytes may wait in quarantine. */
+export function mayPunch(len: number): boolean {
+  return waitingObjects < WAITING_OBJECTS && waitingBytes + len <= WAITING_BYTES;
 }
 
 /** Called by the FinalizationRegistry: one more Mapping object of the lineage is gone. */
@@ -163,7 +170,10 @@ function tryRelease(l: Lineage): void {
   const t = l.trash;
   l.trash = [];
   for (let i = 0; i < t.length; i += 4) {
-    if (t[i + 3] >= 0) waitingObjects--;
+    if (t[i + 3] >= 0) {
+      waitingObjects--;
+      waitingBytes -= t[i + 2];
+    }
     give(l, t[i], t[i + 1], t[i + 2], t[i + 3]);
   }
   if (l.counter !== 0) {
