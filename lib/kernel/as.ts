@@ -15,7 +15,7 @@
  */
 import { DevmapError } from '../errors';
 import { MAP_SHARED, PROT_READ, PROT_WRITE } from '../memory/constants';
-import { internalView, type Mapping } from '../memory/mapping';
+import { internalView, pinned, type Mapping } from '../memory/mapping';
 import { pageSize } from '../memory/page';
 import { Reservation } from '../memory/reservation';
 import { SharedMemory } from '../memory/shared-memory';
@@ -301,6 +301,11 @@ export class AddressSpace {
 
   pmap(deviceName: (dev: number) => string): PmapEntry[] {
     return this.segments.map((s) => new PmapEntry(s, s.dev === null ? null : deviceName(s.dev)));
+  }
+
+  /** True when a Mutex in one of the process's mappings is held by this thread (unmapping it is refused). */
+  holdsMutex(): boolean {
+    return this.segments.some((s) => s.pieces.some((p) => p.mapping.mapped && pinned(p.mapping)));
   }
 
   /** Releases the reservation (after every segment was unmapped by exit). */

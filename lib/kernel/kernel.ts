@@ -224,6 +224,11 @@ export class Kernel extends EventEmitter {
   /** Exits every process, then releases physical memory. */
   async shutdown(): Promise<void> {
     if (this.#down) return;
+    // As exit(): refused before anything changes while a held Mutex lives in a process's memory.
+    const holding = this.processes.find((p) => p.holdsMutex());
+    if (holding !== undefined) {
+      throw new DevmapError('ERR_DEVMAP_BUSY', `shutdown: a Mutex in the memory of process ${holding.pid} is held by this thread; unlock it first (nothing was changed)`);
+    }
     for (const h of this.#hosts) await h.close();
     this.#hosts.clear();
     for (const p of this.processes) await p.exit();

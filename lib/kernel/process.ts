@@ -267,6 +267,11 @@ export class Process {
     if (this.#exited) return Promise.resolve();
     return runSyscall(() => this.#serial(async () => {
       if (this.#exited) return;
+      // Refused before anything changes: the pages of a held Mutex cannot go (its words are on this thread's
+      // robust list), and an exit that stopped halfway would leave the process without descriptors or memory.
+      if (this.holdsMutex()) {
+        throw new DevmapError('ERR_DEVMAP_BUSY', `exit: a Mutex in the memory of process ${this.pid} is held by this thread; unlock it first (nothing was changed)`);
+      }
       for (const [fd, file] of [...this.#files]) {
         this.#files.delete(fd);
         await this.#release(file);
@@ -276,6 +281,11 @@ export class Process {
       this.#exited = true;
       this.#k.reap(this);
     }, true));
+  }
+
+  /** @internal True when a Mutex in this process's memory is held by this thread (exit() refuses meanwhile). */
+  holdsMutex(): boolean {
+    return !this.#exited && this.as.holdsMutex();
   }
 
   /** The process's mappings, like pmap(1). */

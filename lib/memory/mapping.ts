@@ -290,6 +290,13 @@ export function unpin(m: Mapping): void {
   addPins(m, -1);
 }
 
+let pinsOf: (m: Mapping) => number;
+
+/** @internal True while a Mutex in the Mapping is held by this thread (unmap() and a lower protect() refuse). */
+export function pinned(m: Mapping): boolean {
+  return pinsOf(m) > 0;
+}
+
 let internalBufferOf: (m: Mapping) => ArrayBuffer;
 let internalViewOf: (m: Mapping, offset: number, length: number) => ArrayBuffer;
 
@@ -397,6 +404,7 @@ export class Mapping {
         else Atomics.and(rowFlags(), row, ~FLAG_PINNED);
       }
     };
+    pinsOf = (m) => m.#pins;
     makeStaleOwner = () => {
       const m = new Mapping({ addr: 0, length: 1, prot: 0, shared: false, row: -1, finalize: false }, internal);
       m.#cell.live = false;

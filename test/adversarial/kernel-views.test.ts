@@ -130,4 +130,22 @@ describe('a held Mutex keeps the pages its words are in', () => {
     expect(out.survived).toBe(true);
     if (how === 'deferred') expect(out.pending).toBe(true);
   }, 30_000);
+
+  it('exit() and shutdown() are refused before anything changes while a Mutex in the process\'s memory is held; after unlock they go through', async () => {
+    const k = boot();
+    const p = k.spawn();
+    const a = await p.mmap(0n, P, RW, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    const b = await p.mmap(0n, P, RW, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    new Uint8Array(await p.view(a, P))[0] = 9;
+    const mu = Mutex.init(new Int32Array(await p.view(b, 64)), 0);
+    mu.lock();
+    await expect(p.exit()).rejects.toMatchObject({ code: 'ERR_DEVMAP_BUSY' });
+    await expect(k.shutdown()).rejects.toMatchObject({ code: 'ERR_DEVMAP_BUSY' });
+    // Nothing was changed: both mappings (before: the first was unmapped by the refused exit), the bytes.
+    expect(p.pmap()).toHaveLength(2);
+    expect(new Uint8Array(await p.view(a, 1))[0]).toBe(9);
+    mu.unlock();
+    await p.exit();
+    expect(p.pmap()).toHaveLength(0);
+  });
 });
