@@ -54,21 +54,45 @@ function encodeDev(major: number, minor: number): number {
   return (minor & 0xff) + (major & 0xfff) * 2 ** 8 + Math.floor(minor / 256) * 2 ** 20 + Math.floor(major / 4096) * 2 ** 32;
 }
 
+interface Backing {
+  dev: number;
+  ino: number;
+  offset: number;
+  /** A shared mapping (every mapping of the object sees the same bytes), not a private copy-on-write one. */
+  shared: boolean;
+}
+
 /** The (device, inode, file offset) behind each address, from /proc/self/maps; null for anonymous private memory. */
-function backingOf(addrs: number[]): ({ dev: number; ino: number; offset: number } | null)[] {
-  const out: ({ dev: number; ino: number; offset: number } | null)[] = addrs.map(() => null);
+function backingOf(addrs: number[]): (Backing | null)[] {
+  const out: (Backing | null)[] = addrs.map(() => null);
   for (const line of fs.readFileSync('/proc/self/maps', 'latin1').split('\n')) {
-    const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ ([0-9a-f]+) ([0-9a-f]+):([0-9a-f]+) (\d+)/.exec(line);
-    if (m === null) continue;
+    const m = /^([0-9a-f]+)-([0-9a-f]+) \S\S\S(\S) ([0-9a-f]+) ([0-9a-f]+):([0-9a-f]+) (\d+)/.exec(line);
+    if (m === null || m[7] === '0') continue;
     const start = parseInt(m[1], 16);
     const end = parseInt(m[2], 16);
     for (let i = 0; i < addrs.length; i++) {
       if (addrs[i] >= start && addrs[i] < end) {
-        out[i] = { dev: encodeDev(parseInt(m[4], 16), parseInt(m[5], 16)), ino: Number(m[6]), offset: parseInt(m[3], 16) + (addrs[i] - start) };
+        const dev = encodeDev(parseInt(m[5], 16), parseInt(m[6], 16));
+        out[i] = { dev, ino: Number(m[7]), offset: parseInt(m[4], 16) + (addrs[i] - start), shared: m[3] === 's' };
       }
     }
   }
   return out;
+}
+
+/**
+ * The address at which this thread holds the Mutex whose words are at `addr`: `addr` itself, or another mapping
+ * of the same bytes (a second map() of the object, another alias of a simulated process's pages), which is
+ * where the C library linked it into the robust list and where its unlock must go. undefined: not held here.
+ */
+export function heldAt(addr: number): number | undefined {
+  if (held.length === 0) return undefined;
+  for (const e of held) if (e.addr === addr) return addr;
+  // Rare (a Mutex unlocked through a mapping other than the one that locked it): ask the kernel's record.
+  const [mine, ...others] = backingOf([addr, ...held.map((e) => e.addr)]);
+  if (mine === null || !mine.shared) return undefined;
+  const i = others.findIndex((b) => b !== null && b.shared && b.dev === mine.dev && b.ino === mine.ino && b.offset === mine.offset);
+  return i < 0 ? undefined : held[i].addr;
 }
 
 addShrinkGuard((fd, size) => {

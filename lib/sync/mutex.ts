@@ -45,7 +45,7 @@ import { DevmapError, options, systemError, typeError } from '../errors';
 import { native } from '../native';
 import type { Mapping } from '../memory/mapping';
 import { waitAsync } from './futex';
-import { hold, release } from './held';
+import { heldAt, hold, release } from './held';
 import { CLAIM_WORD, MARKER, MARKER_WORD, claimOrAttach } from './open-or-create';
 import { inspectMutex, type MutexInfo } from './inspect';
 import { address, mappingOf, timeoutMs, wordsOf } from './word';
@@ -264,10 +264,12 @@ export class Mutex {
   /** Releases the Mutex; the calling thread must hold it. */
   unlock(): void {
     this.#check();
-    const rc = native().mutex_unlock(this.#addr);
+    // Locked through another mapping of the same bytes, it is on the robust list at that address: unlock there.
+    const at = heldAt(this.#addr) ?? this.#addr;
+    const rc = native().mutex_unlock(at);
     if (rc < 0 && rc !== EUCLEAN) throw mutexError(rc, 'unlock');
     // Unlocked, or (EUCLEAN) left unlocked and not recoverable: not held by this thread either way.
-    release(this.#addr);
+    release(at);
     if (rc === EUCLEAN) throw mutexError(rc, 'unlock');
   }
 

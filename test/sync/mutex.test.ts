@@ -115,6 +115,27 @@ describe('Mutex in one process', () => {
     expect(m.mapped).toBe(false);
   });
 
+  it('unlock through another mapping of the same object unlocks it where it was locked, and the locking mapping\'s pin goes', () => {
+    const shm = SharedMemory.create(uniqueName('mutex-two-maps'), pageSize);
+    shm.unlink();
+    const m1 = shm.map();
+    const m2 = shm.map();
+    const first = Mutex.init(new Int32Array(m1.buffer), 0);
+    const other = Mutex.init(new Int32Array(m1.buffer), 16);
+    other.lock();
+    first.lock();
+    // Before: ERR_DEVMAP_MUTEX_CORRUPT, and the Mutex left not recoverable (its address is not on the robust list).
+    new Mutex(new Int32Array(m2.buffer), 0).unlock();
+    expect(first.tryLock()).toEqual({ ownerDied: false }); // recoverable, free, and ours again
+    first.unlock();
+    expect(() => new Mutex(new Int32Array(m2.buffer), 0).unlock()).toThrow(expect.objectContaining({ code: 'ERR_DEVMAP_MUTEX_NOT_OWNER' }));
+    expect(() => m1.unmap()).toThrow(expect.objectContaining({ code: 'ERR_DEVMAP_BUSY' })); // `other` is still held
+    new Mutex(new Int32Array(m2.buffer), 16).unlock();
+    m1.unmap();
+    m2.unmap();
+    shm.close();
+  });
+
   it('pending lockAsync calls reject with ERR_DEVMAP_UNMAPPED when the mapping goes, and the process lives', async () => {
     const r = await runNode('sync-unmap-pending.cjs');
     expect(r.signal).toBeNull();
