@@ -111,6 +111,8 @@ type Backing = { kind: 'devmem'; reg: RegisterSet } | { kind: 'umem'; cookie: Um
 interface Ctx {
   oncpu: boolean;
   waiters: (() => void)[];
+  /** The timeout that takes the context off the CPU: unref'd, but ref'd while a fault waits for it. */
+  timer: NodeJS.Timeout | undefined;
   refs: number;
   key: [number, Function];
 }
@@ -233,7 +235,7 @@ function ctxRef(dev: number, access: Function): Ctx {
   let byFn = contexts.get(dev);
   if (!byFn) contexts.set(dev, (byFn = new Map()));
   let ctx = byFn.get(access);
-  if (!ctx) byFn.set(access, (ctx = { oncpu: false, waiters: [], refs: 0, key: [dev, access] }));
+  if (!ctx) byFn.set(access, (ctx = { oncpu: false, waiters: [], timer: undefined, refs: 0, key: [dev, access] }));
   ctx.refs++;
   return ctx;
 }
@@ -451,7 +453,11 @@ export async function devmap_do_ctxmgt(
   const ctx = s.ctx;
   const hysteresis = s.timeout > 0 && ctx !== null;
   if (hysteresis) {
-    while (ctx.oncpu) await new Promise<void>((r) => ctx.waiters.push(r));
+    while (ctx.oncpu) {
+      // A fault waiting for the timeout is work under way: it must keep the process alive until it is served.
+      ctx.timer?.ref();
+      await new Promise<void>((r) => ctx.waiters.push(r));
+    }
     ctx.oncpu = true;
   }
   const rc = await kernelInternals(s.kernel).call(s.as.pid, { devmap_contextmgt: ctxmgt }, 'devmap_contextmgt', [dhp, pvtp, off, len, type, rw]);
@@ -459,7 +465,14 @@ export async function devmap_do_ctxmgt(
     if (hysteresis) ctxRelease(ctx);
     return FC_HWERR;
   }
-  if (hysteresis) setTimeout(() => ctxRelease(ctx), (s.timeout * 1000) / HZ).unref();
+  if (hysteresis) {
+    ctx.timer = setTimeout(() => {
+      ctx.timer = undefined;
+      ctxRelease(ctx);
+    }, (s.timeout * 1000) / HZ);
+    // Nobody waits yet: a context left on the CPU does not keep the process alive by itself.
+    if (ctx.waiters.length === 0) ctx.timer.unref();
+  }
   return 0;
 }
 

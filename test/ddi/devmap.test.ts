@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   DDI_UMEM_NOSLEEP, DDI_UMEM_TRASH, DEVMAP_ACCESS, DEVMAP_ALLOW_REMAP, DEVMAP_MAPPING_INVALID, DEVMAP_READ,
@@ -7,6 +8,7 @@ import {
   type DevmapDriver, type DevmapHandle, type Process, type UmemAllocation, type UmemCookie,
 } from '../../lib';
 import { P, recordingDriver, type Private, type RecOptions } from './driver';
+import { runNode } from '../helpers/child';
 import { trackLeaks } from '../helpers/leaks';
 import { kernelsForTests } from '../kernel/boot';
 
@@ -368,6 +370,14 @@ describe('devmap_do_ctxmgt and context timeouts', () => {
     expect(waited).toBeGreaterThanOrEqual(30); // hysteresis: b waited for a's timeout (≈50 ms)
     expect(await devmap_do_ctxmgt(handlesAt(a.as, aa)[0], null, 0, P, 0, 0, null)).toBe(FC_HWERR);
   });
+
+  it('a fault waiting for the context timeout keeps the process alive until it is served', async () => {
+    // Before: the timeout's timer was unref'd, so a process with nothing else to do exited mid-await (code 0).
+    const r = await runNode('ctx-timeout-exit.cjs', [join(__dirname, '..', '..', 'dist', 'index.js')]);
+    expect(r.signal, r.stderr).toBeNull();
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('served\n');
+  }, 30_000);
 });
 
 describe('kernel memory: ddi_umem_alloc, devmap_umem_setup, TRASH, remap', () => {
