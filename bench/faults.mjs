@@ -60,11 +60,14 @@ function buildCtxClient(dir) {
   }
 }
 
-/** The context switch of seed 001's driver: devmap_access → devmap_do_ctxmgt, which unloads the owner. */
+/**
+ * The context switch of seed 001's driver: devmap_access → devmap_do_ctxmgt, which unloads the owner. Returns
+ * the switch counter and the device (for the cleanup to detach).
+ */
 function installCtxDriver(kernel) {
   const dip = new d.DevInfo('bctx', [{ size: d.pageSize }]);
   let owner = null;
-  const stats = { switches: 0 };
+  const stats = { switches: 0, dip };
   const contextmgt = (h, _pvtp, off, len, type, rw) => {
     if (owner && owner !== h && owner.live && d.devmap_unload(owner, owner.dh_uoff, len) === 0) stats.switches++;
     owner = h;
@@ -165,6 +168,8 @@ export async function faultsCases({ quick = false } = {}) {
       await new Promise((r) => (child.exitCode !== null ? r() : child.on('close', r)));
       await host.close();
       await kernel.shutdown();
+      dip.detach();
+      ctxStats.dip.detach();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -14,6 +14,13 @@
 // acknowledged — the same call devmap_unload makes), then UFFDIO_CONTINUE for the faulting one. Returns the
 // leader's ns per switch, or -errno (-EPROTO when not every touch was a switch).
 //
+// Every wait here is on other processes, in a host process that has signal handlers: Node's (libuv) SIGCHLD
+// handler runs as soon as any child was spawned through child_process, and the clients spawned here send it
+// when they exit — the follower often while the leader's result is still on its way. poll() is never
+// restarted after a handler (SA_RESTART or not), so each wait goes through Await, which waits again for what is
+// left of its time. The time is a hang guard only (kHangGuardMs, far beyond any scheduling delay of a loaded
+// machine): it never decides a result that mere load could change.
+//
 // c_madvise_dontneed(n): MADV_DONTNEED of one page of a memfd mapping, n times; returns ns per call — beside
 // devmap_unload of a client's page, which the client's agent does and acknowledges (in both loops the page is
 // loaded for the first call only).
@@ -47,6 +54,21 @@ namespace devmap {
 
 namespace {
 
+// How long a wait for another process may see nothing at all before the baseline gives up (-ETIMEDOUT).
+constexpr int kHangGuardMs = 30000;
+
+// poll() for up to timeout_ms in all, EINTR waited through: > 0 ready, 0 timed out, -errno.
+int Await(pollfd* fds, nfds_t n, int timeout_ms) {
+  int64_t deadline = Deadline(timeout_ms);
+  for (;;) {
+    int64_t left_ms = (deadline - MonoNs() + 999999) / 1000000;
+    int rc = poll(fds, n, left_ms > 0 ? static_cast<int>(left_ms) : 0);
+    if (rc >= 0) return rc;
+    if (errno != EINTR) return -errno;
+    if (left_ms <= 0) return 0;
+  }
+}
+
 struct Server {
   int uffd;
   long faults;
@@ -58,7 +80,7 @@ void* Serve(void* arg) {
   long served = 0;
   while (served < s->faults) {
     pollfd p{s->uffd, POLLIN, 0};
-    if (poll(&p, 1, 5000) <= 0) break;
+    if (Await(&p, 1, kHangGuardMs) <= 0) break;
     uffd_msg m;
     ssize_t n = read(s->uffd, &m, sizeof m);
     if (n != sizeof m) {
@@ -228,7 +250,7 @@ pid_t SpawnClient(const char* program, const char* role, const char* rounds, int
 int RecvHello(int sock, uint64_t* base) {
   dm_agent_msg m{};
   pollfd p{sock, POLLIN, 0};
-  if (poll(&p, 1, 10000) <= 0) return -1;
+  if (Await(&p, 1, kHangGuardMs) <= 0) return -1;
   int fd = RecvFdWith(sock, &m, sizeof m);
   if (fd >= 0 && m.op != DM_AGENT_HELLO) {
     close(fd);
@@ -245,8 +267,8 @@ double ServeSwitches(const int uffd[2], const int agent[2], const uint64_t base[
   std::string out;
   for (;;) {
     pollfd p[3] = {{uffd[0], POLLIN, 0}, {uffd[1], POLLIN, 0}, {result, POLLIN, 0}};
-    int n = poll(p, 3, 10000);
-    if (n <= 0) return -ETIMEDOUT;
+    int n = Await(p, 3, kHangGuardMs);
+    if (n <= 0) return n == 0 ? -ETIMEDOUT : n;
     if (p[2].revents) {
       char buf[64];
       ssize_t got = read(result, buf, sizeof buf);
@@ -257,7 +279,7 @@ double ServeSwitches(const int uffd[2], const int agent[2], const uint64_t base[
       if (!p[x].revents) continue;
       uffd_msg m;
       if (read(uffd[x], &m, sizeof m) != sizeof m || m.event != UFFD_EVENT_PAGEFAULT) continue;
-      if (owner >= 0 && owner != x && dm_agent_call(agent[owner], DM_AGENT_UNLOAD, 0, page, 5000) == 0) (*switches)++;
+      if (owner >= 0 && owner != x && dm_agent_call(agent[owner], DM_AGENT_UNLOAD, 0, page, kHangGuardMs) == 0) (*switches)++;
       owner = x;
       uffdio_continue c{};
       c.range.start = base[x];
