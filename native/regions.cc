@@ -94,9 +94,15 @@ void OnSigbus(int sig, siginfo_t* si, void* context) {
       uintptr_t s = rows[i].start.load(std::memory_order_relaxed);
       uintptr_t l = rows[i].len.load(std::memory_order_relaxed);
       if (a < s || a >= s + l) continue;
+      // One zero page where the fault was: it splits the mapping in up to three, so it spends from the VMA
+      // budget (lib/memory/map-count.ts). With the budget spent, or the kernel's table full, the whole row
+      // becomes zero pages instead, which splits nothing: the Mapping is lost either way (its next call says
+      // ERR_DEVMAP_TRUNCATED), the process is not.
       void* page = reinterpret_cast<void*>(a & ~(g_page - 1));
-      if (mmap(page, g_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) !=
-          MAP_FAILED) {
+      const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE;
+      bool room = g_forks != nullptr && __atomic_sub_fetch(&g_forks[1], 2, __ATOMIC_SEQ_CST) >= 0;
+      if ((room && mmap(page, g_page, PROT_READ | PROT_WRITE, flags, -1, 0) != MAP_FAILED) ||
+          mmap(reinterpret_cast<void*>(s), l, PROT_READ | PROT_WRITE, flags, -1, 0) != MAP_FAILED) {
         __atomic_or_fetch(&g_flags[i], kFlagTruncated, __ATOMIC_SEQ_CST);
         errno = saved;
         return;

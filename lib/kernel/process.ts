@@ -163,7 +163,7 @@ export class Process {
     this.#assertRunning();
     const a = this.#userAddr(addr);
     len = integer(len, 'len');
-    return runSyscall(() => this.#serial(async () => {
+    return runSyscall(() => this.#serial(() => this.#withinMapLimit('munmap', async () => {
       if (len === 0 || a % pageSize !== 0 || !this.as.contains(a, len)) throw this.#error(EINVAL, 'munmap');
       const end = a + Math.ceil(len / pageSize) * pageSize;
       for (const seg of this.as.overlapping(a, end - a)) {
@@ -172,7 +172,7 @@ export class Process {
         const rc = await seg.ops.unmap(seg, from, to - from, 'munmap');
         if (typeof rc === 'number' && rc !== 0) throw this.#error(rc, 'munmap');
       }
-    }));
+    })));
   }
 
   /** mprotect(2). */
@@ -181,7 +181,7 @@ export class Process {
     const a = this.#userAddr(addr);
     len = integer(len, 'len');
     prot = integer(prot, 'prot', 0, 0xffffffff);
-    return runSyscall(() => this.#serial(async () => {
+    return runSyscall(() => this.#serial(() => this.#withinMapLimit('mprotect', async () => {
       if (a % pageSize !== 0 || (prot & ~7) !== 0 || !this.as.contains(a, len)) throw this.#error(EINVAL, 'mprotect');
       const end = a + Math.ceil(len / pageSize) * pageSize;
       const segs = this.as.overlapping(a, end - a);
@@ -196,7 +196,7 @@ export class Process {
         const rc = s.ops.setprot(s, Math.max(s.base, a), Math.min(s.end, end) - Math.max(s.base, a), prot);
         if (rc !== 0) throw this.#error(rc, 'mprotect');
       }
-    }));
+    })));
   }
 
   /**
@@ -399,6 +399,19 @@ export class Process {
   /** The failed system call's error; a driver exception raised during the call is its cause. */
   #error(errno: number, syscall: string) {
     return syscallError(errno, syscall, this.pid);
+  }
+
+  /**
+   * `fn`, with devmap's VMA budget refusing (ERR_DEVMAP_MAP_COUNT) turned into what a real kernel says when a
+   * change would pass its own limit of mappings: ENOMEM, with devmap's error as the cause.
+   */
+  async #withinMapLimit<T>(syscall: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 'ERR_DEVMAP_MAP_COUNT') throw syscallError(ENOMEM, syscall, this.pid, err);
+      throw err;
+    }
   }
 
   #serial<T>(fn: () => Promise<T>, evenIfExited = false): Promise<T> {

@@ -6,11 +6,13 @@
  * must map a page for its heap, a thread stack or compiled code, and aborts the process when it cannot ("Fatal
  * process out of memory"). So a program that fills the table through devmap would not get an error it can
  * handle: it would die at its next allocation. devmap therefore keeps a reserve of the table free for
- * everything else in the process: a call that would make a new mapping (an mmap, an alias of a simulated
- * process, a placement that splits a reservation) throws ERR_DEVMAP_MAP_COUNT once fewer than RESERVE entries
- * would be left. Calls that only change mappings that exist (protect, a partial unmap, trash pages over
- * taken pages) are left to the kernel: they split a VMA at most in two or three, and the reserve absorbs that;
- * they spend from the budget all the same, so that the next new mapping counts the table again soon enough.
+ * everything else in the process: a call that may add mappings — an mmap, an alias (a simulated process's view,
+ * a pending waitAsync or lockAsync), a placement in a reservation, and every call that may split a mapping
+ * (protect, a partial unmap, advice, mlock) — throws ERR_DEVMAP_MAP_COUNT once fewer than RESERVE entries could
+ * be left. (A whole unmap never splits anything and is never refused.) What devmap does on its own to keep a
+ * promise — trash pages over the part of an alias a call took away, the release of a range that waited for
+ * its views — is never refused: the call that caused it paid for it, and a release that would split merged
+ * trash pages while the budget says no leaves them in place as trash (quarantine.ts).
  *
  * Counting the table means reading /proc/self/maps, about a third of a microsecond per entry, so it is not done
  * per call. After a count, the table has `room` entries left above the reserve; every new mapping spends its
@@ -49,13 +51,16 @@ export const MAP_COUNT_RESERVE = Math.max(256, Math.floor(MAP_COUNT_LIMIT / 8));
 
 const chunk = Buffer.allocUnsafe(64 * 1024);
 
-/** The process's mappings now: the lines of /proc/self/maps (0 where /proc is not mounted: nothing to go by). */
+/**
+ * The process's mappings now: the lines of /proc/self/maps. 0 where /proc is not mounted (nothing to go by:
+ * the kernel's own limit is all there is); -1 when it cannot be read now (no descriptor left, say).
+ */
 export function mapCount(): number {
   let fd: number;
   try {
     fd = openSync('/proc/self/maps', 'r');
-  } catch {
-    return 0;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? 0 : -1;
   }
   let lines = 0;
   try {
@@ -64,42 +69,82 @@ export function mapCount(): number {
       if (n === 0) break;
       for (let at = chunk.indexOf(10); at !== -1 && at < n; at = chunk.indexOf(10, at + 1)) lines++;
     }
+  } catch {
+    return -1;
   } finally {
     closeSync(fd);
   }
   return lines;
 }
 
-/**
- * Takes `need` entries of the table for a new mapping (its worst case: 1 for an mmap anywhere, 2 for a
- * placement that may split what it lands in). False when that would leave fewer than MAP_COUNT_RESERVE entries.
- */
-export function takeMapSlots(need: number): boolean {
-  const words = processWords();
-  if (Atomics.sub(words, BUDGET, need) >= need) return true;
-  // Spent (or never counted: the word starts at 0): count the table. Another environment may count at the
-  // same moment; each stores what it saw, and both figures are true at their time.
-  // Only half the room is spent before the next count: mappings made outside devmap meanwhile (V8's, another
-  // addon's) are not seen until then.
-  const room = MAP_COUNT_LIMIT - MAP_COUNT_RESERVE - mapCount();
-  Atomics.store(words, BUDGET, room > 2 * need ? Math.ceil(room / 2) : Math.max(0, room));
-  return Atomics.sub(words, BUDGET, need) >= need;
+/** Until when a refused call is refused again without counting (see takeMapSlots). */
+let quietUntil = 0;
+
+/** Called when a whole mapping is given back: the next refused call counts the table again at once. */
+export function roomMade(): void {
+  quietUntil = 0;
 }
 
 /**
- * Spends `need` entries for a call that may split mappings that exist (mprotect, madvise, mlock, trash pages
- * over part of a mapping): never refused (the reserve absorbs a split), but the next new mapping counts sooner.
+ * Takes `need` entries of the table for a call that may add mappings (its worst case: 1 for an mmap anywhere, 2
+ * for a placement or a change of protection that may split a mapping in three). False when that would leave
+ * fewer than MAP_COUNT_RESERVE entries, or when the table cannot be counted now.
+ */
+export function takeMapSlots(need: number): boolean {
+  const words = processWords();
+  for (let tries = 0; ; tries++) {
+    const have = Atomics.load(words, BUDGET);
+    if (have >= need) {
+      if (Atomics.compareExchange(words, BUDGET, have, have - need) === have) return true;
+      continue;
+    }
+    // Spent (or never counted: the word starts at 0): count the table. Only half the room found is given out
+    // before the next count, as mappings made outside devmap meanwhile (V8's, another addon's) are not seen.
+    // At the reserve every call would count, and a count of a full table takes milliseconds: after a count
+    // that found no room, calls are refused without counting for a while (four times what the count took),
+    // unless this environment gave a mapping back meanwhile (roomMade()).
+    const t0 = performance.now();
+    if (t0 < quietUntil) return false;
+    const count = mapCount();
+    if (count < 0) return false;
+    const room = MAP_COUNT_LIMIT - MAP_COUNT_RESERVE - count;
+    const fresh = room > 2 * need ? Math.ceil(room / 2) : Math.max(0, room);
+    if (fresh < need) quietUntil = t0 + 5 * (performance.now() - t0);
+    // Installed only if no other environment spent or counted since `have` was read: if one did, its figure is
+    // as new as ours and already spent from, so ours would hand out the same room twice. Look again.
+    if (Atomics.compareExchange(words, BUDGET, have, fresh >= need ? fresh - need : fresh) !== have && tries < 16) continue;
+    return fresh >= need;
+  }
+}
+
+/** A quarter of the entries devmap may use: see spareMapSlots(). */
+const SPARE = Math.floor((MAP_COUNT_LIMIT - MAP_COUNT_RESERVE) / 4);
+
+/**
+ * Takes `need` entries for something devmap does for itself that may split a mapping (unmapping released trash
+ * pages out of the middle of merged ones), only while more than half of what devmap may use is free (the budget
+ * is half the room at each count): devmap's housekeeping never takes the room a program's own mappings need.
+ */
+export function spareMapSlots(need: number): boolean {
+  return Atomics.load(processWords(), BUDGET) >= SPARE + need && takeMapSlots(need);
+}
+
+/**
+ * Spends `need` entries for a change devmap makes on its own to keep a promise (trash pages over part of an
+ * alias or a mapping, pages taken away that the calling operation already paid for): never refused, but the
+ * next call that takes entries counts sooner.
  */
 export function spendMapSlots(need: number): void {
   Atomics.sub(processWords(), BUDGET, need);
 }
 
-/** The error a new mapping gets when takeMapSlots() said no. */
+/** The error a call gets when takeMapSlots() said no. */
 export function mapCountError(what: string): DevmapError {
   return new DevmapError(
     'ERR_DEVMAP_MAP_COUNT',
-    `${what} would leave fewer than ${MAP_COUNT_RESERVE} of the process's ${MAP_COUNT_LIMIT} mappings ` +
-      '(vm.max_map_count) to the rest of the process; unmap mappings (or let views be collected) first',
+    `${what} could leave fewer than ${MAP_COUNT_RESERVE} of the process's ${MAP_COUNT_LIMIT} mappings ` +
+      '(vm.max_map_count) to the rest of the process (or the table cannot be counted now); unmap mappings ' +
+      '(or let views be collected) first',
   );
 }
 

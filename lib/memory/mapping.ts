@@ -48,12 +48,12 @@
  * Cell. Addresses travel as numbers internally (user-space addresses are below 2^53) and are shown as bigint.
  */
 import { inspect } from 'node:util';
-import { DevmapError, check, integer, optionalInteger, options, rangeError, typeError } from '../errors';
+import { DevmapError, check, integer, optionalInteger, options, rangeError, systemError, typeError } from '../errors';
 import { native } from '../native';
 import { PROT_READ, PROT_WRITE, SAFE_ADVICE, MS_ASYNC, MS_INVALIDATE, MS_SYNC } from './constants';
 import { aliasView, covers, makeAlias, pinAlias, trash as trashAlias, viewsInside, type Alias } from './alias';
 import { makeBuffer } from './buffer';
-import { spendMapSlots } from './map-count';
+import { assertMapSlots, roomMade, spendMapSlots } from './map-count';
 import { pageSize } from './page';
 import {
   FLAG_PINNED, FLAG_TRUNCATED, ROW_LIVE, ROW_NESTED, ROW_TRASH, counterOf, givePunched, mayPunch, newLineage, objectGone, quarantine, rowFlags, settle,
@@ -545,6 +545,7 @@ export class Mapping {
     const n = native();
     const nested = lineage.nested ? ROW_NESTED : 0;
     if (offset === undefined && length === undefined) {
+      roomMade();
       this.#detachInternal(0, cell.mapped);
       this.#trashAliases(0, cell.mapped);
       // A plain shared anonymous object, never re-protected, is punched empty instead of unmapped or trash-mapped
@@ -569,6 +570,21 @@ export class Mapping {
     const len = length === undefined ? this.#length - offset : integer(length, 'length', 1);
     this.#range(offset, len, true);
     const end = Math.min(Math.ceil((offset + len) / this.#granule) * this.#granule, cell.mapped);
+    // A cut splits the mapping (and the aliases its views are over) in up to three; a range that is the whole
+    // mapping splits nothing and is never refused (a process's exit unmaps that way).
+    const cuts = (offset > 0 ? 1 : 0) + (end < cell.mapped ? 1 : 0);
+    if (cuts > 0) assertMapSlots(cuts + 2 * this.#aliases.length, 'A partial unmap()');
+    else roomMade();
+    // The pieces' rows first, before anything changes: a full range table refuses here (a piece without a row
+    // would take a truncation's SIGBUS as not devmap's), and a Worker's teardown at any later point finds every
+    // range in some row (overlapping rows are harmless: each is unmapped once, the rest are no-ops).
+    const kind = ROW_LIVE | nested;
+    const rowBefore = offset > 0 ? n.row_add(cell.addr, offset, kind) : -1;
+    const rowAfter = end < cell.mapped && (offset === 0 || rowBefore >= 0) ? n.row_add(cell.addr + end, cell.mapped - end, kind) : -1;
+    if ((offset > 0 && rowBefore < 0) || (end < cell.mapped && rowAfter < 0)) {
+      if (rowBefore >= 0) n.row_remove(rowBefore);
+      throw systemError(offset > 0 && rowBefore < 0 ? rowBefore : rowAfter, 'munmap');
+    }
     this.#detachInternal(offset, end);
     this.#trashAliases(offset, end);
     if (!viewed(lineage)) {
@@ -589,8 +605,8 @@ export class Mapping {
     if (this.#buffer !== undefined && !this.#aliasViews) this.#track({ ref: new WeakRef(this.#buffer), offset: 0, length: this.#length, internal: false });
     this.#buffer = undefined;
     const pieces: Mapping[] = [];
-    if (offset > 0) pieces.push(this.#piece(0, offset, offset));
-    if (end < cell.mapped) pieces.push(this.#piece(end, cell.mapped, this.#length - end));
+    if (offset > 0) pieces.push(this.#piece(0, offset, offset, rowBefore));
+    if (end < cell.mapped) pieces.push(this.#piece(end, cell.mapped, this.#length - end, rowAfter));
     this.#views = NO_VIEWS;
     return pieces;
   }
@@ -606,10 +622,10 @@ export class Mapping {
     prot = integer(prot, 'prot', 0, 7);
     const [start, end] = this.#pages(offset, length);
     const lowers = (prot & RW) !== RW;
-    if (lowers) {
-      this.#assertUnpinned('protect');
-      this.#releaseViews(start, end);
-    }
+    if (lowers) this.#assertUnpinned('protect');
+    // It may split the mapping in three, and each alias its views are over where they lose the pages.
+    assertMapSlots(2 + (lowers ? 2 * this.#aliases.length : 0), 'protect()');
+    if (lowers) this.#releaseViews(start, end);
     const deferred = this.#deferred;
     this.#deferred = subtractRange(deferred, start, end);
     if (lowers && this.#reachable(start, end)) {
@@ -618,7 +634,6 @@ export class Mapping {
       deferProtection(this);
       return;
     }
-    spendMapSlots(2);
     const rc = native().mprotect(this.#cell.addr + start, end - start, prot);
     if (rc < 0) {
       this.#deferred = deferred;
@@ -684,8 +699,8 @@ export class Mapping {
     advice = integer(advice, 'advice', 0, 1000);
     if (!SAFE_ADVICE.has(advice)) throw rangeError('one of the MADV_* constants devmap exports', 'advice', advice);
     const [start, end] = this.#pages(offset, length);
+    assertMapSlots(2, 'advise()');
     this.#cell.born = -1; // advice can stay on the pages' mapping: they must not be handed to another Mapping so
-    spendMapSlots(2);
     check(native().madvise(this.#cell.addr + start, end - start, advice), 'madvise');
   }
 
@@ -693,8 +708,8 @@ export class Mapping {
   lock(offset = 0, length?: number): void {
     this.#assertMapped();
     const [start, end] = this.#pages(offset, length);
+    assertMapSlots(2, 'lock()');
     this.#cell.born = -1; // locked pages cannot be punched, and the lock must not pass to another Mapping
-    spendMapSlots(2);
     check(native().mlock(this.#cell.addr + start, end - start), 'mlock');
   }
 
@@ -702,7 +717,7 @@ export class Mapping {
   unlock(offset = 0, length?: number): void {
     this.#assertMapped();
     const [start, end] = this.#pages(offset, length);
-    spendMapSlots(2);
+    assertMapSlots(2, 'unlock()');
     check(native().munlock(this.#cell.addr + start, end - start), 'munlock');
   }
 
@@ -938,13 +953,13 @@ export class Mapping {
   }
 
   /** The surviving piece [start, end) of this (retired) mapping, inheriting the views wholly inside it. */
-  #piece(start: number, end: number, length: number): Mapping {
+  #piece(start: number, end: number, length: number, row: number): Mapping {
     const cell = this.#cell;
     const object = cell.object === undefined ? undefined : { key: cell.object.key, offset: cell.object.offset + start };
     lineageInit = cell.lineage;
     const piece = new Mapping(
       {
-        addr: cell.addr + start, length, prot: 0, shared: this.#shared, granule: this.#granule, finalize: this.#finalize, anchor: this.#anchor, object,
+        addr: cell.addr + start, length, prot: 0, shared: this.#shared, granule: this.#granule, finalize: this.#finalize, anchor: this.#anchor, object, row,
         aliasViews: this.#aliasViews, reachedElsewhere: this.#reachedElsewhere,
       },
       internal,

@@ -44,7 +44,8 @@
  * plain one is punched and pooled, anything else unmapped).
  */
 import { native } from '../native';
-import { MAP_COUNT_LIMIT, spendMapSlots } from './map-count';
+import { MADV_DONTNEED } from './constants';
+import { MAP_COUNT_LIMIT, spareMapSlots, spendMapSlots } from './map-count';
 import { storeCounts } from './tables';
 
 export { forkCount, rowFlags, storeCounts } from './tables';
@@ -167,6 +168,7 @@ function tryRelease(l: Lineage): void {
     return;
   }
   waiting.delete(l);
+  if (stranded.length > 0) retryStranded();
   const t = l.trash;
   l.trash = [];
   for (let i = 0; i < t.length; i += 4) {
@@ -262,7 +264,36 @@ function give(l: Lineage, row: number, addr: number, len: number, born: number, 
     pooledBytes += len;
     return;
   }
-  native().row_release(row, addr, len);
+  if (born < 0) return releaseTrash(row, addr, len);
+  native().row_release(row, addr, len); // (an object's own mapping: unmapping it splits nothing)
+}
+
+/**
+ * Trash pages given back while the mapping table is more than half full (map-count.ts, spareMapSlots), still
+ * mapped, with their rows: adjacent trash merges into one mapping, so unmapping a range out of the middle of it
+ * would split it — a loop that keeps every other view and drops the rest would fill the table at the release.
+ * They stay trash, their pages dropped (address space only), until the table has room again. Flat row, addr,
+ * len triples.
+ */
+const stranded: number[] = [];
+
+function releaseTrash(row: number, addr: number, len: number): void {
+  if (stranded.length === 0 && spareMapSlots(1)) {
+    native().row_release(row, addr, len);
+    return;
+  }
+  native().madvise(addr, len, MADV_DONTNEED); // (what stale views wrote there: no page is kept)
+  stranded.push(row, addr, len);
+}
+
+/** Unmaps stranded trash while the budget has room (a few at a time: this runs at every release). */
+function retryStranded(): void {
+  for (let k = 0; k < 64 && stranded.length > 0; k++) {
+    if (!spareMapSlots(1)) return;
+    const len = stranded.pop()!;
+    const addr = stranded.pop()!;
+    native().row_release(stranded.pop()!, addr, len);
+  }
 }
 
 /**
@@ -297,6 +328,8 @@ export function emptyPool(): void {
     for (let i = 0; i < list.length; i += 3) native().row_release(list[i], list[i + 1], len);
   }
   pool.clear();
+  for (let i = 0; i < stranded.length; i += 3) native().row_release(stranded[i], stranded[i + 1], stranded[i + 2]);
+  stranded.length = 0;
   pooledRanges = 0;
   pooledObjects = 0;
   pooledBytes = 0;

@@ -48,6 +48,7 @@
  */
 import { DevmapError, integer, options, rangeError, systemError, typeError } from '../errors';
 import { native } from '../native';
+import { mapCountError, takeMapSlots } from '../memory/map-count';
 import { address, int32, tagOf, timeoutMs, wordsOf } from './word';
 
 export type WaitResult = 'ok' | 'not-equal' | 'timed-out';
@@ -249,6 +250,8 @@ export function waitAsync(array: Int32Array, index: number, expected: number, op
   if (array[index] !== expected) return Promise.resolve('not-equal');
   if (ms === 0) return Promise.resolve('timed-out');
   if (!initialized) init();
+  // A pending wait may sleep on an alias of the word's page (one per word): a mapping, so it takes its entry.
+  if (!takeMapSlots(1)) return Promise.reject(mapCountError('waitAsync()'));
   if (waiters >= 0) Atomics.add(array, waiters, 1);
   const id = native().waitv_add(addr, expected >>> 0, ms, tagOf(array));
   if (id < 0) {

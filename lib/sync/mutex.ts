@@ -43,6 +43,7 @@
  */
 import { DevmapError, options, systemError, typeError } from '../errors';
 import { native } from '../native';
+import { assertMapSlots } from '../memory/map-count';
 import type { Mapping } from '../memory/mapping';
 import { waitAsync } from './futex';
 import { heldAt, hold, release } from './held';
@@ -246,7 +247,10 @@ export class Mutex {
         if (remaining <= 0) {
           throw new DevmapError('ERR_DEVMAP_MUTEX_TIMEOUT', `lockAsync: the Mutex was not acquired within ${ms} ms`);
         }
-        if (forwardWord === 0) forwardWord = Math.max(0, n.futex_alias(this.#addr + 4 * (this.#lockIndex - this.#index)));
+        if (forwardWord === 0) {
+          assertMapSlots(1, 'lockAsync()'); // the alias below is a mapping
+          forwardWord = Math.max(0, n.futex_alias(this.#addr + 4 * (this.#lockIndex - this.#index)));
+        }
         await waitAsync(this.#array, this.#lockIndex, value | 0, { timeout: remaining === Infinity ? undefined : remaining, signal });
         slept = true;
       }
