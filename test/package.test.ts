@@ -134,6 +134,8 @@ describe('the published package', () => {
       }
     }
     const help = execFileSync(process.execPath, [join(root, 'dist', 'cli', 'main.js'), '--help'], { encoding: 'utf8' });
+    // `npx devmap …` in the checkout runs the bin itself, so it must be executable (tsc writes 0644).
+    expect(execFileSync('npx', ['devmap', '--help'], { cwd: root, encoding: 'utf8' })).toBe(help);
     pointed.push(...(help.match(/\bdocs\/[\w-]+\.md\b/g) ?? []));
     expect(pointed.length).toBeGreaterThan(10);
     expect([...new Set(pointed)].filter((p) => !listing.includes(p))).toEqual([]);
