@@ -41,6 +41,7 @@
 #include <pthread.h>
 #include <unordered_set>
 #include <vector>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -73,9 +74,46 @@ struct sigaction g_previous;
 size_t g_page = 4096;
 // Process-wide words JavaScript shares across environments: word 0 counts the forks this process has begun
 // (pthread_atfork's prepare handler); word 1 is the VMA budget, slots of vm.max_map_count devmap may still take
-// before it counts the table again (lib/memory/map-count.ts).
+// before it counts the table again, and word 2 the most mappings devmap lets the table hold (the limit less the
+// reserve), both kept by lib/memory/map-count.ts.
 int32_t* g_forks = nullptr;
-constexpr size_t kProcessWords = 2;
+constexpr size_t kProcessWords = 3;
+
+// The lines of /proc/self/maps, from a signal handler (open, read and close only), or -1. One thread counts at a
+// time (the buffer is static: an alternate signal stack may be too small for it); another gets -1.
+long CountMappingsInHandler() {
+  static char buf[4096];
+  static std::atomic_flag busy = ATOMIC_FLAG_INIT;
+  if (busy.test_and_set(std::memory_order_acquire)) return -1;
+  long lines = -1;
+  int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC));
+  if (fd >= 0) {
+    lines = 0;
+    for (;;) {
+      ssize_t got = read(fd, buf, sizeof buf);
+      if (got <= 0) {
+        if (got < 0) lines = -1;
+        break;
+      }
+      for (ssize_t k = 0; k < got; k++) lines += buf[k] == '\n';
+    }
+    close(fd);
+  }
+  busy.clear(std::memory_order_release);
+  return lines;
+}
+
+// Room for a split (two more mappings): from the budget, or, once it is spent, from a count of the table.
+bool RoomForSplit() {
+  if (g_forks == nullptr) return false;
+  if (__atomic_sub_fetch(&g_forks[1], 2, __ATOMIC_SEQ_CST) >= 0) return true;
+  int32_t most = __atomic_load_n(&g_forks[2], __ATOMIC_RELAXED);
+  long count = most > 0 ? CountMappingsInHandler() : -1;
+  if (count < 0 || count + 2 > most) return false;
+  // As lib/memory/map-count.ts does after a count: half the room found, so the next faults need not count.
+  __atomic_store_n(&g_forks[1], static_cast<int32_t>((most - count) / 2) - 2, __ATOMIC_SEQ_CST);
+  return true;
+}
 
 void* Reserve(size_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -94,13 +132,14 @@ void OnSigbus(int sig, siginfo_t* si, void* context) {
       uintptr_t s = rows[i].start.load(std::memory_order_relaxed);
       uintptr_t l = rows[i].len.load(std::memory_order_relaxed);
       if (a < s || a >= s + l) continue;
-      // One zero page where the fault was: it splits the mapping in up to three, so it spends from the VMA
-      // budget (lib/memory/map-count.ts). With the budget spent, or the kernel's table full, the whole row
-      // becomes zero pages instead, which splits nothing: the Mapping is lost either way (its next call says
-      // ERR_DEVMAP_TRUNCATED), the process is not.
+      // One zero page where the fault was: it splits the mapping in up to three, so it needs room in the
+      // table (lib/memory/map-count.ts). Where devmap's share of the table is used up, or the kernel's table is
+      // full, the whole row becomes zero pages instead, which splits nothing (the pages of it the truncation
+      // left read zeros too): the Mapping is lost either way (its next call says ERR_DEVMAP_TRUNCATED), the
+      // process is not.
       void* page = reinterpret_cast<void*>(a & ~(g_page - 1));
       const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE;
-      bool room = g_forks != nullptr && __atomic_sub_fetch(&g_forks[1], 2, __ATOMIC_SEQ_CST) >= 0;
+      bool room = RoomForSplit();
       if ((room && mmap(page, g_page, PROT_READ | PROT_WRITE, flags, -1, 0) != MAP_FAILED) ||
           mmap(reinterpret_cast<void*>(s), l, PROT_READ | PROT_WRITE, flags, -1, 0) != MAP_FAILED) {
         __atomic_or_fetch(&g_flags[i], kFlagTruncated, __ATOMIC_SEQ_CST);

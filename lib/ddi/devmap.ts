@@ -469,7 +469,7 @@ export async function devmap_do_ctxmgt(
     ctx.timer = setTimeout(() => {
       ctx.timer = undefined;
       ctxRelease(ctx);
-    }, (s.timeout * 1000) / HZ);
+    }, Math.min((s.timeout * 1000) / HZ, 2 ** 31 - 1)); // (setTimeout's own limit, about 24.8 days)
     // Nobody waits yet: a context left on the CPU does not keep the process alive by itself.
     if (ctx.waiters.length === 0) ctx.timer.unref();
   }

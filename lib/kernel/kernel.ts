@@ -231,7 +231,15 @@ export class Kernel extends EventEmitter {
     }
     for (const h of this.#hosts) await h.close();
     this.#hosts.clear();
-    for (const p of this.processes) await p.exit();
+    for (const p of this.processes) {
+      try {
+        await p.exit();
+      } catch (err) {
+        // A Mutex locked since the check above (between two exits): the processes before this one are gone.
+        if ((err as { code?: unknown }).code !== 'ERR_DEVMAP_BUSY') throw err;
+        throw new DevmapError('ERR_DEVMAP_BUSY', `shutdown: stopped at process ${p.pid}, whose memory holds a Mutex this thread locked meanwhile; the processes before it have exited. Unlock it and call shutdown() again`, { cause: err });
+      }
+    }
     this.#down = true;
     this.arena.destroy();
   }

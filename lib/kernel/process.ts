@@ -21,6 +21,7 @@ import { DevmapError, integer, invalidArgValue, rangeError, string, typeError } 
 import {
   MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, PROT_WRITE,
 } from '../memory/constants';
+import { haveMapSlots } from '../memory/map-count';
 import { pageSize } from '../memory/page';
 import { AddressSpace, mapAnonymousSegment, type PmapEntry, type Rw } from './as';
 import { FREAD, FWRITE, OTYP_CHR, type Cred } from './device';
@@ -166,6 +167,9 @@ export class Process {
     return runSyscall(() => this.#serial(() => this.#withinMapLimit('munmap', async () => {
       if (len === 0 || a % pageSize !== 0 || !this.as.contains(a, len)) throw this.#error(EINVAL, 'munmap');
       const end = a + Math.ceil(len / pageSize) * pageSize;
+      // Refused before the first step when the mappings it may split could pass devmap's budget (map-count.ts):
+      // like Linux, which makes its splits before it removes anything.
+      if (!haveMapSlots(this.#splitsIn(a, end))) throw this.#error(ENOMEM, 'munmap');
       for (const seg of this.as.overlapping(a, end - a)) {
         const from = Math.max(seg.base, a);
         const to = Math.min(seg.end, end);
@@ -185,6 +189,7 @@ export class Process {
       if (a % pageSize !== 0 || (prot & ~7) !== 0 || !this.as.contains(a, len)) throw this.#error(EINVAL, 'mprotect');
       const end = a + Math.ceil(len / pageSize) * pageSize;
       const segs = this.as.overlapping(a, end - a);
+      if (!haveMapSlots(this.#splitsIn(a, end))) throw this.#error(ENOMEM, 'mprotect');
       // Every page must be mapped (ENOMEM otherwise) and allow the protection, before anything changes.
       let cursor = a;
       for (const s of segs) {
@@ -399,6 +404,13 @@ export class Process {
   /** The failed system call's error; a driver exception raised during the call is its cause. */
   #error(errno: number, syscall: string) {
     return syscallError(errno, syscall, this.pid);
+  }
+
+  /** The worst case of new mappings a change of [from, to) makes: each real mapping under it cut, and its aliases. */
+  #splitsIn(from: number, to: number): number {
+    let pieces = 0;
+    for (const seg of this.as.overlapping(from, to - from)) for (const p of seg.pieces) if (p.addr < to && p.addr + p.len > from) pieces++;
+    return 4 * pieces + 2;
   }
 
   /**

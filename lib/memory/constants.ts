@@ -50,6 +50,11 @@ export const SAFE_ADVICE: ReadonlySet<number> = new Set([
   MADV_POPULATE_READ, MADV_POPULATE_WRITE,
 ]);
 
+/** Advice that only acts on pages (drops, reads ahead, pages out, populates): it never splits a mapping. */
+export const PAGE_ADVICE: ReadonlySet<number> = new Set([
+  MADV_WILLNEED, MADV_DONTNEED, MADV_FREE, MADV_REMOVE, MADV_COLD, MADV_PAGEOUT, MADV_POPULATE_READ, MADV_POPULATE_WRITE,
+]);
+
 // memfd_create(2) flags and file seals (fcntl(2)).
 export const MFD_CLOEXEC = 0x1;
 export const MFD_ALLOW_SEALING = 0x2;

@@ -28,8 +28,9 @@ import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { DevmapError } from '../errors';
 import { processWords } from './tables';
 
-/** The word of processWords() that holds the budget. */
+/** The words of processWords() that hold the budget and the most mappings devmap lets the table hold. */
 const BUDGET = 1;
+const FLOOR = 2;
 
 function readLimit(): number {
   try {
@@ -90,11 +91,11 @@ export function roomMade(): void {
  * for a placement or a change of protection that may split a mapping in three). False when that would leave
  * fewer than MAP_COUNT_RESERVE entries, or when the table cannot be counted now.
  */
-export function takeMapSlots(need: number): boolean {
+export function takeMapSlots(need: number, recount = false): boolean {
   const words = processWords();
   for (let tries = 0; ; tries++) {
     const have = Atomics.load(words, BUDGET);
-    if (have >= need) {
+    if (have >= need && !(recount && tries === 0)) {
       if (Atomics.compareExchange(words, BUDGET, have, have - need) === have) return true;
       continue;
     }
@@ -107,6 +108,7 @@ export function takeMapSlots(need: number): boolean {
     if (t0 < quietUntil) return false;
     const count = mapCount();
     if (count < 0) return false;
+    publishFloor();
     const room = MAP_COUNT_LIMIT - MAP_COUNT_RESERVE - count;
     const fresh = room > 2 * need ? Math.ceil(room / 2) : Math.max(0, room);
     if (fresh < need) quietUntil = t0 + 5 * (performance.now() - t0);
@@ -115,6 +117,11 @@ export function takeMapSlots(need: number): boolean {
     if (Atomics.compareExchange(words, BUDGET, have, fresh >= need ? fresh - need : fresh) !== have && tries < 16) continue;
     return fresh >= need;
   }
+}
+
+/** The addon's SIGBUS handler counts the table itself once the budget is spent: it needs the floor (regions.cc). */
+function publishFloor(): void {
+  Atomics.store(processWords(), FLOOR, MAP_COUNT_LIMIT - MAP_COUNT_RESERVE);
 }
 
 /** A quarter of the entries devmap may use: see spareMapSlots(). */
@@ -126,8 +133,19 @@ const SPARE = Math.floor((MAP_COUNT_LIMIT - MAP_COUNT_RESERVE) / 4);
  * is half the room at each count): devmap's housekeeping never takes the room a program's own mappings need.
  */
 export function spareMapSlots(need: number): boolean {
-  return Atomics.load(processWords(), BUDGET) >= SPARE + need && takeMapSlots(need);
+  const words = processWords();
+  if (Atomics.load(words, BUDGET) >= SPARE + need) return takeMapSlots(need);
+  // The word may be low from spending alone: count the table before calling it half full (at most every so
+  // often: between half full and the reserve every release would count otherwise).
+  const t0 = performance.now();
+  if (t0 < spareQuietUntil) return false;
+  if (takeMapSlots(need, true) && Atomics.load(words, BUDGET) >= SPARE) return true;
+  spareQuietUntil = t0 + 5 * (performance.now() - t0);
+  return false;
 }
+
+/** Until when spareMapSlots() does not count the table again. */
+let spareQuietUntil = 0;
 
 /**
  * Spends `need` entries for a change devmap makes on its own to keep a promise (trash pages over part of an
@@ -136,6 +154,16 @@ export function spareMapSlots(need: number): boolean {
  */
 export function spendMapSlots(need: number): void {
   Atomics.sub(processWords(), BUDGET, need);
+}
+
+/**
+ * True when `need` entries could be taken now, without taking them: for a call made of several steps that each
+ * take their own (a simulated munmap over several mappings), which must be refused before its first step.
+ */
+export function haveMapSlots(need: number): boolean {
+  if (!takeMapSlots(need)) return false;
+  Atomics.add(processWords(), BUDGET, need);
+  return true;
 }
 
 /** The error a call gets when takeMapSlots() said no. */

@@ -50,7 +50,7 @@
 import { inspect } from 'node:util';
 import { DevmapError, check, integer, optionalInteger, options, rangeError, systemError, typeError } from '../errors';
 import { native } from '../native';
-import { PROT_READ, PROT_WRITE, SAFE_ADVICE, MS_ASYNC, MS_INVALIDATE, MS_SYNC } from './constants';
+import { PAGE_ADVICE, PROT_READ, PROT_WRITE, SAFE_ADVICE, MS_ASYNC, MS_INVALIDATE, MS_SYNC } from './constants';
 import { aliasView, covers, makeAlias, pinAlias, trash as trashAlias, viewsInside, type Alias } from './alias';
 import { makeBuffer } from './buffer';
 import { assertMapSlots, roomMade, spendMapSlots } from './map-count';
@@ -699,7 +699,9 @@ export class Mapping {
     advice = integer(advice, 'advice', 0, 1000);
     if (!SAFE_ADVICE.has(advice)) throw rangeError('one of the MADV_* constants devmap exports', 'advice', advice);
     const [start, end] = this.#pages(offset, length);
-    assertMapSlots(2, 'advise()');
+    // Advice that sets a flag of the mapping (DONTFORK, HUGEPAGE, …) splits it where the range ends inside it;
+    // advice that only acts on pages does not, and must work at the limit (MADV_DONTNEED frees memory).
+    if (!PAGE_ADVICE.has(advice)) assertMapSlots(2, 'advise()');
     this.#cell.born = -1; // advice can stay on the pages' mapping: they must not be handed to another Mapping so
     check(native().madvise(this.#cell.addr + start, end - start, advice), 'madvise');
   }

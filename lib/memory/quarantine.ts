@@ -278,13 +278,22 @@ function give(l: Lineage, row: number, addr: number, len: number, born: number, 
 const stranded: number[] = [];
 
 function releaseTrash(row: number, addr: number, len: number): void {
-  if (stranded.length === 0 && spareMapSlots(1)) {
-    native().row_release(row, addr, len);
-    return;
+  // Address space is bounded too: past STRANDED_BYTES, unmapped whatever the table (the kernel may refuse).
+  if (spareMapSlots(1) || strandedBytes + len > STRANDED_BYTES) {
+    if (native().row_release(row, addr, len) === 0) {
+      if (stranded.length > 0) retryStranded();
+      return;
+    }
+    row = native().row_add(addr, len, ROW_TRASH); // the kernel refused (its table is full): still trash, with a row
   }
   native().madvise(addr, len, MADV_DONTNEED); // (what stale views wrote there: no page is kept)
   stranded.push(row, addr, len);
+  strandedBytes += len;
 }
+
+/** The address space stranded trash may hold (a fraction of the 128 TiB a process has). */
+const STRANDED_BYTES = 2 ** 40;
+let strandedBytes = 0;
 
 /** Unmaps stranded trash while the budget has room (a few at a time: this runs at every release). */
 function retryStranded(): void {
@@ -293,6 +302,7 @@ function retryStranded(): void {
     const len = stranded.pop()!;
     const addr = stranded.pop()!;
     native().row_release(stranded.pop()!, addr, len);
+    strandedBytes -= len;
   }
 }
 
@@ -330,6 +340,7 @@ export function emptyPool(): void {
   pool.clear();
   for (let i = 0; i < stranded.length; i += 3) native().row_release(stranded[i], stranded[i + 1], stranded[i + 2]);
   stranded.length = 0;
+  strandedBytes = 0;
   pooledRanges = 0;
   pooledObjects = 0;
   pooledBytes = 0;

@@ -2,6 +2,7 @@
 // over aliases of its shared and anonymous memory (lib/memory/alias.ts), which unmap, mprotect and
 // devmap_unload turn into trash only where they take pages away.
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, Mapping, Mutex, PROT_NONE, PROT_READ, PROT_WRITE, pageSize as P, wait } from '../../lib';
 import { fixture, run } from '../helpers/child';
@@ -129,6 +130,13 @@ describe('a held Mutex keeps the pages its words are in', () => {
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
     expect(out.survived).toBe(true);
     if (how === 'deferred') expect(out.pending).toBe(true);
+  }, 30_000);
+
+  it('a client killed while the host thread holds a Mutex in its memory: its exit waits for the unlock, the host lives (before: an unhandled rejection ended it)', async () => {
+    const r = await run(process.execPath, [fixture('host-held-mutex.cjs'), join(__dirname, '..', '..', 'dist')]);
+    expect(r.signal, r.stderr).toBeNull();
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim().split('\n').pop()!)).toEqual({ waiting: true, gone: true, exits: ['disconnect'], survived: true });
   }, 30_000);
 
   it('exit() and shutdown() are refused before anything changes while a Mutex in the process\'s memory is held; after unlock they go through', async () => {

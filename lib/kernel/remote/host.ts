@@ -314,7 +314,10 @@ class Connection implements AddressSpaceMirror, FaultClient {
 
   // --- the connection's life ---------------------------------------------------------------------------
 
-  /** Ends the connection and runs the exit path once (after the request in flight, if any). */
+  /**
+   * Ends the connection and runs the exit path once (after the request in flight, if any). Never rejects: it
+   * runs from socket events (`void this.end(…)`), where a rejection would end the host; what fails is a warning.
+   */
   end(reason: 'exit' | 'disconnect' | 'protocol' | 'host-close'): Promise<void> {
     this.#ended ??= (async () => {
       this.#socket.destroy();
@@ -326,13 +329,15 @@ class Connection implements AddressSpaceMirror, FaultClient {
       const proc = this.proc;
       if (proc) {
         proc.as.mirror = null;
-        await proc.exit();
+        await exitOnceUnlocked(proc);
       }
       this.#dropFds();
       for (const [token, p] of this.#host.pending) if (p.parent === this) await this.#host.dropPending(token, p);
       this.#host.forget(this);
       if (proc) this.#host.emit('exit', { ...this.info(), reason });
-    })();
+    })().catch((err: unknown) => {
+      process.emitWarning(`devmap: ending client ${this.proc?.pid ?? '?'} failed: ${(err as Error)?.message ?? String(err)}`, 'DevmapWarning');
+    });
     return this.#ended;
   }
 
@@ -716,5 +721,21 @@ class Connection implements AddressSpaceMirror, FaultClient {
     await proc.exit();
     this.#reply(f, [0]);
     void this.end('exit');
+  }
+}
+
+/**
+ * A client's exit: the process is gone, so its exit path must run, but not while this thread holds a Mutex in
+ * its memory (exit() refuses then: the Mutex's words are on the thread's robust list). It waits for the unlock,
+ * looking every 50 ms; the pages stay mapped until then.
+ */
+async function exitOnceUnlocked(proc: Process): Promise<void> {
+  for (;;) {
+    try {
+      return await proc.exit();
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'ERR_DEVMAP_BUSY') throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 }
