@@ -84,7 +84,12 @@ constexpr size_t kProcessWords = 3;
 long CountMappingsInHandler() {
   static char buf[4096];
   static std::atomic_flag busy = ATOMIC_FLAG_INIT;
-  if (busy.test_and_set(std::memory_order_acquire)) return -1;
+  // Another thread counting: wait for it, a bounded while (a child forked during a count inherits the flag set
+  // with no thread to clear it: it gives up and answers -1).
+  for (int spins = 0; busy.test_and_set(std::memory_order_acquire); spins++) {
+    if (spins > 20000) return -1;
+    syscall(SYS_sched_yield);
+  }
   long lines = -1;
   int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC));
   if (fd >= 0) {
@@ -109,6 +114,8 @@ bool RoomForSplit() {
   if (__atomic_sub_fetch(&g_forks[1], 2, __ATOMIC_SEQ_CST) >= 0) return true;
   int32_t most = __atomic_load_n(&g_forks[2], __ATOMIC_RELAXED);
   long count = most > 0 ? CountMappingsInHandler() : -1;
+  // A thread that counted meanwhile may have refilled the budget.
+  if (count >= 0 && __atomic_sub_fetch(&g_forks[1], 2, __ATOMIC_SEQ_CST) >= 0) return true;
   if (count < 0 || count + 2 > most) return false;
   // As lib/memory/map-count.ts does after a count: half the room found, so the next faults need not count.
   __atomic_store_n(&g_forks[1], static_cast<int32_t>((most - count) / 2) - 2, __ATOMIC_SEQ_CST);

@@ -169,7 +169,8 @@ export class Process {
       const end = a + Math.ceil(len / pageSize) * pageSize;
       // Refused before the first step when the mappings it may split could pass devmap's budget (map-count.ts):
       // like Linux, which makes its splits before it removes anything.
-      if (!haveMapSlots(this.#splitsIn(a, end))) throw this.#error(ENOMEM, 'munmap');
+      const splits = this.#splitsIn(a, end);
+      if (splits > 0 && !haveMapSlots(splits)) throw this.#error(ENOMEM, 'munmap');
       for (const seg of this.as.overlapping(a, end - a)) {
         const from = Math.max(seg.base, a);
         const to = Math.min(seg.end, end);
@@ -189,7 +190,8 @@ export class Process {
       if (a % pageSize !== 0 || (prot & ~7) !== 0 || !this.as.contains(a, len)) throw this.#error(EINVAL, 'mprotect');
       const end = a + Math.ceil(len / pageSize) * pageSize;
       const segs = this.as.overlapping(a, end - a);
-      if (!haveMapSlots(this.#splitsIn(a, end))) throw this.#error(ENOMEM, 'mprotect');
+      const splits = this.#splitsIn(a, end);
+      if (splits > 0 && !haveMapSlots(splits)) throw this.#error(ENOMEM, 'mprotect');
       // Every page must be mapped (ENOMEM otherwise) and allow the protection, before anything changes.
       let cursor = a;
       for (const s of segs) {
@@ -406,11 +408,16 @@ export class Process {
     return syscallError(errno, syscall, this.pid);
   }
 
-  /** The worst case of new mappings a change of [from, to) makes: each real mapping under it cut, and its aliases. */
+  /**
+   * The worst case of new mappings a change of [from, to) makes: a real mapping that the range ends inside is cut
+   * (with the aliases of its views); one wholly inside is not.
+   */
   #splitsIn(from: number, to: number): number {
-    let pieces = 0;
-    for (const seg of this.as.overlapping(from, to - from)) for (const p of seg.pieces) if (p.addr < to && p.addr + p.len > from) pieces++;
-    return 4 * pieces + 2;
+    let cut = 0;
+    for (const seg of this.as.overlapping(from, to - from)) {
+      for (const p of seg.pieces) if ((p.addr < from && p.addr + p.len > from) || (p.addr < to && p.addr + p.len > to)) cut++;
+    }
+    return 4 * cut;
   }
 
   /**

@@ -623,8 +623,11 @@ export class Mapping {
     const [start, end] = this.#pages(offset, length);
     const lowers = (prot & RW) !== RW;
     if (lowers) this.#assertUnpinned('protect');
-    // It may split the mapping in three, and each alias its views are over where they lose the pages.
-    assertMapSlots(2 + (lowers ? 2 * this.#aliases.length : 0), 'protect()');
+    // It may split the mapping in three (not when it covers all of a mapping of one protection), and each alias
+    // its views are over where they lose the pages.
+    const whole = start === 0 && end === this.#cell.mapped && this.#runStarts.length === 1;
+    const need = (whole ? 0 : 2) + (lowers ? 2 * this.#aliases.length : 0);
+    if (need > 0) assertMapSlots(need, 'protect()');
     if (lowers) this.#releaseViews(start, end);
     const deferred = this.#deferred;
     this.#deferred = subtractRange(deferred, start, end);

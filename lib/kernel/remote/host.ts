@@ -101,7 +101,15 @@ export class KernelHost extends EventEmitter {
     return out;
   }
 
-  /** Stops serving: no new connections; every connected process exits (its drivers see every unmap and close). */
+  /** True once close() was called. */
+  get closing(): boolean {
+    return this.#closing !== null;
+  }
+
+  /**
+   * Stops serving: no new connections; every connected process exits (its drivers see every unmap and close).
+   * One whose memory holds a Mutex this thread locked stays, for kernel.shutdown() once it is unlocked.
+   */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       // The server stops accepting at once; its callback waits for the connections, which end here.
@@ -329,7 +337,10 @@ class Connection implements AddressSpaceMirror, FaultClient {
       const proc = this.proc;
       if (proc) {
         proc.as.mirror = null;
-        await exitOnceUnlocked(proc);
+        // The client is gone: its exit waits for an unlock. Closing the host does not wait (a held Mutex in
+        // the client's memory leaves the process to kernel.shutdown(), which refuses until the unlock).
+        if (reason === 'host-close') await proc.exit();
+        else await exitOnceUnlocked(proc, () => this.#host.closing);
       }
       this.#dropFds();
       for (const [token, p] of this.#host.pending) if (p.parent === this) await this.#host.dropPending(token, p);
@@ -727,15 +738,16 @@ class Connection implements AddressSpaceMirror, FaultClient {
 /**
  * A client's exit: the process is gone, so its exit path must run, but not while this thread holds a Mutex in
  * its memory (exit() refuses then: the Mutex's words are on the thread's robust list). It waits for the unlock,
- * looking every 50 ms; the pages stay mapped until then.
+ * looking every 50 ms, until the host closes; the pages stay mapped until then.
  */
-async function exitOnceUnlocked(proc: Process): Promise<void> {
+async function exitOnceUnlocked(proc: Process, closing: () => boolean): Promise<void> {
   for (;;) {
     try {
       return await proc.exit();
     } catch (err) {
-      if ((err as { code?: unknown }).code !== 'ERR_DEVMAP_BUSY') throw err;
-      await new Promise((r) => setTimeout(r, 50));
+      // (Once the host closes, it stops waiting: the process is left to kernel.shutdown().)
+      if ((err as { code?: unknown }).code !== 'ERR_DEVMAP_BUSY' || closing()) throw err;
+      await new Promise((r) => setTimeout(r, 50).unref()); // (a held Mutex alone does not keep Node alive)
     }
   }
 }
