@@ -12,7 +12,7 @@
  * be left. (A whole unmap never splits anything and is never refused.) What devmap does on its own to keep a
  * promise — trash pages over the part of an alias a call took away, the release of a range that waited for
  * its views — is never refused: the call that caused it paid for it, and a release that would split merged
- * trash pages while the budget says no leaves them in place as trash (quarantine.ts).
+ * trash pages while the table is more than half full leaves them in place as trash (quarantine.ts).
  *
  * Counting the table means reading /proc/self/maps, about a third of a microsecond per entry, so it is not done
  * per call. After a count, the table has `room` entries left above the reserve; every new mapping spends its
@@ -102,7 +102,7 @@ export function takeMapSlots(need: number, recount = false): boolean {
     // Spent (or never counted: the word starts at 0): count the table. Only half the room found is given out
     // before the next count, as mappings made outside devmap meanwhile (V8's, another addon's) are not seen.
     // At the reserve every call would count, and a count of a full table takes milliseconds: after a count
-    // that found no room, calls are refused without counting for a while (four times what the count took),
+    // that found no room, calls are refused without counting for a while (five times what the count took),
     // unless this environment gave a mapping back meanwhile (roomMade()).
     const t0 = performance.now();
     if (t0 < quietUntil) return false;

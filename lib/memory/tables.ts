@@ -8,7 +8,10 @@ function load(): { flags: Int32Array; counts: Int32Array; process: Int32Array } 
   return (tables = { flags: new Int32Array(flags), counts: new Int32Array(counts), process: new Int32Array(process) });
 }
 
-/** The addon's process-wide words, shared by every environment: [0] the fork count, [1] the VMA budget (map-count.ts). */
+/**
+ * The addon's process-wide words, shared by every environment: [0] the fork count, [1] the VMA budget and [2] the
+ * most mappings devmap lets the table hold (map-count.ts; the SIGBUS handler reads both).
+ */
 export function processWords(): Int32Array {
   return (tables ?? load()).process;
 }
