@@ -12,8 +12,11 @@ import { DevmapError } from './errors';
 /** The addon's functions: see native/ (addon.h lists the files). Failing system calls return -errno. */
 export interface Native {
   mmap(addr: number, length: number, prot: number, flags: number, fd: number, offset: number): number;
-  /** mremap(2); old_size 0 on a shared mapping makes a second mapping of the same pages. */
-  mremap(addr: number, oldSize: number, newSize: number, flags: number, newAddr: number): number;
+  /**
+   * mremap(2) + a row of the range table of `kind` in one call (the row index is left in tables()[1][0]); old_size
+   * 0 on a shared mapping makes a second mapping of the same pages.
+   */
+  mremap_row(addr: number, oldSize: number, newSize: number, flags: number, kind: number): number;
   munmap(addr: number, length: number): number;
   mprotect(addr: number, length: number, prot: number): number;
   msync(addr: number, length: number, flags: number): number;

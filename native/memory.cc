@@ -23,15 +23,6 @@ static Napi::Value Mmap(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(reinterpret_cast<uintptr_t>(p)));
 }
 
-// mremap(old, old_size, new_size, flags, new_addr) -> address | -errno. With old_size 0 on a shared mapping
-// the kernel makes a second mapping of the same pages (the aliases the views of a simulated process use).
-static Napi::Value Mremap(const Napi::CallbackInfo& info) {
-  if (!CheckArgs(info, 5)) return info.Env().Undefined();
-  void* p = mremap(Ptr(info, 0), Size(info, 1), Size(info, 2), Int(info, 3), Ptr(info, 4));
-  if (p == MAP_FAILED) return Napi::Number::New(info.Env(), -errno);
-  return Napi::Number::New(info.Env(), static_cast<double>(reinterpret_cast<uintptr_t>(p)));
-}
-
 static Napi::Value Munmap(const Napi::CallbackInfo& info) {
   if (!CheckArgs(info, 2)) return info.Env().Undefined();
   return Result(info.Env(), munmap(Ptr(info, 0), Size(info, 1)));
@@ -103,20 +94,40 @@ static Napi::Value Buffer(const Napi::CallbackInfo& info) {
   return Napi::Value(info.Env(), ab);
 }
 
+// The end of mmap_row and mremap_row: a row of `kind` over the new mapping (undone when the table is full), its
+// index in the scratch word, the address out; -errno when the mapping failed.
+static Napi::Value WithRow(Napi::Env env, void* p, size_t len, int kind) {
+  if (p == MAP_FAILED) return NumberOf(env, -errno);
+  long row = RowAdd(env, reinterpret_cast<uintptr_t>(p), len, kind);
+  if (row < 0) {
+    munmap(p, len);
+    return NumberOf(env, static_cast<double>(row));
+  }
+  SetScratch(env, static_cast<int32_t>(row));
+  return NumberOf(env, static_cast<double>(reinterpret_cast<uintptr_t>(p)));
+}
+
 // mmap_row(addr, length, prot, flags, fd, offset, kind) -> address | -errno: mmap and a row of the range table
 // (regions.cc) in one call; the row's index is left in the environment's scratch word (tables()[1][0]).
 static Napi::Value MmapRow(const Napi::CallbackInfo& info) {
   if (!CheckArgs(info, 7)) return info.Env().Undefined();
   size_t len = Size(info, 1);
+  int kind = Int(info, 6);  // (read first: nothing may run between the call and its errno)
   void* p = mmap(Ptr(info, 0), len, Int(info, 2), Int(info, 3), Int(info, 4), static_cast<off_t>(Num(info, 5)));
-  if (p == MAP_FAILED) return NumberOf(info.Env(), -errno);
-  long row = RowAdd(info.Env(), reinterpret_cast<uintptr_t>(p), len, Int(info, 6));
-  if (row < 0) {
-    munmap(p, len);
-    return NumberOf(info.Env(), static_cast<double>(row));
-  }
-  SetScratch(info.Env(), static_cast<int32_t>(row));
-  return NumberOf(info.Env(), static_cast<double>(reinterpret_cast<uintptr_t>(p)));
+  return WithRow(info.Env(), p, len, kind);
+}
+
+// mremap_row(old, old_size, new_size, flags, kind) -> address | -errno: mremap(2) (flags without MREMAP_FIXED)
+// plus a row of the range table of `kind` over the result, in one call, as mmap_row: JavaScript cannot be
+// stopped (a Worker terminated) between the two, so no alias is ever left without a row for the teardown. With
+// old_size 0 on a shared mapping the kernel makes a second mapping of the same pages (the aliases the views of a
+// simulated process use).
+static Napi::Value MremapRow(const Napi::CallbackInfo& info) {
+  if (!CheckArgs(info, 5)) return info.Env().Undefined();
+  size_t len = Size(info, 2);
+  int kind = Int(info, 4);
+  void* p = mremap(Ptr(info, 0), Size(info, 1), len, Int(info, 3) & ~MREMAP_FIXED);
+  return WithRow(info.Env(), p, len, kind);
 }
 
 // Replaces [addr, addr + length) with private zero pages, read+write: memory nothing can fault on.
@@ -225,7 +236,6 @@ static Napi::Value PageSize(const Napi::CallbackInfo& info) {
 
 void InitMemory(Napi::Env env, Napi::Object exports) {
   exports["mmap"] = Napi::Function::New(env, Mmap, "mmap");
-  exports["mremap"] = Napi::Function::New(env, Mremap, "mremap");
   exports["munmap"] = Napi::Function::New(env, Munmap, "munmap");
   exports["mprotect"] = Napi::Function::New(env, Mprotect, "mprotect");
   exports["msync"] = Napi::Function::New(env, Msync, "msync");
@@ -235,6 +245,7 @@ void InitMemory(Napi::Env env, Napi::Object exports) {
   exports["mincore"] = Napi::Function::New(env, Mincore, "mincore");
   exports["buffer"] = Napi::Function::New(env, Buffer, "buffer");
   exports["mmap_row"] = Napi::Function::New(env, MmapRow, "mmap_row");
+  exports["mremap_row"] = Napi::Function::New(env, MremapRow, "mremap_row");
   exports["trash"] = Napi::Function::New(env, TrashJs, "trash");
   exports["retire"] = Napi::Function::New(env, Retire, "retire");
   exports["punch"] = Napi::Function::New(env, Punch, "punch");

@@ -49,12 +49,10 @@ export interface Alias {
 export function makeAlias(base: number, len: number, pinned: boolean): Alias {
   const n = native();
   assertMapSlots(1, 'A view of a simulated process (an alias of its pages)');
-  const addr = check(n.mremap(base, 0, len, MREMAP_MAYMOVE, 0), 'mremap');
-  const row = n.row_add(addr, len, ROW_LIVE);
-  if (row < 0) {
-    n.munmap(addr, len);
-    check(row, 'mmap');
-  }
+  // The alias and its row in one call: a Worker terminated between the two would leave the alias unknown to
+  // its teardown.
+  const addr = check(n.mremap_row(base, 0, len, MREMAP_MAYMOVE, ROW_LIVE), 'mremap');
+  const row = storeCounts()[0];
   const alias: Alias = { base, addr, len, row, lineage: newLineage(), dead: [], gone: false, pinned: pinned ? 1 : 0, views: [] };
   alias.lineage.give = (r, a, l) => {
     alias.gone = true;
